@@ -1,0 +1,290 @@
+"""Tests of gift/loss.py: GIFT's identities and invariances, its first step and degenerate groups, and the baselines."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gift.loss import aggregate, dpo_loss, gift_loss, group_advantages, group_zscore, grpo_loss, kl_k3, una_loss
+
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Double precision for tight comparisons of gradients, restored afterwards for the other test files."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def random_groups(B=5, G=8, seed=0, scale=3.0):
+    """Random rewards on several levels and logratios whose group std is well above any floor used here."""
+    g = torch.Generator().manual_seed(seed)
+    rewards = torch.randint(0, 5, (B * G,), generator=g).double() / 4
+    rewards.view(B, G)[:, 0], rewards.view(B, G)[:, 1] = 0.0, 1.0  # every group informative
+    logratio = scale * torch.randn(B * G, generator=g)
+    return logratio, rewards
+
+
+def loss_and_grad(logratio, rewards, G, **kw):
+    x = logratio.clone().requires_grad_()
+    loss, stats = gift_loss(x, rewards, G, **kw)
+    loss.backward()
+    return loss.detach(), x.grad, stats
+
+
+def pearson(a, b):
+    return torch.corrcoef(torch.stack([a, b]))[0, 1]
+
+
+# ----------------------------------------------------------------------------------------------------------- GIFT
+
+
+def test_group_zscore_mean_zero_unit_mean_square():
+    x, _ = random_groups()
+    z = group_zscore(x, 8)
+    assert z.shape == (5, 8)
+    torch.testing.assert_close(z.mean(1), torch.zeros(5))
+    torch.testing.assert_close(z.pow(2).mean(1), torch.ones(5))
+
+
+def test_gift_equals_two_times_one_minus_pearson_per_group():
+    logratio, rewards = random_groups(B=6, G=8)
+    for b in range(6):
+        sl = slice(8 * b, 8 * b + 8)
+        loss, _ = gift_loss(logratio[sl], rewards[sl], 8, std_floor=0.1)
+        torch.testing.assert_close(loss, 2 * (1 - pearson(logratio[sl], rewards[sl])))
+    loss, stats = gift_loss(logratio, rewards, 8, std_floor=0.1)
+    rhos = torch.stack([pearson(l, r) for l, r in zip(logratio.view(6, 8), rewards.view(6, 8))])
+    torch.testing.assert_close(loss, (2 * (1 - rhos)).mean())
+    assert stats["corr"] == pytest.approx(rhos.mean().item(), abs=1e-9)
+    assert stats["below_floor_frac"] == 0.0
+
+
+@pytest.mark.parametrize("detach_std", [False, True])
+def test_affine_reward_map_changes_nothing(detach_std):
+    logratio, rewards = random_groups(seed=1)
+    loss, grad, _ = loss_and_grad(logratio, rewards, 8, detach_std=detach_std)
+    for a, b in [(3.0, -2.0), (0.01, 5.0)]:
+        loss2, grad2, _ = loss_and_grad(logratio, a * rewards + b, 8, detach_std=detach_std)
+        torch.testing.assert_close(loss2, loss)
+        torch.testing.assert_close(grad2, grad)
+
+
+@pytest.mark.parametrize("detach_std", [False, True])
+def test_per_group_logratio_shift_changes_nothing(detach_std):
+    logratio, rewards = random_groups(seed=2)
+    loss, grad, _ = loss_and_grad(logratio, rewards, 8, detach_std=detach_std)
+    shift = torch.tensor([-7.0, 0.5, 3.0, 100.0, -0.1]).repeat_interleave(8)   # a log Z(x) per prompt
+    loss2, grad2, _ = loss_and_grad(logratio + shift, rewards, 8, detach_std=detach_std)
+    torch.testing.assert_close(loss2, loss)
+    torch.testing.assert_close(grad2, grad)
+
+
+@pytest.mark.parametrize("detach_std", [False, True])
+def test_logratio_scale_leaves_loss_and_scales_gradient_by_inverse(detach_std):
+    logratio, rewards = random_groups(seed=3, scale=10.0)
+    assert 0.5 * logratio.view(5, 8).std(1, unbiased=False).min() > 1.0    # above the default floor at every c
+    loss, grad, stats = loss_and_grad(logratio, rewards, 8, detach_std=detach_std)
+    for c in [2.0, 10.0, 0.5]:
+        loss2, grad2, stats2 = loss_and_grad(c * logratio, rewards, 8, detach_std=detach_std)
+        torch.testing.assert_close(loss2, loss)
+        torch.testing.assert_close(grad2, grad / c)
+        assert stats2["beta"] == pytest.approx(stats["beta"] / c)   # beta = sigma_r / sigma_logratio
+
+
+def test_scale_free_gradient_is_orthogonal_to_logratio_unless_std_detached():
+    # Euler: a loss invariant to the scale of logratio has sum_i logratio_i dL/dlogratio_i = 0; detaching the std
+    # adds a component that shrinks the logratio scale when the correlation is imperfect
+    logratio, rewards = random_groups(seed=4)
+    _, grad, _ = loss_and_grad(logratio, rewards, 8)
+    _, grad_d, _ = loss_and_grad(logratio, rewards, 8, detach_std=True)
+    assert abs((grad * logratio).sum().item()) < 1e-10
+    assert (grad_d * logratio).sum().item() > 1e-3                  # descent shrinks |logratio|
+
+
+def test_affine_logratio_gives_zero_loss_and_implied_beta():
+    _, rewards = random_groups(seed=5)
+    beta = 0.2
+    logratio = rewards / beta + torch.arange(5.0).repeat_interleave(8)   # r = beta logratio - beta log Z
+    loss, grad, stats = loss_and_grad(logratio, rewards, 8)
+    assert loss.item() < 1e-12 and grad.abs().max().item() < 1e-10
+    assert stats["corr"] == pytest.approx(1.0)
+    assert stats["beta"] == pytest.approx(beta)
+    assert stats["loss_informative"] < 1e-12
+
+
+def test_degenerate_groups_zero_loss_exactly_zero_gradient():
+    logratio, rewards = random_groups(B=4, G=8, seed=6)
+    rewards.view(4, 8)[1] = 1.0                                     # all right
+    rewards.view(4, 8)[3] = 0.1                                     # all equal (0.1 has no exact float mean)
+    loss, grad, stats = loss_and_grad(logratio, rewards, 8)
+    assert torch.isfinite(grad).all()
+    assert (grad.view(4, 8)[[1, 3]] == 0).all()                     # exactly zero, not just small
+    assert (grad.view(4, 8)[[0, 2]] != 0).any()
+    # the sum runs over informative groups and divides by all B groups
+    keep = torch.tensor([0, 2])
+    sub, _ = gift_loss(logratio.view(4, 8)[keep].flatten(), rewards.view(4, 8)[keep].flatten(), 8)
+    torch.testing.assert_close(loss, sub * 2 / 4)
+    assert stats["informative_frac"] == 0.5
+    assert stats["loss_informative"] == pytest.approx(sub.item())
+
+
+def test_all_degenerate_at_the_first_step_is_zero_and_finite():
+    x = torch.zeros(16, requires_grad=True)                         # pi == pi_ref and every group all-equal
+    loss, stats = gift_loss(x, torch.ones(16), 8)
+    loss.backward()
+    assert loss.item() == 0.0 and (x.grad == 0).all()
+    assert stats["informative_frac"] == 0.0 and all(math.isfinite(v) for v in stats.values())
+
+
+@pytest.mark.parametrize("std_floor", [0.1, 0.5, 1.0])
+def test_first_step_is_finite_and_follows_the_centred_reward(std_floor):
+    B, G = 4, 8
+    _, rewards = random_groups(B, G, seed=7)
+    x = torch.zeros(B * G, requires_grad=True)                      # pi_theta == pi_ref: logratio 0, std 0
+    loss, stats = gift_loss(x, rewards, G, std_floor=std_floor)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    assert x.grad.abs().max().item() < 1e3
+    assert loss.item() == pytest.approx(1.0)                        # mean of z(r)^2 over informative groups
+    z_r = group_zscore(rewards, G).flatten()
+    torch.testing.assert_close(x.grad, -2 / (B * G) * z_r / std_floor)   # group-normalised REINFORCE direction
+    centred = (rewards.view(B, G) - rewards.view(B, G).mean(1, keepdim=True)).flatten()
+    step = -x.grad                                                  # gradient descent raises better-than-average
+    assert ((step > 0) == (centred > 0)).all() and ((step < 0) == (centred < 0)).all()
+    assert stats["below_floor_frac"] == 1.0
+    assert stats["beta"] == pytest.approx(
+        (rewards.view(B, G).std(1, unbiased=False) / std_floor).mean().item())
+
+
+def test_below_the_floor_descent_stops_at_group_std_equal_to_floor():
+    # below the floor the loss is UNA-style matching of the centred logratio to std_floor * z(r): its minimiser
+    # has group std == std_floor, a trust region when pi_ref is the sampling policy
+    B, G, floor = 3, 8, 0.5
+    _, rewards = random_groups(B, G, seed=8)
+    x = torch.zeros(B * G, requires_grad=True)
+    for _ in range(40):                                             # plain gradient descent
+        loss, _ = gift_loss(x, rewards, G, std_floor=floor)
+        (grad,) = torch.autograd.grad(loss, x)
+        x = (x - 2.0 * grad).detach().requires_grad_()
+    assert loss.item() < 1e-8
+    torch.testing.assert_close(x.detach().view(B, G).std(1, unbiased=False), torch.full((B,), floor))
+    torch.testing.assert_close(group_zscore(x.detach(), G), group_zscore(rewards, G))
+
+
+def test_gift_rejects_bad_input():
+    x = torch.zeros(16)
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        gift_loss(x, x, 5)
+    with pytest.raises(ValueError, match="rewards shape"):
+        gift_loss(x, torch.zeros(8), 8)
+    with pytest.raises(ValueError, match="1-D"):
+        gift_loss(x.view(2, 8), x.view(2, 8), 8)
+    with pytest.raises(ValueError, match="std_floor"):
+        gift_loss(x, x, 8, std_floor=0.0)
+    with pytest.raises(ValueError, match="group_size"):
+        gift_loss(x, x, 1)
+
+
+def test_gift_stats_are_plain_floats():
+    logratio, rewards = random_groups()
+    _, stats = gift_loss(logratio, rewards, 8)
+    assert set(stats) == {"informative_frac", "loss_informative", "logratio_std", "below_floor_frac", "corr", "beta"}
+    assert all(type(v) is float for v in stats.values())
+    assert stats["logratio_std"] == pytest.approx(logratio.view(5, 8).std(1, unbiased=False).mean().item())
+
+
+# ----------------------------------------------------------------------------------------------------------- GRPO
+
+
+def test_group_advantages_grpo_and_dr_grpo():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5])
+    a = group_advantages(rewards, 4, eps=0.0)
+    torch.testing.assert_close(a[:4], torch.tensor([1.0, -1.0, -1.0, 1.0]))   # population std 0.5
+    assert (group_advantages(rewards, 4)[4:] == 0).all()            # equal rewards: no advantage, no NaN
+    torch.testing.assert_close(group_advantages(rewards, 4, scale_by_std=False)[:4],
+                               torch.tensor([0.5, -0.5, -0.5, 0.5]))
+    torch.testing.assert_close(group_advantages(torch.tensor([1, 0, 0, 1]), 4, eps=0.0),   # verifier ints
+                               torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float32))
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        group_advantages(rewards, 3, scale_by_std=False)
+
+
+def test_kl_k3_is_nonnegative_and_unbiased():
+    g = torch.Generator().manual_seed(0)
+    logits, ref_logits = torch.randn(6, generator=g), torch.randn(6, generator=g)
+    logp_all, ref_all = F.log_softmax(logits, 0), F.log_softmax(ref_logits, 0)
+    true_kl = (logp_all.exp() * (logp_all - ref_all)).sum()
+    tokens = torch.multinomial(logp_all.exp(), 200_000, replacement=True, generator=g)
+    k3 = kl_k3(logp_all[tokens][None], ref_all[tokens][None])
+    assert (k3 >= 0).all()
+    assert k3.mean().item() == pytest.approx(true_kl.item(), rel=0.05)
+    assert (kl_k3(logp_all[None], logp_all[None]) == 0).all()
+
+
+def test_aggregate_modes():
+    x = torch.tensor([[1.0, 2.0, 3.0, float("nan")], [4.0, float("inf"), 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    assert aggregate(x, mask, "token-mean").item() == pytest.approx(10 / 4)
+    assert aggregate(x, mask, "seq-mean").item() == pytest.approx((2 + 4) / 2)
+    assert aggregate(x, mask, "constant").item() == pytest.approx(10 / (2 * 4))
+    assert aggregate(x, mask, "constant", max_len=10).item() == pytest.approx(10 / 20)
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        aggregate(x, mask, "sum")
+
+
+def test_grpo_on_policy_gradient_is_minus_advantage():
+    logp = torch.randn(4, 5, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    mask = torch.ones(4, 5)
+    mask[0, 3:] = 0
+    adv = torch.tensor([1.0, -1.0, 0.5, 0.0])
+    loss, stats = grpo_loss(logp, logp.detach(), None, adv, mask)   # ratio == 1
+    loss.backward()
+    assert loss.item() == pytest.approx(-(adv[:, None] * mask).sum().item() / mask.sum().item())
+    torch.testing.assert_close(logp.grad, -adv[:, None] * mask / mask.sum())
+    assert stats["clip_frac"] == 0.0 and stats["ratio_mean"] == pytest.approx(1.0)
+
+
+def test_grpo_clipping_stops_the_gradient_only_past_the_trust_region():
+    old = torch.zeros(4, 1)
+    logp = torch.log(torch.tensor([[1.5], [1.5], [0.5], [0.5]])).requires_grad_()   # ratios 1.5, 1.5, 0.5, 0.5
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    loss, stats = grpo_loss(logp, old, None, adv, torch.ones(4, 1), clip_eps=0.2)
+    loss.backward()
+    g = logp.grad.flatten()
+    assert g[0] == 0 and g[3] == 0                                  # pushed past 1 +- eps in A's direction: clipped
+    assert g[1] != 0 and g[2] != 0                                  # the unclipped side still corrects
+    assert stats["clip_frac"] == 1.0
+
+
+def test_grpo_kl_penalty():
+    logp, ref = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(2))
+    mask, adv = torch.ones(3, 4), torch.zeros(3)
+    loss, stats = grpo_loss(logp, logp, ref, adv, mask, kl_coef=0.1)
+    assert loss.item() == pytest.approx(0.1 * kl_k3(logp, ref).mean().item())
+    assert stats["kl"] == pytest.approx(kl_k3(logp, ref).mean().item())
+    with pytest.raises(ValueError, match="ref_logp"):
+        grpo_loss(logp, logp, None, adv, mask, kl_coef=0.1)
+    with pytest.raises(ValueError, match="advantages"):
+        grpo_loss(logp, logp, None, torch.zeros(4), mask)
+
+
+# ------------------------------------------------------------------------------------------------------- DPO, UNA
+
+
+def test_dpo_loss():
+    c, r = torch.tensor([1.0, 0.0, -2.0]), torch.tensor([0.0, 0.0, 1.0])
+    assert dpo_loss(torch.zeros(3), torch.zeros(3), 0.1).item() == pytest.approx(math.log(2))
+    expected = -torch.log(torch.sigmoid(0.5 * (c - r))).mean()
+    assert dpo_loss(c, r, 0.5).item() == pytest.approx(expected.item())
+    assert dpo_loss(c + 5, r, 0.5) < dpo_loss(c, r, 0.5)            # a larger margin for the chosen is better
+    torch.testing.assert_close(dpo_loss(c + 3, r + 3, 0.5), dpo_loss(c, r, 0.5))   # log Z cancels in a pair
+
+
+def test_una_loss():
+    rewards = torch.tensor([0.0, 0.5, 1.0])
+    assert una_loss(rewards / 0.1, rewards, 0.1).item() == pytest.approx(0.0)
+    assert una_loss(torch.zeros(3), rewards, 0.1).item() == pytest.approx((0.25 + 1) / 3)
+    assert una_loss(rewards / 0.1 + 1, rewards, 0.1).item() == pytest.approx(0.01)   # no log Z invariance
