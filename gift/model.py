@@ -70,8 +70,19 @@ class KVCache:
         self.valid = self.valid.repeat_interleave(n, dim=0)
 
     def keep(self, rows):
-        """Keep only these rows (a LongTensor of indices), e.g. to drop finished samples."""
-        self.k, self.v, self.valid = self.k[:, rows], self.v[:, rows], self.valid[rows]
+        """Keep only these rows (a LongTensor of indices; new row i is old row rows[i]), e.g. to drop finished samples.
+
+        Works in place: only rows with rows[i] != i are copied, then the batch is cut to len(rows). Filling the
+        holes left by dropped rows with rows from the end moves few rows, so dropping finished samples stays cheap.
+        """
+        n = len(rows)
+        if n > self.k.shape[1]:
+            raise ValueError(f"keep() got {n} rows but the cache has {self.k.shape[1]}: it can only drop rows")
+        moved = torch.nonzero(rows != torch.arange(n, device=rows.device)).flatten()
+        if len(moved) > 0:  # the right-hand sides are gathered (copied) before anything is overwritten
+            src = rows[moved]
+            self.k[:, moved], self.v[:, moved], self.valid[moved] = self.k[:, src], self.v[:, src], self.valid[src]
+        self.k, self.v, self.valid = self.k[:, :n], self.v[:, :n], self.valid[:n]
 
 
 class CausalSelfAttention(nn.Module):

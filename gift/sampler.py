@@ -1,0 +1,261 @@
+"""Sampling groups of responses: batched decoding with a key/value cache, shared prefill, and the GSM8K calculator.
+
+GIFT (like GRPO) scores each prompt x by comparing a *group* of G responses y_1..y_G ~ pi_theta(.|x) to each other,
+so every RL step starts here: B prompts, N samples each. Most of the time of an RL run on a CPU is spent in this file.
+
+How `generate` does it, top to bottom:
+1. Prefill. The prompts are left-padded to a common length P and run through the model once, filling a KVCache.
+   Padding slots are marked invalid (attention skips them) and each row gets its own position ids 0..len-1, so a
+   padded batch gives exactly the logits each prompt would give alone.
+2. Share. The cache and the last logits are repeated N times (`KVCache.repeat_interleave`): the N samples of a prompt
+   start from one prefill instead of N.
+3. Decode. One token per row per step: sample from softmax(logits / T) (optionally truncated by top-k / top-p), feed
+   the B*N new tokens through the model (one position each), repeat. A row that emits a stop token is dropped from
+   the batch (`KVCache.keep`; rows from the end of the batch move into its place), so finished rows cost nothing.
+4. Calculator (optional). GSM8K solutions write arithmetic as `<<48/2=24>>`. When a row's text ends inside an open
+   `<<expr=`, we compute expr and *force* the result and the closing `>>`: those tokens are fed through the model like
+   any other (so the next choice sees them) but get mask 0, because the policy did not choose them and the loss must
+   not train on them. An invalid expression (calculator returns None) forces nothing.
+
+Every chosen token also records its sampling log-probability log pi(y_t | x, y_<t) under the distribution it was
+drawn from; RL code uses the mask and, for diagnostics, these log-probabilities.
+"""
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from gift.model import KVCache
+
+
+@dataclass
+class Generation:
+    """What `generate` returns, for R = len(prompts) * num_samples rows, prompt-major (all samples of prompt 0 first).
+
+    sequences: R lists of response token ids (no prompt), each ending at and including the first stop token, or
+        cut at max_new_tokens.
+    tokens: (R, L) long, the responses right-padded with 0; L is the longest response.
+    mask: (R, L) float, 1 for tokens the model chose, 0 for padding and for tokens the calculator forced.
+    logprobs: (R, L) float32, log-probability of each chosen token under the distribution it was sampled from
+        (softmax(logits / T) after top-k / top-p; softmax(logits) for greedy), 0 where mask is 0.
+    finished: (R,) bool, True for rows that ended with a stop token.
+    """
+
+    sequences: list
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    logprobs: torch.Tensor
+    finished: torch.Tensor
+
+
+def format_result(value):
+    """The calculator's answer as the text to force: str(int) for ints; floats rounded to 6 decimals with trailing
+    zeros dropped (24.0 -> "24", 1/3 -> "0.333333", 2.5 -> "2.5"). None, NaN and infinities give None (force nothing)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def _choose(logits, temperature, top_k, top_p, uniform):
+    """Pick one token per row. logits (R, V) -> tokens (R,) long, log-probabilities (R,) float32.
+
+    temperature 0 is greedy (log-probability under softmax(logits)). Otherwise the logits are divided by T, cut to the
+    top_k largest (ties with the k-th are kept), then to the smallest set of tokens whose probability reaches top_p,
+    and the token is drawn from the renormalised distribution, whose log-probability is returned.
+    uniform(shape) supplies the U(0, 1) random numbers (see `generate`'s seed).
+    """
+    logits = logits.float()
+    if temperature == 0:
+        logp = F.log_softmax(logits, dim=-1)
+        tok = logp.argmax(dim=-1)
+        return tok, logp.gather(1, tok[:, None])[:, 0]
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (R, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = F.softmax(sorted_logits, dim=-1)
+        drop = (probs.cumsum(dim=-1) - probs) >= top_p  # the mass before this token already reaches top_p
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))  # back to vocabulary order
+    logp = F.log_softmax(logits, dim=-1)
+    # Gumbel-max trick: argmax(log p + G) with G = -log(-log U), U ~ uniform(0, 1), is an exact sample from p
+    # (three times faster than torch.multinomial on CPU). Truncated tokens have log p = -inf and are never drawn.
+    gumbel = uniform(logp.shape).log_().neg_().log_().neg_()
+    tok = (logp + gumbel).argmax(dim=-1)  # (R,)
+    return tok, logp.gather(1, tok[:, None])[:, 0]
+
+
+@functools.lru_cache(maxsize=8)
+def _ends_with_equals(tokenizer, vocab_size, device):
+    """(V,) bool tensor, True for tokens whose bytes end with b"=": the only tokens that can open a calculation.
+
+    Computed once per tokenizer, so that checking every sampled token costs one lookup per step."""
+    flags = []
+    for i in range(vocab_size):
+        try:
+            flags.append(tokenizer.decode_single_token_bytes(i).endswith(b"="))
+        except KeyError:  # an id the tokenizer does not use (the model's vocabulary may be padded)
+            flags.append(False)
+    return torch.tensor(flags, device=device)
+
+
+def _calculation(tokenizer, calculator, response):
+    """Tokens to force after `response` (a list of ids whose text ends with "="), or None.
+
+    The text must end inside an open `<<expr=`: the last "<<" has no ">>" after it. Then expr is computed and its
+    formatted result plus ">>" is encoded; an invalid expression gives None.
+    """
+    text = tokenizer.decode_bytes(response)
+    start = text.rfind(b"<<")
+    if start < 0 or b">>" in text[start:] or not text.endswith(b"="):
+        return None
+    result = format_result(calculator(text[start + 2 : -1].decode("utf-8", errors="replace")))
+    return None if result is None else tokenizer.encode_ordinary(result + ">>")
+
+
+def _check_inputs(model, prompts, num_samples, max_new_tokens, temperature, top_k, top_p, stop_tokens, calculator,
+                  tokenizer):
+    config = model.config
+    if not isinstance(prompts, (list, tuple)) or len(prompts) == 0:
+        raise ValueError("prompts must be a non-empty list of token-id lists")
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or an integer >= 1, got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be None or in (0, 1], got {top_p!r}")
+    if calculator is not None and tokenizer is None:
+        raise ValueError("a calculator needs tokenizer= (a tiktoken.Encoding) to read '<<expr=' and encode the result")
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty: a prompt needs at least one token")
+    for i, p in enumerate(prompts):
+        if len(p) + max_new_tokens > config.block_size:
+            raise ValueError(f"prompt {i} has {len(p)} tokens; with max_new_tokens={max_new_tokens} that is "
+                             f"{len(p) + max_new_tokens} > block_size {config.block_size}")
+        if min(p) < 0 or max(p) >= config.vocab_size:
+            raise ValueError(f"prompt {i} has a token id outside [0, {config.vocab_size})")
+    for s in stop_tokens:
+        if not 0 <= s < config.vocab_size:
+            raise ValueError(f"stop token {s} is outside [0, {config.vocab_size})")
+
+
+@torch.inference_mode()
+def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0, top_k=None, top_p=None,
+             stop_tokens=(), calculator=None, seed=None, tokenizer=None):
+    """Sample num_samples responses for each prompt. Returns a `Generation` (see its docstring for the shapes).
+
+    prompts: list of B token-id lists (any lengths >= 1). temperature 0 is greedy. stop_tokens: ids that end a
+    response (included in it). calculator: calculate(expr) -> int | float | None, used with tokenizer (a
+    tiktoken.Encoding) to force the results of `<<expr=`. seed: an int makes the samples reproducible (for the same
+    prompts, settings and device: the random numbers are drawn for the whole batch at once); a list of B ints gives
+    each prompt its own random stream, so a prompt's samples do not depend on the other prompts in the batch (DDP
+    ranks then sample exactly what one process would).
+    """
+    stop_tokens = tuple(stop_tokens)
+    _check_inputs(model, prompts, num_samples, max_new_tokens, temperature, top_k, top_p, stop_tokens, calculator,
+                  tokenizer)
+    param = next(model.parameters())
+    device, dtype = param.device, param.dtype
+    B, N = len(prompts), num_samples
+    if isinstance(seed, (list, tuple)):  # one stream per prompt: draw for all its N rows, keep the live ones
+        if len(seed) != B:
+            raise ValueError(f"seed is a list of {len(seed)} ints, one per prompt was expected ({B})")
+        streams = [torch.Generator(device=device).manual_seed(int(s)) for s in seed]
+
+        def uniform(shape):
+            u = torch.cat([torch.rand(N, shape[-1], generator=g, device=device) for g in streams])  # (B*N, V)
+            return u[rows]  # `rows`: the output rows still in the batch (set in step 3)
+    else:
+        generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+
+        def uniform(shape):
+            return torch.rand(shape, generator=generator, device=device)
+    was_training = model.training
+    model.eval()
+
+    # 1. prefill: left-pad to P tokens; padding slots are invalid and take position 0
+    P = max(len(p) for p in prompts)
+    idx = torch.zeros(B, P, dtype=torch.long)
+    pos = torch.zeros(B, P, dtype=torch.long)
+    cache = KVCache(model.config, B, P + max_new_tokens - 1, device=device, dtype=dtype)  # the last token is never fed
+    for b, p in enumerate(prompts):
+        idx[b, P - len(p) :] = torch.tensor(p)
+        pos[b, P - len(p) :] = torch.arange(len(p))
+        cache.valid[b, P - len(p) : P] = True
+    logits = model(idx.to(device), pos=pos.to(device), cache=cache)[:, -1]  # (B, V): every row ends with a real token
+
+    # 2. share: N rows per prompt, prompt-major
+    cache.repeat_interleave(N)
+    logits = logits.repeat_interleave(N, dim=0)  # (R, V)
+    next_pos = torch.tensor([len(p) for p in prompts], device=device).repeat_interleave(N)  # (R,)
+
+    # 3. decode. `rows` maps each batch row to its output row; finished rows leave the batch.
+    R = B * N
+    rows = torch.arange(R, device=device)
+    tokens = torch.zeros(R, max_new_tokens, dtype=torch.long, device=device)
+    logprobs = torch.zeros(R, max_new_tokens, dtype=torch.float32, device=device)
+    mask = torch.zeros(R, max_new_tokens, dtype=torch.float32, device=device)
+    lengths = torch.full((R,), max_new_tokens, dtype=torch.long, device=device)
+    finished = torch.zeros(R, dtype=torch.bool, device=device)
+    stops = torch.tensor(stop_tokens, dtype=torch.long, device=device)
+    if calculator is not None:
+        opens = _ends_with_equals(tokenizer, logits.shape[-1], device)
+    forced = {}  # batch row -> token ids the calculator still has to force, one per step
+
+    for t in range(max_new_tokens):
+        tok, logp = _choose(logits, temperature, top_k, top_p, uniform)
+        chosen = torch.ones_like(logp)
+        if forced:  # forced tokens replace the sample; the policy did not choose them
+            forced_rows = list(forced)
+            tok[forced_rows] = torch.tensor([forced[r].pop(0) for r in forced_rows], device=device)
+            chosen[forced_rows] = 0.0
+            forced = {r: f for r, f in forced.items() if f}
+        tokens[rows, t] = tok
+        logprobs[rows, t] = logp * chosen
+        mask[rows, t] = chosen
+        if calculator is not None:
+            for r in torch.nonzero(opens[tok] & (chosen > 0)).flatten().tolist():  # rare: a chosen token ends in "="
+                force = _calculation(tokenizer, calculator, tokens[rows[r], : t + 1].tolist())
+                if force:
+                    forced[r] = force
+        stop = torch.isin(tok, stops)
+        if stop.any():
+            finished[rows[stop]] = True
+            lengths[rows[stop]] = t + 1
+        if t == max_new_tokens - 1 or stop.all():
+            break
+        if stop.any():  # drop finished rows: kept rows at the front stay put, rows from the end fill the holes
+            alive = ~stop
+            n = int(alive.sum())
+            keep = torch.arange(n, device=device)
+            keep[torch.nonzero(stop[:n]).flatten()] = torch.nonzero(alive[n:]).flatten() + n  # (n,) old batch rows
+            cache.keep(keep)
+            rows, tok, next_pos = rows[keep], tok[keep], next_pos[keep]
+            if forced:
+                new_row = {old: new for new, old in enumerate(keep.tolist()) if old in forced}
+                forced = {new_row[r]: f for r, f in forced.items() if r in new_row}
+        cache.valid[:, cache.length] = True  # every row in the batch writes a real token into this slot
+        logits = model(tok[:, None], pos=next_pos[:, None], cache=cache)[:, -1]  # (R', V)
+        next_pos = next_pos + 1
+    model.train(was_training)
+
+    L = int(lengths.max())
+    tokens, mask, logprobs = tokens[:, :L], mask[:, :L], logprobs[:, :L]  # never written after a row's end: 0
+    sequences = [seq[:n] for seq, n in zip(tokens.tolist(), lengths.tolist())]
+    return Generation(sequences, tokens, mask, logprobs, finished)

@@ -1,0 +1,244 @@
+"""The sampler: cached decoding equals a naive full-forward loop, padding and row dropping change nothing, samples
+follow softmax(logits / T), top-k / top-p cut the support, and calculator results are forced and masked."""
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from gift.model import GPT, GPTConfig
+from gift.sampler import format_result, generate
+from gift.tokenizer import builtin_tokenizer
+
+EOT = 256  # the byte tokenizer's <|endoftext|>
+
+
+def random_model(seed=0, noise=0.1, **overrides):
+    """A small GPT whose weights are perturbed so that logits are spread out (no near-ties for argmax)."""
+    config = GPTConfig(**{**dict(n_layer=2, n_head=4, n_embd=32, block_size=64, vocab_size=61), **overrides})
+    torch.manual_seed(seed)
+    model = GPT(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(noise * torch.randn_like(p))
+    return model
+
+
+def full_logprobs(model, prompt, response, temperature=1.0):
+    """log softmax(logits / T) of each response token given everything before it, by one full forward: (len,)."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + response]))[0, len(prompt) - 1 : -1]
+    logp = F.log_softmax(logits / temperature, dim=-1)
+    return logp.gather(1, torch.tensor(response)[:, None])[:, 0]
+
+
+def naive_greedy(model, prompt, max_new_tokens, stop_tokens=()):
+    """Re-run the whole sequence every step and take the argmax: the reference for the cached sampler."""
+    seq = list(prompt)
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+            if seq[-1] in stop_tokens:
+                break
+    return seq[len(prompt) :]
+
+
+PROMPTS = [[5, 9, 2], [7] * 9 + [3, 1], [11, 4, 8, 8, 20, 1, 2, 3, 4, 5, 6, 7, 30, 31, 32, 33, 1]]
+
+
+def test_greedy_with_cache_equals_naive_loop():
+    model = random_model()
+    free = [naive_greedy(model, p, 20) for p in PROMPTS]
+    stop = free[0][6]  # a token greedy decoding really emits, so that rows stop (and leave the batch) early
+    expected = [naive_greedy(model, p, 20, stop_tokens=(stop,)) for p in PROMPTS]
+    assert len({len(e) for e in expected}) > 1, "fixture should make rows stop at different steps"
+    out = generate(model, PROMPTS, max_new_tokens=20, temperature=0, stop_tokens=(stop,))
+    assert out.sequences == expected
+    assert out.finished.tolist() == [e[-1] == stop for e in expected]
+    for i, (p, e) in enumerate(zip(PROMPTS, expected)):
+        assert out.mask[i, : len(e)].eq(1).all() and out.mask[i, len(e) :].eq(0).all()
+        assert out.tokens[i, : len(e)].tolist() == e and out.tokens[i, len(e) :].eq(0).all()
+        assert torch.allclose(out.logprobs[i, : len(e)], full_logprobs(model, p, e), atol=1e-4)
+        assert out.logprobs[i, len(e) :].eq(0).all()
+
+
+def test_unequal_prompts_in_one_batch_give_the_same_tokens_as_alone():
+    model = random_model(seed=1)
+    batched = generate(model, PROMPTS, num_samples=2, max_new_tokens=15, temperature=0)
+    for i, p in enumerate(PROMPTS):
+        alone = generate(model, [p], max_new_tokens=15, temperature=0)
+        assert batched.sequences[2 * i] == batched.sequences[2 * i + 1] == alone.sequences[0]
+        assert torch.allclose(batched.logprobs[2 * i], alone.logprobs[0], atol=1e-5)
+
+
+def test_sampled_logprobs_match_a_full_forward():
+    """Sampling with unequal prompts, shared prefill and rows leaving the batch: each recorded log-probability must
+    equal log softmax(logits / T) recomputed from scratch, which fails if any cache slot or position is wrong."""
+    model = random_model(seed=2)
+    T, stops = 0.8, tuple(range(50, 61))
+    out = generate(model, PROMPTS, num_samples=4, max_new_tokens=30, temperature=T, stop_tokens=stops, seed=0)
+    lengths = [len(s) for s in out.sequences]
+    assert len(out.sequences) == 12 and len(set(lengths)) > 3, "fixture should make rows stop at different steps"
+    assert out.tokens.shape == out.mask.shape == out.logprobs.shape == (12, max(lengths))
+    for i, seq in enumerate(out.sequences):
+        assert torch.allclose(out.logprobs[i, : len(seq)], full_logprobs(model, PROMPTS[i // 4], seq, T), atol=1e-4)
+        assert out.finished[i] == (seq[-1] in stops)
+        assert all(t not in stops for t in seq[:-1])  # each response ends at its first stop token
+
+
+def test_same_seed_same_samples():
+    model = random_model(seed=3)
+    a, b, c = (generate(model, PROMPTS, num_samples=3, max_new_tokens=12, seed=s) for s in (7, 7, 8))
+    assert a.sequences == b.sequences and torch.equal(a.logprobs, b.logprobs)
+    assert a.sequences != c.sequences
+
+
+def test_per_prompt_seeds_make_samples_independent_of_the_batch():
+    """With one seed per prompt, a prompt's samples are the same alone, in another batch, or split in two (DDP)."""
+    model = random_model(seed=4)
+    stops = tuple(range(50, 61))
+    together = generate(model, PROMPTS, num_samples=3, max_new_tokens=12, seed=[11, 12, 13], stop_tokens=stops)
+    for i, p in enumerate(PROMPTS):
+        alone = generate(model, [p], num_samples=3, max_new_tokens=12, seed=[11 + i], stop_tokens=stops)
+        assert alone.sequences == together.sequences[3 * i : 3 * i + 3]
+    other = generate(model, PROMPTS, num_samples=3, max_new_tokens=12, seed=[11, 12, 99], stop_tokens=stops)
+    assert other.sequences[:6] == together.sequences[:6] and other.sequences[6:] != together.sequences[6:]
+    with pytest.raises(ValueError, match="one per prompt"):
+        generate(model, PROMPTS, max_new_tokens=4, seed=[1, 2])
+
+
+def chi_square(counts, probs):
+    expected = probs * counts.sum()
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def test_token_frequencies_match_softmax_over_temperature():
+    """20,000 first tokens at T = 0.7 pass a chi-square test (99.9% level) against softmax(logits / 0.7), and fail
+    it against softmax(logits / 1.4), so the test can tell temperatures apart."""
+    model = random_model(seed=4, noise=0.2, n_layer=1, n_embd=16, vocab_size=12)
+    prompt, T, n = [3, 1, 4], 0.7, 20_000
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt]))[0, -1]
+    out = generate(model, [prompt], num_samples=n, max_new_tokens=1, temperature=T, seed=0)
+    counts = torch.bincount(out.tokens[:, 0], minlength=12).double()
+    df = 11  # the 99.9% quantile of chi-square(df), by the Wilson-Hilferty approximation
+    threshold = df * (1 - 2 / (9 * df) + 3.09 * math.sqrt(2 / (9 * df))) ** 3
+    probs = F.softmax(logits.double() / T, dim=-1)
+    assert probs.max() < 0.5 and probs.min() > 0.005, "fixture should give a spread-out distribution"
+    assert chi_square(counts, probs) < threshold
+    assert chi_square(counts, F.softmax(logits.double() / (2 * T), dim=-1)) > threshold
+    assert torch.allclose(out.logprobs[:, 0], probs.log().float()[out.tokens[:, 0]], atol=1e-5)
+
+
+def test_top_k_and_top_p_restrict_the_support():
+    model = random_model(seed=5, noise=0.2, n_layer=1, n_embd=16, vocab_size=12)
+    prompt, n = [2, 7], 3000
+    with torch.no_grad():
+        logp = F.log_softmax(model(torch.tensor([prompt]))[0, -1], dim=-1)
+    order = logp.argsort(descending=True)
+
+    out = generate(model, [prompt], num_samples=n, max_new_tokens=1, top_k=3, seed=0)
+    top3 = order[:3]
+    assert set(out.tokens[:, 0].tolist()) == set(top3.tolist())
+    renormalised = logp - torch.logsumexp(logp[top3], dim=0)
+    assert torch.allclose(out.logprobs[:, 0], renormalised[out.tokens[:, 0]], atol=1e-5)
+
+    p = 0.55  # the nucleus: the fewest most-likely tokens whose probability reaches p
+    size = int((logp[order].exp().cumsum(0) < p).sum()) + 1
+    assert 1 < size < 12
+    out = generate(model, [prompt], num_samples=n, max_new_tokens=1, top_p=p, seed=0)
+    assert set(out.tokens[:, 0].tolist()) == set(order[:size].tolist())
+    renormalised = logp - torch.logsumexp(logp[order[:size]], dim=0)
+    assert torch.allclose(out.logprobs[:, 0], renormalised[out.tokens[:, 0]], atol=1e-5)
+
+
+# A model that writes a fixed script: the token after position p is SCRIPT[p], whatever came before. The embedding of
+# the token at position p is one-hot and the position embedding is 10 x one-hot(SCRIPT[p]), so after the final
+# LayerNorm the tied LM head (the same one-hot rows) scores SCRIPT[p] highest. The random transformer blocks on top
+# add small context-dependent terms, so log-probabilities still depend on every cached token.
+# "?" marks where the calculator's forced tokens go: the model's own choice there is overridden.
+SCRIPT = "<<3+4=???, <<2*1.25=?????<<1/0=ab <<5-2=???"
+
+
+def scripted_model():
+    chars = sorted(set(SCRIPT + "Q7>"))
+    model = random_model(seed=6, noise=0.0, n_layer=1, n_head=2, n_embd=32, block_size=64, vocab_size=257)
+    dim = {ord(ch): i for i, ch in enumerate(chars)} | {EOT: len(chars)}
+    with torch.no_grad():
+        model.transformer.wte.weight.zero_()
+        model.transformer.wpe.weight.zero_()
+        for token, d in dim.items():
+            model.transformer.wte.weight[token, d] = 1.0
+        for p, token in enumerate([ord(ch) for ch in SCRIPT] + [EOT]):
+            model.transformer.wpe.weight[p, dim[token]] = 10.0
+    return model
+
+
+def calculate(expr):
+    """A stand-in for gift.verifier.calculate: + - * / on numbers, None when invalid."""
+    if not expr or any(ch not in "0123456789.+-*/ " for ch in expr):
+        return None
+    try:
+        return eval(expr)
+    except (SyntaxError, ZeroDivisionError):
+        return None
+
+
+def test_calculator_results_are_forced_and_masked():
+    """[...] marks forced text. The row with prompt "QQQ" starts 2 characters into the script, so it writes "3+4="
+    with no open "<<" (nothing forced), and it finishes while the other row is still being forced."""
+    model, enc = scripted_model(), builtin_tokenizer()
+    expected = {
+        "QQQ": "3+4=???, <<2*1.25=[2.5>>]<<1/0=ab <<5-2=[3>>]",
+        "Q": "<<3+4=[7>>], <<2*1.25=[2.5>>]<<1/0=ab <<5-2=[3>>]",
+    }
+    prompts = [enc.encode(p) for p in expected]
+    out = generate(model, prompts, num_samples=2, max_new_tokens=60, temperature=0, stop_tokens=(EOT,),
+                   calculator=calculate, tokenizer=enc)
+    for i, marked in enumerate(expected.values()):
+        text = marked.replace("[", "").replace("]", "")
+        forced, inside = [], False  # forced[j]: was character j of text forced?
+        for ch in marked:
+            if ch in "[]":
+                inside = ch == "["
+            else:
+                forced.append(inside)
+        mask = [0.0 if f else 1.0 for f in forced] + [1.0]  # the end-of-text is the model's choice
+        for row in (2 * i, 2 * i + 1):
+            seq = out.sequences[row]
+            assert enc.decode(seq[:-1]) == text and seq[-1] == EOT and out.finished[row]
+            assert out.mask[row, : len(seq)].tolist() == mask
+            chosen = out.mask[row, : len(seq)].bool()
+            assert out.logprobs[row, : len(seq)][~chosen].eq(0).all()
+            # the forced tokens went through the model: later choices saw them in the cache
+            reference = full_logprobs(model, prompts[i], seq)
+            assert torch.allclose(out.logprobs[row, : len(seq)][chosen], reference[chosen], atol=1e-5)
+
+
+def test_without_calculator_the_model_writes_everything():
+    model, enc = scripted_model(), builtin_tokenizer()
+    out = generate(model, [enc.encode("Q")], max_new_tokens=60, temperature=0, stop_tokens=(EOT,))
+    assert enc.decode(out.sequences[0][:-1]) == SCRIPT and out.mask.eq(1).all()
+
+
+def test_format_result():
+    assert [format_result(v) for v in (7, -3, 24.0, 2.5, 1 / 3, -0.0000001, 1e20)] == [
+        "7", "-3", "24", "2.5", "0.333333", "0", "100000000000000000000"]
+    assert format_result(None) is None and format_result(float("inf")) is None and format_result(math.nan) is None
+
+
+def test_clear_errors():
+    model = random_model()
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        generate(model, [[1], []])
+    with pytest.raises(ValueError, match="block_size"):
+        generate(model, [[1] * 10], max_new_tokens=60)
+    with pytest.raises(ValueError, match="num_samples"):
+        generate(model, [[1]], num_samples=0)
+    with pytest.raises(ValueError, match="tokenizer"):
+        generate(model, [[1]], calculator=calculate)
+    with pytest.raises(ValueError, match="non-empty list"):
+        generate(model, [])
+    with pytest.raises(ValueError, match="outside"):
+        generate(model, [[1, 61]], max_new_tokens=8)
