@@ -1,4 +1,4 @@
-"""Data: GSM8K (grade-school math word problems) and the prompt format the model is trained and sampled with.
+"""Data: GSM8K (grade-school math word problems), the built-in task, and the prompt format both use.
 
 GSM8K (Cobbe et al. 2021, github.com/openai/grade-school-math, MIT licence) has 7,473 train and 1,319 test problems.
 Each row is a question and a solution written step by step, with calculator annotations and the final answer:
@@ -15,6 +15,8 @@ so at sampling time it writes the whole solution, calls the calculator at every 
 and the verifier reads the number after its last `####`.
 
 `python -m gift.data gsm8k` downloads the two official files once into data/gsm8k/, checked against pinned sha256 sums.
+The built-in task (bottom of this file) generates GSM8K-shaped problems from a seed, so `python train.py` needs no
+download; `python -m gift.data builtin` prints a few.
 """
 import argparse
 import hashlib
@@ -117,7 +119,7 @@ def load_gsm8k(split, root="data/gsm8k"):
 # ----------------------------------------------------------------------------------------------------------------
 # The built-in task: GSM8K-shaped arithmetic word problems, generated from a seed, for `python train.py` on a CPU.
 #
-# A problem is a start amount and 1-3 events, each one a step of arithmetic on the running total:
+# A problem is a start amount and one or more events (one by default), each a step of arithmetic on the running total:
 #     "Ivy has 49 eggs. Gets 19 more. Buys 7 boxes of 26. How many eggs now?"
 # The solution is written like GSM8K's, one line per event, then "#### N":
 #     tool style    "49+19=<<49+19=68>>68\n68+7*26=<<68+7*26=250>>250\n#### 250"
@@ -142,7 +144,7 @@ ITEMS = ["pens", "cards", "eggs", "coins", "books", "cups", "apples", "shells"]
 EVENTS = ("gets", "gives", "boxes")
 
 
-def builtin_problem(rng, min_steps=1, max_steps=3, max_number=99, events=EVENTS):
+def builtin_problem(rng, min_steps=1, max_steps=1, max_number=99, events=EVENTS):
     """One problem: (question, operations [(expression, value), ...], answer). rng: a random.Random."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     total = rng.randint(10, max_number)

@@ -58,6 +58,8 @@ if triton is not None:
                              BLOCK: tl.constexpr, WITH_ENTROPY: tl.constexpr):
         """One program per row (x = logits[row]): with m = max(x) and s = sum_v exp((x_v - m) / T),
         logprobs[row] = (x[target] - m) / T - log s. Saves m and log s, i.e. logsumexp(x / T) = m / T + log s."""
+        # BEGIN SOLUTION kernel
+        # HINT: online max and sum over BLOCK-wide chunks; store log p, m, log s (and the entropy)
         row = tl.program_id(0).to(tl.int64)  # int64: row * row_stride can pass 2**31
         row_ptr = logits_ptr + row * row_stride
         m = tl.full([], float("-inf"), tl.float32)  # running max of x
@@ -86,6 +88,7 @@ if triton is not None:
         if WITH_ENTROPY:
             # H = -sum_v p_v log p_v with p_v = e_v / s and log p_v = (x_v - m) / T - log s  =>  H = log s - t / s
             tl.store(entropy_ptr + row, log_s - t / s)
+        # END SOLUTION
 
     @triton.jit
     def _logprobs_bwd_kernel(logits_ptr, targets_ptr, max_ptr, logsum_ptr, grad_out_ptr, grad_ptr,

@@ -91,6 +91,8 @@ def group_zscore(x, group_size, std_floor=0.0, eps=0.0, detach_std=False):
     finite even for a constant group (with neither floor nor eps a constant group gives 0/0).
     """
     _check_grouped(x, group_size, "x")
+    # BEGIN SOLUTION loss
+    # HINT: centre each group of G, divide by max(std, std_floor) + eps (floor the variance)
     x = x.view(-1, group_size)                                       # (B, G)
     centred = x - x.mean(dim=1, keepdim=True)
     var = centred.pow(2).mean(dim=1, keepdim=True)                   # (B, 1)
@@ -98,6 +100,7 @@ def group_zscore(x, group_size, std_floor=0.0, eps=0.0, detach_std=False):
     if detach_std:
         std = std.detach()
     return centred / (std + eps)
+    # END SOLUTION
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -126,6 +129,8 @@ def gift_loss(logratio, rewards, group_size, std_floor=1.0, detach_std=False):
         raise ValueError(f"rewards shape {tuple(rewards.shape)} != logratio shape {tuple(logratio.shape)}")
     if not std_floor > 0:
         raise ValueError(f"std_floor must be > 0 nats (it makes the first step finite), got {std_floor}")
+    # BEGIN SOLUTION loss
+    # HINT: define r, informative, z_r, z_l, per_group and loss: the statistics below use them
     rewards = rewards.detach().to(torch.promote_types(logratio.dtype, torch.float32))
     r = rewards.view(-1, group_size)                                 # (B, G)
     informative = r.amax(dim=1) > r.amin(dim=1)                      # (B,) exact test for "all rewards equal"
@@ -136,6 +141,7 @@ def gift_loss(logratio, rewards, group_size, std_floor=1.0, detach_std=False):
     per_group = (z_r - z_l).pow(2).mean(dim=1)                       # (B,)  GIFT loss, = 2 (1 - rho) above the floor
     per_group = torch.where(informative, per_group, 0.0)             # degenerate groups: zero loss, zero gradient
     loss = per_group.sum() / per_group.numel()                       # weight 1/B per prompt, see module docstring
+    # END SOLUTION
 
     with torch.no_grad():
         l = logratio.detach().view(-1, group_size)

@@ -190,6 +190,8 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     model.eval()
 
     # 1. prefill: left-pad to P tokens; padding slots are invalid and take position 0
+    # BEGIN SOLUTION sampler
+    # HINT: prefill the prompts once into a KVCache, repeat it N times; define P, cache, logits, next_pos
     P = max(len(p) for p in prompts)
     idx = torch.zeros(B, P, dtype=torch.long)
     pos = torch.zeros(B, P, dtype=torch.long)
@@ -204,6 +206,7 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     cache.repeat_interleave(N)
     logits = logits.repeat_interleave(N, dim=0)  # (R, V)
     next_pos = torch.tensor([len(p) for p in prompts], device=device).repeat_interleave(N)  # (R,)
+    # END SOLUTION
 
     # 3. decode. `rows` maps each batch row to its output row; finished rows leave the batch.
     R = B * N
@@ -250,9 +253,12 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
             if forced:
                 new_row = {old: new for new, old in enumerate(keep.tolist()) if old in forced}
                 forced = {new_row[r]: f for r, f in forced.items() if r in new_row}
+        # BEGIN SOLUTION sampler
+        # HINT: feed the new token of every live row (one position each) through the model with the cache
         cache.valid[:, cache.length] = True  # every row in the batch writes a real token into this slot
         logits = model(tok[:, None], pos=next_pos[:, None], cache=cache)[:, -1]  # (R', V)
         next_pos = next_pos + 1
+        # END SOLUTION
     model.train(was_training)
 
     L = int(lengths.max())

@@ -75,6 +75,8 @@ def extract_answer(text, mode="strict"):
     """
     if mode not in ("strict", "flexible"):
         raise ValueError(f"mode must be 'strict' or 'flexible', got {mode!r}")
+    # BEGIN SOLUTION verifier
+    # HINT: the number after the last #### (strict), else the last number (flexible)
     text = _as_text(text)
     if text is None:
         return None
@@ -94,6 +96,7 @@ def extract_answer(text, mode="strict"):
     start = max(len(text[:end].rstrip("0123456789,.")) - 1, end - _FLEXIBLE_WINDOW, 0)
     numbers = list(_NUMBER_RE.finditer(text, start, end))
     return _normalise(numbers[-1].group())
+    # END SOLUTION
 
 
 def is_correct(completion, reference, mode="strict"):
@@ -141,6 +144,8 @@ _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.m
 
 def _evaluate(node, expr):
     """Exact value (a Fraction) of an ast node, or None if anything in it is not allowed or cannot be computed."""
+    # BEGIN SOLUTION verifier
+    # HINT: Fraction for literals as written, unary + -, the _OPERATORS, else None
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         literal = ast.get_source_segment(expr, node)  # the digits as written: 0.1 stays exactly 1/10
         if not literal or not literal.isascii() or not literal.replace(".", "", 1).isdigit():
@@ -159,6 +164,7 @@ def _evaluate(node, expr):
         value = _OPERATORS[type(node.op)](left, right)  # division by zero raises, caught in calculate
         return None if value is None or _too_big(value) else Fraction(value)  # // gives an int: back to Fraction
     return None  # names, calls, attributes, strings, comparisons, lambdas, ...
+    # END SOLUTION
 
 
 def calculate(expr):
@@ -167,6 +173,8 @@ def calculate(expr):
     Returns an int when the exact value is integral (48/2 -> 24, 0.1*30 -> 3), else the float nearest to the exact
     value (10/4 -> 2.5, 1/3 -> 0.333...). Commas between digits are thousands separators. Never raises.
     """
+    # BEGIN SOLUTION verifier
+    # HINT: refuse long or non-str input, drop thousands commas, parse, evaluate, None on errors
     if not isinstance(expr, str) or len(expr) > MAX_CHARS:
         return None
     expr = _THOUSANDS_RE.sub("", expr).strip()  # "1,200*3" -> "1200*3", but "(1,2)" stays a (refused) tuple
@@ -178,6 +186,7 @@ def calculate(expr):
         return int(value) if value.denominator == 1 else float(value)
     except Exception:  # SyntaxError, ZeroDivisionError, RecursionError, MemoryError, ...
         return None
+    # END SOLUTION
 
 
 def format_number(x):

@@ -143,3 +143,44 @@ def test_cli_help():
     assert result.returncode == 0 and "gsm8k" in result.stdout
     result = subprocess.run([sys.executable, "-m", "gift.data"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and "required" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the built-in task
+
+import re  # noqa: E402
+
+from gift.data import builtin_example, is_heldout  # noqa: E402
+from gift.verifier import calculate, extract_answer  # noqa: E402
+
+
+def test_builtin_train_and_test_are_disjoint_and_reproducible():
+    train = [builtin_example("train", i, seed=s) for s in (0, 1) for i in range(300)]
+    test = [builtin_example("test", i) for i in range(300)]
+    assert not {e.question for e in train} & {e.question for e in test}
+    assert all(is_heldout(e.question) for e in test) and not any(is_heldout(e.question) for e in train)
+    assert builtin_example("train", 7, seed=3) == builtin_example("train", 7, seed=3)
+    assert builtin_example("train", 7, seed=3) != builtin_example("train", 7, seed=4)
+    with pytest.raises(ValueError, match="split"):
+        builtin_example("dev", 0)
+
+
+def test_builtin_solutions_are_right_in_both_styles():
+    examples = [builtin_example("train", i, tool_fraction=0.5) for i in range(400)]
+    tool = [e for e in examples if "<<" in e.solution]
+    assert 0.4 < len(tool) / len(examples) < 0.6
+    for e in examples:
+        assert extract_answer(e.solution) == e.answer
+        lines = e.solution.split("\n")
+        assert lines[-1] == f"#### {e.answer}"
+        for line in lines[:-1]:  # every line is right: "expr=<<expr=v>>v" or "expr is v"
+            m = re.fullmatch(r"(.+)=<<\1=(-?\d+)>>\2", line) or re.fullmatch(r"(.+) is (-?\d+)", line)
+            assert m and calculate(m.group(1)) == int(m.group(2)), line
+    assert all("<<" in builtin_example("test", i).solution for i in range(50))  # references: tool style
+
+
+def test_builtin_knobs():
+    for i in range(100):
+        e = builtin_example("train", i, min_steps=1, max_steps=1, max_number=20)
+        assert e.solution.count("\n") == 1  # one event: one line, then "#### N"
+        assert all(int(n) <= 29 for n in re.findall(r"\d+", e.question))  # box sizes go to 29

@@ -1,0 +1,462 @@
+"""Course assignments generated from the code itself: a student edition with the key parts removed, handouts, a grader.
+
+The reference code marks each solution region with comment lines, and nothing else changes in it:
+
+    BEGIN SOLUTION <part>     (as a comment line, "# BEGIN SOLUTION loss", at the region's indentation)
+    HINT: <one line>          (optional, as a comment line right after BEGIN)
+    ... the reference lines ...
+    END SOLUTION              (as a comment line)
+
+    python -m gift.assignments build OUT [--parts loss verifier ...]   # default: all five parts
+    python -m gift.assignments grade OUT [--parts ...]                 # default: the parts OUT was built with
+
+`build` copies the repository (git-tracked files and untracked ones git does not ignore; never .git, out/ or data/)
+to OUT. In every Python file a region of a chosen part becomes `raise NotImplementedError("<part>: <hint>")` at the
+region's indentation, so the function's signature and docstring (shapes, equations) stay; regions of the other parts
+keep their code and lose only the marker lines. Lines between the comment lines "# BEGIN INSTRUCTOR ONLY" and
+"# END INSTRUCTOR ONLY" are dropped (the builder's own tests, which need the marked sources). Each part gets a handout,
+OUT/assignments/<part>/ASSIGNMENT.md, and OUT/assignments/parts.json records the parts removed.
+
+`grade` runs each part's graded tests inside OUT (pytest in a subprocess, cwd=OUT, TRITON_INTERPRET=1 so the Triton
+kernel runs on a CPU) and prints a score table: points x tests passed / tests graded. A part is graded only by tests
+that fail in the student edition and pass with the solution put back: tests/test_assignments.py checks both, so no
+test that cannot fail gives points. The selections below are files plus a pytest -k expression; -k also matches the
+test file's name, so the expressions avoid words such as "loss" or "train" that occur in file names.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+THIS_FILE = "gift/assignments.py"  # holds the marker words in its own text: never scanned for markers
+SKIP_DIRS = (".git/", "out/", "data/")  # never copied: git state, run outputs, downloaded data
+TIMEOUT_S = 300  # per part: each grader must finish on a CPU laptop in under 5 minutes
+
+PARTS = {
+    "loss": dict(
+        title="The GIFT loss and group z-scoring",
+        points=20,
+        tests=["tests/test_loss.py"],
+        k="not rejects_bad_input and not kl_k3 and not aggregate and not test_grpo and not dpo and not una_loss",
+        graded="The tests of group_zscore and gift_loss in tests/test_loss.py (identities, invariances, the first "
+               "step, degenerate groups, statistics) and GRPO's advantages, which use group_zscore",
+        body="""\
+## Goal
+
+GIFT matches rewards instead of maximising them. For each prompt x the policy samples a group of G responses; each
+gets an explicit reward r_i from the verifier and an implicit reward beta * l_i + beta log Z(x), where
+
+    l_i = sum_t [ log pi_theta(y_it | x, y_i<t) - log pi_ref(y_it | x, y_i<t) ]        (the log-ratio)
+
+Neither beta nor log Z(x) is known. Z-scoring both rewards within the group removes them: the group mean removes
+beta log Z(x) (the same for every response to x), the group std removes beta (it scales every response alike).
+You write the z-scoring and the loss.
+
+## The equations
+
+    z(v)_i = (v_i - mean_j v_j) / std_j v_j            population std (divide by G), one group = G consecutive rows
+    L(x)   = 1/G sum_i ( z(r)_i - z(l)_i )^2  =  2 (1 - rho(x))      rho: Pearson correlation of l and r in the group
+    L      = 1/B sum_x L(x)                            B = all groups, informative or not
+
+Two details, explained in the module docstring of gift/loss.py:
+
+- The first step: with pi_ref = pi_theta every l_i is 0 and its std is 0. Divide by max(std, std_floor) instead,
+  and floor the *variance* before the square root (sqrt has an infinite derivative at 0: autograd would give NaN
+  even where the floor is active).
+- Degenerate groups (all rewards equal) have no z(r). Select them away with torch.where (never NaN * 0): zero loss,
+  exactly zero gradient; they still count in the 1/B.
+
+## What to write
+
+- `group_zscore(x, group_size, std_floor, eps, detach_std)`: (B*G,) -> (B, G), the formula in its docstring.
+- `gift_loss`: the lines that compute `r` (B, G), `informative` (B,), `z_r`, `z_l`, `per_group` (B,) and `loss`.
+  The statistics after them use these names; the input checks before them are given.
+""",
+    ),
+    "verifier": dict(
+        title="The GSM8K verifier and the safe calculator",
+        points=20,
+        tests=["tests/test_verifier.py"],
+        k="not rejects_unknown_mode and not format_number",
+        graded="The tests of extract_answer, is_correct and calculate in tests/test_verifier.py (the number formats, "
+               "exact comparison, refused expressions, megabyte inputs in under a second)",
+        body="""\
+## Goal
+
+The explicit reward of RL on GSM8K is r(x, y) = 1 if the final answer of the response y equals the reference answer,
+else 0. The reward is only as good as this judge: a lenient one teaches the model to cheat, a strict one hides real
+gains. During sampling the model also calls a calculator for GSM8K's `<<48/2=24>>` annotations: it must never run
+the model's text as code.
+
+## The rules
+
+They are written out in the module docstring of gift/verifier.py; in short:
+
+    answer(y) = the number right after the last "####" (strict), else the last number in y (flexible mode only)
+    r(x, y)   = 1  if  Decimal(answer(y)) == Decimal(answer(reference))  else 0        (exact, never a float tolerance)
+
+- Numbers: ASCII digits, an optional minus sign, comma groups of exactly three digits, an optional decimal part.
+  A number that runs on into a form not read (`#### 3/4`, `#### 1e5`, `#### 1,2`) gives no answer (None).
+- Nothing raises on odd input (None, bytes, unicode, megabytes of text) and everything runs in linear time.
+- `calculate(expr)`: parse with `ast` (never `eval`); allow only number literals written with digits and a point,
+  + - * / // % **, unary signs and parentheses; compute with exact `Fraction`s (0.1 + 0.2 is exactly 0.3); return an
+  int when the value is integral, else a float; return None for anything else, for division by zero, for results
+  that are too big (`_power`, `_too_big` are given) and for expressions longer than MAX_CHARS.
+
+## What to write
+
+- `extract_answer` (after the mode check), with the helpers `_as_text`, `_normalise` and the regular expressions
+  `_NUMBER_RE`, `_SKIP_RE`, `_RUN_ON_RE` defined above it.
+- `_evaluate(node, expr)`: the exact value of an `ast` node, or None.
+- `calculate(expr)`: length check, thousands commas (`_THOUSANDS_RE`), parse, evaluate, int or float, None on errors.
+""",
+    ),
+    "sampler": dict(
+        title="The sampler's KV cache and group expansion",
+        points=20,
+        tests=["tests/test_sampler.py",
+               "tests/test_assignments.py::test_generate_prefills_each_prompt_once_then_feeds_one_token_per_row"],
+        k="not format_result and not clear_errors",
+        graded="The sampling tests of tests/test_sampler.py (cached decoding equals a full forward loop, padding "
+               "and finished rows change nothing, sampling statistics, the calculator) and one test in "
+               "tests/test_assignments.py that checks the model sees one prefill of the B prompts, then one new "
+               "token per live row per step",
+        body="""\
+## Goal
+
+Every RL step starts by sampling G responses for each of B prompts, and on a CPU most of the run's time goes here.
+A key/value cache makes step t cost one position instead of t, and the G samples of a prompt share one prefill.
+
+## The equations
+
+    y_t ~ softmax(f(x, y_<t) / T)          f: the model's last-position logits, T: the temperature
+    cost without a cache: sum_t (P + t) positions per row      with a cache: P once per prompt, then 1 per step
+
+## What to write (in `generate`)
+
+1. Prefill: left-pad the B prompts to the longest length P; give each row its own positions 0..len-1 (padding takes
+   position 0); allocate `KVCache(model.config, B, P + max_new_tokens - 1, ...)` (the last token is never fed) and
+   mark the slots of real tokens in `cache.valid`; run the model once and keep the last position's logits (B, V).
+2. Share: `cache.repeat_interleave(N)`, the logits repeated N times (R = B * N rows, all samples of prompt 0 first),
+   and each row's next position (R,).
+3. The decode step: mark the new slot valid for every live row, feed the rows' new tokens (one position each, at
+   their own positions) through the model with the cache, and advance the positions.
+
+Read `KVCache` (valid, length, repeat_interleave, keep) and `GPT.forward(idx, pos, cache)` in gift/model.py first.
+""",
+    ),
+    "kernel": dict(
+        title="The Triton log-prob kernel",
+        points=20,
+        tests=["tests/test_kernels.py"],
+        k="triton and not without_triton",
+        graded="The Triton-backend tests of tests/test_kernels.py against a float64 log_softmax + gather (three "
+               "dtypes, temperatures, -inf logits, fp16 logits near 65504, a GPT-2-sized vocabulary, the entropy), "
+               "run on a CPU through Triton's interpreter (TRITON_INTERPRET=1)",
+        body="""\
+## Goal
+
+GIFT's implicit reward needs log pi(y_t | x, y_<t) of every sampled token under the policy and the reference. The
+obvious `log_softmax(logits).gather(...)` writes a float32 (tokens x vocab) copy of the logits; we only need one
+number per token. Write the forward kernel: one program per row walks the vocabulary in blocks with an online
+max and sum, reads the logits once and saves two floats per row for the backward kernel (which is given).
+
+## The equations
+
+With x = logits / T, m = max_v logits_v and s = sum_v exp((logits_v - m) / T):
+
+    log p(y) = x_y - logsumexp(x) = (logits_y - m) / T - log s            (subtract m before dividing by T)
+
+Online over blocks, with m' = max(m, max of the block) and alpha = exp((m - m') / T):
+
+    s' = alpha s + sum_block exp((logits_v - m') / T)
+
+The entropy H = -sum_v p_v log p_v = log s - t / s with t = sum_v exp(z_v) z_v, z_v = (logits_v - m) / T, and
+t' = alpha (t + s (m - m') / T) + sum_block exp(z'_v) z'_v.
+
+Edge cases the tests check: -inf logits (masked vocabulary) get probability 0; a block that is entirely -inf so far
+must not give exp(-inf - (-inf)) = NaN; a -inf target logit gives log p = -inf; the target is never exponentiated.
+
+## What to write
+
+The body of `_logprobs_fwd_kernel` in gift/kernels.py: store the log-prob, m and log s for each row (and the entropy
+when WITH_ENTROPY). The torch fallback `_torch_forward` computes the same quantities a chunk at a time: read it.
+On a CPU the tests run the kernel through Triton's interpreter: `TRITON_INTERPRET=1` must be set before the import.
+""",
+    ),
+    "rl_step": dict(
+        title="The GIFT step in train.py",
+        points=20,
+        tests=["tests/test_train.py",
+               "tests/test_assignments.py::test_rl_step_hands_gift_loss_the_summed_response_logratio"],
+        k="default_pipeline or (resume and frozen) or rl_step",
+        graded="The end-to-end run and the bit-identical resume of GIFT in tests/test_train.py, and one test in "
+               "tests/test_assignments.py that recomputes each response's log-ratio with a plain log_softmax and "
+               "checks what rl_step passes to gift_loss. These tests sample and score, so they also need the "
+               "sampler, the verifier and the loss to work",
+        body="""\
+## Goal
+
+Connect the pieces: in `rl_step`, turn the per-token log-probabilities of the policy and of the reference into each
+response's log-ratio (its implicit reward divided by beta) and compute the GIFT loss.
+
+## The equations
+
+    l_i = sum_t mask_it [ log pi_theta(y_it | x, y_i<t) - log pi_ref(y_it | x, y_i<t) ]      (paper eq. 6)
+    L   = gift_loss(l, r, G, std_floor, detach_std)
+
+mask_it is 1 for the response tokens the model chose, 0 for the prompt, the padding and the calculator's tokens;
+`response_logprobs` already returns 0 at masked positions, for the policy (`logp`) and the reference (`ref_logp`).
+The policy term must carry the gradient; the reference term must not.
+
+## What to write
+
+Inside the micro-batch loop, for the rows `rs` of the current micro-batch: `logratio` (n,), then
+`loss, micro_stats = gift_loss(...)` with the config's `std_floor` and `detach_std`.
+""",
+    ),
+}
+
+# ----------------------------------------------------------------------------------------------------------------
+# the student text of one file
+
+_MARKER_RE = re.compile(r"^(\s*)# (BEGIN SOLUTION|END SOLUTION|HINT:|BEGIN INSTRUCTOR ONLY|END INSTRUCTOR ONLY)(.*)$")
+
+
+def student_text(text, remove, path="<text>"):
+    """The student version of one Python file and the regions removed from it.
+
+    remove: names of the parts whose regions become `raise NotImplementedError(...)`; the other regions keep their
+    code. Marker lines never survive. Returns (text, regions), each region a dict with part, path, hint, message,
+    lines (the removed reference lines) and line (1-based line number of the raise in the new text).
+    """
+    out, regions, region, instructor = [], [], None, False
+    for n, line in enumerate(text.split("\n"), start=1):
+        marker = _MARKER_RE.match(line)
+        kind = marker.group(2) if marker else None
+        where = f"{path}:{n}"
+        if kind == "BEGIN SOLUTION":
+            part = marker.group(3).strip()
+            if region is not None:
+                raise ValueError(f"{where}: BEGIN SOLUTION inside the region opened at line {region['start']}")
+            if part not in PARTS:
+                raise ValueError(f"{where}: unknown part {part!r}; the parts are {', '.join(PARTS)}")
+            region = dict(part=part, path=path, indent=marker.group(1), hint="", lines=[], start=n)
+        elif kind == "HINT:":
+            if region is None or region["lines"] or region["hint"]:
+                raise ValueError(f"{where}: a HINT line must come right after BEGIN SOLUTION")
+            region["hint"] = marker.group(3).strip()
+        elif kind == "END SOLUTION":
+            if region is None:
+                raise ValueError(f"{where}: END SOLUTION without BEGIN SOLUTION")
+            if region["part"] in remove:
+                if not any(x.strip() for x in region["lines"]):
+                    raise ValueError(f"{where}: the region of part {region['part']!r} is empty")
+                region["message"] = f"{region['part']}: {region['hint'] or 'write this part'}"
+                region["line"] = len(out) + 1
+                out.append(f"{region['indent']}raise NotImplementedError({json.dumps(region['message'])})")
+                regions.append(region)
+            else:
+                out.extend(region["lines"])
+            region = None
+        elif kind == "BEGIN INSTRUCTOR ONLY":
+            instructor = True
+        elif kind == "END INSTRUCTOR ONLY":
+            instructor = False
+        elif region is not None:
+            region["lines"].append(line)
+        elif not instructor:
+            out.append(line)
+    if region is not None:
+        raise ValueError(f"{path}:{region['start']}: BEGIN SOLUTION {region['part']} is never closed")
+    if instructor:
+        raise ValueError(f"{path}: BEGIN INSTRUCTOR ONLY is never closed")
+    return "\n".join(out), regions
+
+
+def enclosing_function(text, line):
+    """Name of the def that contains 1-based `line` of text (the nearest def above it, indented less)."""
+    lines = text.split("\n")
+    indent = len(lines[line - 1]) - len(lines[line - 1].lstrip())
+    for above in reversed(lines[: line - 1]):
+        match = re.match(r"(\s*)(?:async\s+)?def (\w+)", above)
+        if match and len(match.group(1)) < indent:
+            return match.group(2)
+    return "(module level)"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# build
+
+
+def list_files(root=ROOT):
+    """Repository files to copy: git-tracked plus untracked files git does not ignore, minus .git, out/ and data/."""
+    try:
+        listing = subprocess.run(["git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                 capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SystemExit(f"error: build needs a git checkout to list the files to copy ({root}): {e}") from None
+    files = sorted({f for f in listing.split("\0") if f and not f.startswith(SKIP_DIRS)})
+    return [f for f in files if os.path.isfile(os.path.join(root, f))]  # a tracked file may be deleted in the tree
+
+
+def handout(name, regions):
+    """The ASSIGNMENT.md text of one part."""
+    part = PARTS[name]
+    where = "\n".join(f"- `{r['path']}`, `{r['function']}` (line {r['line']})" for r in regions)
+    command = " ".join(["python -m pytest -q", *part["tests"], "-k", f'"{part["k"]}"'])
+    return f"""# Assignment: {part['title']} ({part['points']} points)
+
+{part['body']}
+## Where
+
+Each `raise NotImplementedError` below replaces code you write (the signature and the docstring above it stay):
+
+{where}
+
+## What is graded
+
+{part['graded']}.
+
+Each graded test fails until your code is in place. Score: {part['points']} points x tests passed / tests graded.
+Run the grader from the repository root:
+
+    python -m gift.assignments grade . --parts {name}
+
+or the tests themselves (-x stops at the first failure, -v lists them):
+
+    TRITON_INTERPRET=1 {command}
+"""
+
+
+def build(out, parts=None, root=ROOT):
+    """Write the student edition of `root` to `out` with the regions of `parts` (default: all) removed.
+
+    Returns the removed regions (dicts, see `student_text`; path relative to out, plus the enclosing function).
+    """
+    parts = list(PARTS) if parts is None else list(parts)
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise SystemExit(f"error: unknown part(s) {', '.join(unknown)}; the parts are {', '.join(PARTS)}")
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise SystemExit(f"error: {out} exists and is not an empty directory; choose a new one")
+    regions = []
+    for rel in list_files(root):
+        src, dst = os.path.join(root, rel), os.path.join(out, rel)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if not rel.endswith(".py") or rel == THIS_FILE:
+            shutil.copy2(src, dst)
+            continue
+        with open(src, encoding="utf-8") as f:
+            text, found = student_text(f.read(), parts, rel)
+        compile(text, rel, "exec")  # a region must not end in the middle of a statement
+        with open(dst, "w", encoding="utf-8") as f:
+            f.write(text)
+        shutil.copymode(src, dst)
+        for r in found:
+            r["function"] = enclosing_function(text, r["line"])
+        regions += found
+    for name in parts:
+        mine = [r for r in regions if r["part"] == name]
+        if not mine:
+            raise SystemExit(f"error: part {name!r} has no '# BEGIN SOLUTION {name}' region in {root}")
+        os.makedirs(os.path.join(out, "assignments", name), exist_ok=True)
+        with open(os.path.join(out, "assignments", name, "ASSIGNMENT.md"), "w", encoding="utf-8") as f:
+            f.write(handout(name, mine))
+    os.makedirs(os.path.join(out, "assignments"), exist_ok=True)
+    with open(os.path.join(out, "assignments", "parts.json"), "w", encoding="utf-8") as f:
+        json.dump(dict(parts=parts), f, indent=2)
+    return regions
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# grade
+
+
+def run_part(out, name, timeout=TIMEOUT_S):
+    """Run one part's graded tests in `out`. Returns dict(tests=[(test id, passed, failure text)], seconds, error)."""
+    part = PARTS[name]
+    # the graded tests need no pytest plugins; skipping the installed ones (e.g. hypothesis) saves seconds per part
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "report.xml")
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                   *part["tests"], "-k", part["k"]]
+        start = time.time()
+        try:
+            proc = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return dict(tests=[], seconds=time.time() - start, error=f"timed out after {timeout} s")
+        seconds = time.time() - start
+        if not os.path.exists(report):
+            return dict(tests=[], seconds=seconds, error=f"pytest exit code {proc.returncode}: {proc.stderr[-500:]}")
+        tests = []
+        for case in ET.parse(report).iter("testcase"):
+            problems = [c for c in case if c.tag in ("failure", "error", "skipped")]
+            text = "\n".join((c.get("message") or "") + "\n" + (c.text or "") for c in problems)
+            tests.append((f"{case.get('classname')}::{case.get('name')}", not problems, text))
+    error = None if tests else f"no test selected (pytest exit code {proc.returncode})"
+    return dict(tests=tests, seconds=seconds, error=error)
+
+
+def grade(out, parts=None, timeout=TIMEOUT_S):
+    """Grade the parts (default: those recorded in out/assignments/parts.json) and print the score table.
+
+    Returns {part: run_part result plus passed, total, points}.
+    """
+    if parts is None:
+        manifest = os.path.join(out, "assignments", "parts.json")
+        if not os.path.exists(manifest):
+            raise SystemExit(f"error: {manifest} not found: build OUT first, or name the parts with --parts")
+        with open(manifest, encoding="utf-8") as f:
+            parts = json.load(f)["parts"]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise SystemExit(f"error: unknown part(s) {', '.join(unknown)}; the parts are {', '.join(PARTS)}")
+    results = {}
+    print(f"{'part':<10} {'tests passed':>13} {'points':>13} {'time':>8}  notes")
+    for name in parts:
+        res = run_part(out, name, timeout)
+        passed, total = sum(ok for _, ok, _ in res["tests"]), len(res["tests"])
+        res.update(passed=passed, total=total, points=PARTS[name]["points"] * passed / max(total, 1))
+        results[name] = res
+        print(f"{name:<10} {f'{passed}/{total}':>13} {res['points']:>7.1f} / {PARTS[name]['points']:<3} "
+              f"{res['seconds']:>7.1f}s  {res['error'] or ''}", flush=True)
+    got, possible = sum(r["points"] for r in results.values()), sum(PARTS[p]["points"] for p in parts)
+    print(f"{'total':<10} {'':>13} {got:>7.1f} / {possible:<3}")
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m gift.assignments", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    b = commands.add_parser("build", help="write the student edition to OUT")
+    b.add_argument("out")
+    b.add_argument("--parts", nargs="*", choices=list(PARTS), default=None,
+                   help="parts to remove (default: all; --parts with no name builds the reference edition)")
+    g = commands.add_parser("grade", help="run the graded tests in OUT and print the score table")
+    g.add_argument("out")
+    g.add_argument("--parts", nargs="+", choices=list(PARTS), default=None,
+                   help="parts to grade (default: the parts OUT was built with)")
+    g.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per part")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        regions = build(args.out, args.parts)
+        for r in regions:
+            print(f"removed {r['part']:<9} {r['path']}:{r['line']} {r['function']} ({len(r['lines'])} lines)")
+        edition = "student edition" if regions else "reference edition (no part removed)"
+        print(f"wrote the {edition} to {args.out}; handouts in {os.path.join(args.out, 'assignments')}")
+        return 0
+    results = grade(args.out, args.parts, args.timeout)
+    return 0 if all(r["passed"] == r["total"] > 0 for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

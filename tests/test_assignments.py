@@ -1,0 +1,222 @@
+"""Tests of the course assignments (gift/assignments.py), and two graded tests that belong to assignment parts.
+
+The first two tests are graded: the sampler part's check that `generate` uses its key/value cache as described (one
+prefill of the B prompts, then one new token per live row per step), and the RL part's check of the log-ratio that
+`rl_step` hands to `gift_loss`. They stay in the student edition. The rest is for the instructor and is dropped from
+the student edition: it builds the student edition into a temporary directory and checks that every graded test
+fails there with its part's NotImplementedError, passes once the solution is put back, and that no line of solution
+code reaches the student edition.
+"""
+import copy
+import inspect
+import json
+import os
+import re
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import eval as evaluation
+import train
+from gift import assignments
+from gift.model import GPT, GPTConfig
+from gift.sampler import generate
+
+# ------------------------------------------------------------------------------------------ graded: sampler part
+
+
+def test_generate_prefills_each_prompt_once_then_feeds_one_token_per_row():
+    """The model sees the B prompts once (not B * N rows), then one position per row still sampling, per step."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=23))
+    shapes = []
+
+    def record(module, args, kwargs):
+        shapes.append(tuple((args[0] if args else kwargs["idx"]).shape))
+
+    model.register_forward_pre_hook(record, with_kwargs=True)
+    prompts, N, T = [[1, 2, 3], [4, 5, 6, 7, 8]], 3, 6
+    out = generate(model, prompts, num_samples=N, max_new_tokens=T, seed=0)
+    assert out.tokens.shape == (6, T)
+    assert shapes == [(2, 5)] + [(6, 1)] * (T - 1)  # the last token is never fed
+
+    shapes.clear()  # with stop tokens, finished rows leave the batch
+    out = generate(model, prompts, num_samples=N, max_new_tokens=T, seed=1, stop_tokens=range(0, 23, 3))
+    lengths = [len(s) for s in out.sequences]
+    alive = [sum(n > t + 1 for n in lengths) for t in range(T - 1)]  # rows still sampling after step t
+    assert len(set(lengths)) > 1, "fixture should make rows stop at different steps"
+    assert shapes == [(2, 5)] + [(a, 1) for a in alive if a > 0]
+
+
+# ------------------------------------------------------------------------------------------ graded: rl_step part
+
+
+def summed_logratio(policy, ref, prompts, gen, G):
+    """l_i = sum over the response tokens the model chose of log pi_theta - log pi_ref, by a plain log_softmax."""
+    values = []
+    for i, seq in enumerate(gen.sequences):
+        ids, n = torch.tensor([prompts[i // G] + seq]), len(seq)
+        with torch.no_grad():
+            lp = [F.log_softmax(m(ids)[0, -n - 1 : -1], dim=-1)[torch.arange(n), seq] for m in (policy, ref)]
+        values.append(((lp[0] - lp[1]) * gen.mask[i, :n]).sum())
+    return torch.stack(values)
+
+
+def test_rl_step_hands_gift_loss_the_summed_response_logratio(monkeypatch):
+    cfg = train.parse_args(["--init=nano", "--device=cpu", "--sft_steps=0", "--prompts=2", "--group_size=4",
+                            "--max_new_tokens=12", "--micro_batch=1", "--ref=frozen", "--std_floor=0.5",
+                            "--detach_std=true", "--eval_problems=1"])
+    torch.manual_seed(0)
+    policy, enc = evaluation.load_model(cfg.init, cfg.task)
+    ref = copy.deepcopy(policy).requires_grad_(False)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # pi_ref != pi_theta: the log-ratios are not 0
+    seen, calls = {}, []
+    real_generate, real_gift_loss = train.generate, train.gift_loss
+
+    def spy_generate(model, prompts, **kwargs):
+        seen["prompts"], seen["out"] = prompts, real_generate(model, prompts, **kwargs)
+        return seen["out"]
+
+    def spy_gift_loss(*args, **kwargs):
+        bound = inspect.signature(real_gift_loss).bind(*args, **kwargs)
+        bound.apply_defaults()
+        calls.append(dict(bound.arguments))
+        return real_gift_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train, "generate", spy_generate)
+    monkeypatch.setattr(train, "gift_loss", spy_gift_loss)
+    opt = torch.optim.SGD(policy.parameters(), lr=0.0)  # the weights stay put: the expected values can be recomputed
+    train_example, _ = train.make_task(cfg)
+    total, stats = train.rl_step(0, policy, ref, opt, enc, train_example, cfg, 0, 1)
+
+    assert len(calls) == 2  # micro_batch=1: one call per group of G = 4
+    for call in calls:
+        assert call["logratio"].shape == (4,) and call["logratio"].requires_grad  # the policy term carries the gradient
+        assert (call["group_size"], call["std_floor"], call["detach_std"]) == (4, 0.5, True)
+    expected = summed_logratio(policy, ref, seen["prompts"], seen["out"], 4)
+    assert expected.abs().min() > 1e-3
+    torch.testing.assert_close(torch.cat([c["logratio"].detach() for c in calls]), expected, atol=1e-4, rtol=1e-4)
+    rewards = torch.cat([c["rewards"] for c in calls])
+    assert rewards.mean().item() == pytest.approx(stats["reward"])
+    losses = [real_gift_loss(expected[4 * g : 4 * g + 4], rewards[4 * g : 4 * g + 4], 4, std_floor=0.5)[0]
+              for g in range(2)]
+    assert total == pytest.approx(sum(losses).item() / 2, abs=1e-5)
+
+
+# BEGIN INSTRUCTOR ONLY
+# ------------------------------------------------------------------------------------------- the assignment builder
+ROOT = assignments.ROOT
+F_LINES = ["def f(x):", '    """Doc."""', "    # BEGIN SOLUTION loss", "    # HINT: add one", "    y = x + 1",
+           "    return y", "    # END SOLUTION", ""]
+
+
+def test_markers_become_raise_lines_and_bad_markers_name_the_problem():
+    text = "\n".join(F_LINES)
+    student, regions = assignments.student_text(text, ["loss"], "f.py")
+    assert student == 'def f(x):\n    """Doc."""\n    raise NotImplementedError("loss: add one")\n'
+    assert regions[0]["lines"] == ["    y = x + 1", "    return y"] and regions[0]["line"] == 3
+    assert assignments.enclosing_function(student, 3) == "f"
+    kept, removed = assignments.student_text(text, ["verifier"], "f.py")  # another part: the code stays
+    assert kept == 'def f(x):\n    """Doc."""\n    y = x + 1\n    return y\n' and removed == []
+    dropped, _ = assignments.student_text("a = 1\n# BEGIN INSTRUCTOR ONLY\nb = 2\n# END INSTRUCTOR ONLY\nc = 3", [])
+    assert dropped == "a = 1\nc = 3"
+    bad = [(F_LINES[:6], "f.py:3: BEGIN SOLUTION loss is never closed"),
+           (F_LINES[:2] + F_LINES[4:], "f.py:5: END SOLUTION without BEGIN"),
+           (F_LINES[:3] + F_LINES[2:], "f.py:4: BEGIN SOLUTION inside the region opened at line 3"),
+           ([F_LINES[2].replace("loss", "lose")], "unknown part 'lose'"),
+           (F_LINES[:3] + F_LINES[4:5] + F_LINES[3:4], "f.py:5: a HINT line must come right after BEGIN")]
+    for lines, match in bad:
+        with pytest.raises(ValueError, match=re.escape(match)):
+            assignments.student_text("\n".join(lines), ["loss"], "f.py")
+
+
+def test_build_refuses_unknown_parts_and_used_directories(tmp_path):
+    with pytest.raises(SystemExit, match="unknown part"):
+        assignments.build(str(tmp_path / "a"), ["loss", "lose"])
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x").write_text("x")
+    with pytest.raises(SystemExit, match="not an empty directory"):
+        assignments.build(str(tmp_path / "b"))
+    with pytest.raises(SystemExit, match="parts.json not found"):
+        assignments.grade(str(tmp_path / "b"))
+
+
+def solution_lines():
+    """Per part, the stripped lines of its regions that occur nowhere outside the regions in the repository."""
+    inside, outside, part = {}, set(), None
+    for rel in assignments.list_files(ROOT):
+        if not rel.endswith(".py") or rel == assignments.THIS_FILE:
+            continue
+        for line in open(os.path.join(ROOT, rel), encoding="utf-8").read().split("\n"):
+            s = line.strip()
+            if s.startswith("# BEGIN SOLUTION"):
+                part = s.split()[-1]
+            elif s.startswith("# END SOLUTION"):
+                part = None
+            elif part and not s.startswith("# HINT:"):
+                inside.setdefault(part, set()).add(s)
+            else:
+                outside.add(s)
+    return {p: lines - outside for p, lines in inside.items()}
+
+
+def test_student_edition_has_handouts_and_no_solution_text(tmp_path, capsys):
+    out = tmp_path / "student"
+    assert assignments.main(["build", str(out)]) == 0
+    files = {os.path.relpath(os.path.join(d, f), out) for d, _, names in os.walk(out) for f in names}
+    handouts = {f"assignments/{p}/ASSIGNMENT.md" for p in assignments.PARTS} | {"assignments/parts.json"}
+    assert files == set(assignments.list_files(ROOT)) | handouts  # no .git, out/ or data/
+    assert json.loads((out / "assignments" / "parts.json").read_text())["parts"] == list(assignments.PARTS)
+
+    secret = solution_lines()
+    assert set(secret) == set(assignments.PARTS) and all(len(lines) >= 2 for lines in secret.values()), secret
+    raises = 0
+    for rel in files:
+        text = (out / rel).read_text(encoding="utf-8")
+        raises += len(re.findall(r"raise NotImplementedError\(\"(?:loss|verifier|sampler|kernel|rl_step): ", text))
+        assert not re.search(r"^\s*# (BEGIN|END) (SOLUTION|INSTRUCTOR)", text, re.M) or rel == assignments.THIS_FILE
+        for line in text.split("\n"):
+            for part, lines in secret.items():
+                assert line.strip() not in lines, f"{rel} contains solution text of part {part}: {line.strip()}"
+    printed = capsys.readouterr().out
+    assert raises == printed.count("removed ") >= 8
+
+    for name, part in assignments.PARTS.items():
+        handout = (out / "assignments" / name / "ASSIGNMENT.md").read_text()
+        assert part["title"] in handout and f"({part['points']} points)" in handout and part["k"] in handout
+        assert "## The equations" in handout or "## The rules" in handout
+        for r in re.findall(r"- `([^`]+)`, `(\w+)` \(line (\d+)\)", handout):  # each "where" line names a raise
+            assert "raise NotImplementedError" in (out / r[0]).read_text().split("\n")[int(r[2]) - 1]
+    student_tests = (out / "tests" / "test_assignments.py").read_text()
+    assert "def test_rl_step" in student_tests and "def test_student_edition" not in student_tests
+
+    assert assignments.main(["grade", str(out), "--parts", "loss"]) == 1  # the CLI: nothing written yet, 0 points
+    table = capsys.readouterr().out
+    assert re.search(r"loss\s+0/\d+\s+0\.0 / 20", table) and re.search(r"total\s+0\.0 / 20", table)
+
+
+@pytest.mark.parametrize("part", list(assignments.PARTS))
+def test_graded_tests_fail_without_the_solution_and_pass_with_it(part, tmp_path):
+    """Build with only this part removed: each graded test must fail on one of its NotImplementedErrors; put the
+    reference code back: all must pass. So no test that cannot fail gives points, and each part grades alone."""
+    out = str(tmp_path / "edition")
+    regions = assignments.build(out, [part])
+    student = assignments.grade(out)[part]
+    assert student["error"] is None and student["total"] > 0 and student["passed"] == 0
+    messages = [r["message"] for r in regions]
+    for test, _, failure in student["tests"]:
+        assert any(m in failure for m in messages), f"{test} failed for another reason:\n{failure[-1500:]}"
+
+    for path in {r["path"] for r in regions}:  # the reference file, markers dropped, code kept
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            text, _ = assignments.student_text(f.read(), [], path)
+        with open(os.path.join(out, path), "w", encoding="utf-8") as f:
+            f.write(text)
+    solved = assignments.grade(out)[part]
+    failed = [(test, failure[-1500:]) for test, ok, failure in solved["tests"] if not ok]
+    assert not failed and solved["total"] == student["total"], failed
+    assert solved["points"] == assignments.PARTS[part]["points"]
+# END INSTRUCTOR ONLY

@@ -1,0 +1,474 @@
+"""SFT, then GIFT (or GRPO) RL, then a held-out evaluation: the whole method in one file.
+
+    python train.py                                  # built-in task on a CPU, no download (a few minutes)
+    python train.py --method=grpo --seed=1           # any Config field can be overridden with --key=value
+    python train.py --task=gsm8k --init=gpt2 ...     # GSM8K from GPT-2 (see README for GPU settings)
+    torchrun --nproc_per_node=2 train.py ...         # DDP: prompts are sharded over ranks, a group never spans two
+
+One RL step, read top to bottom in `rl_step`: take B prompts, sample G responses each (gift/sampler.py), score them
+with the verifier (gift/verifier.py), compute the log-probs of the response tokens under the policy and the
+reference (gift/kernels.py), form the loss (gift/loss.py), take an optimiser step. `--method` switches the loss and
+nothing else, so GIFT and GRPO see the same prompts, samples and optimiser.
+
+Outputs in out/<run>/: metrics.jsonl (one line per step), ckpt.pt (model, optimiser, RNG states, step; written
+atomically), summary.json (held-out accuracies, config, seed, wall time).
+"""
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from eval import evaluate, load_model
+from gift import data
+from gift.kernels import token_logprobs_and_entropy
+from gift.loss import gift_loss, group_advantages, grpo_loss, kl_k3
+from gift.sampler import generate
+from gift.tokenizer import eot_id
+from gift.verifier import calculate, is_correct
+
+
+@dataclass
+class Config:
+    # task and model
+    task: str = "builtin"  # builtin | gsm8k
+    data_root: str = "data/gsm8k"  # GSM8K files (python -m gift.data gsm8k puts them here)
+    max_events: int = 1  # built-in task: events per problem, 1..max_events (gift/data.py)
+    tool_fraction: float = 0.5  # built-in task: share of SFT solutions written with the calculator
+    init: str = "micro"  # a model preset trained from scratch, a hub name (gpt2), an HF directory, or a ckpt.pt
+    seed: int = 0
+    out_dir: str = "out"
+    run_name: str = ""  # default: <task>-<method>-s<seed> (torchrun would take --run= as its own --run-path)
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "float32"  # float32 | bfloat16 (autocast, on GPU)
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    # SFT: next-token loss on the solution tokens only
+    sft_steps: int = 800
+    sft_batch: int = 16
+    sft_lr: float = 3e-3
+    sft_warmup: int = 30
+    # RL
+    method: str = "gift"  # gift | grpo
+    rl_steps: int = 40
+    prompts: int = 16  # B prompts per step (global, over all ranks)
+    group_size: int = 8  # G samples per prompt
+    rl_lr: float = 1e-4
+    inner_steps: int = 1  # optimiser steps on each batch of samples
+    ref: str = "old"  # GIFT's pi_ref: old (the sampling policy) | frozen (the SFT model) | refresh (every ref_every)
+    ref_every: int = 10
+    std_floor: float = 1.0  # GIFT: floor on the group std of the log-ratio, in nats (gift/loss.py)
+    detach_std: bool = False
+    clip_eps: float = 0.2  # GRPO
+    kl_coef: float = 0.0  # GRPO: k3 KL penalty to the frozen SFT model
+    agg: str = "token-mean"  # GRPO: token-mean | seq-mean | constant
+    scale_by_std: bool = True  # GRPO: divide advantages by the group std (False: Dr. GRPO)
+    temperature: float = 1.0
+    max_new_tokens: int = 96
+    micro_batch: int = 0  # groups per forward/backward pass (0: all at once); gradients are accumulated
+    grad_clip: float = 1.0
+    weight_decay: float = 0.0
+    # evaluation and bookkeeping
+    eval_problems: int = 1000  # held-out problems, greedy (standard error ~1.6 points at 1000)
+    eval_every: int = 0  # RL steps between held-out evaluations (0: only after SFT and at the end)
+    eval_batch: int = 250
+    ckpt_every: int = 25
+    log_every: int = 10
+    resume: bool = False
+    stop_after: int = 0  # stop (with a checkpoint) after this many steps in total: for tests and time-boxed runs
+    max_bad_steps: int = 5  # stop after this many non-finite losses in a row
+
+
+# fields that may differ when resuming (they do not change what the run computes)
+RESUMABLE = {"resume", "stop_after", "log_every", "eval_batch", "threads", "device", "ckpt_every", "max_bad_steps"}
+
+
+def parse_args(argv):
+    """Config from --key=value (or --key value) arguments; unknown keys and bad values are errors naming them."""
+    cfg, types = Config(), {f.name: f.type.__name__ for f in fields(Config)}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise SystemExit(f"error: unexpected argument {arg!r}; use --key=value")
+        key, _, value = arg[2:].partition("=")
+        key = key.replace("-", "_")
+        if key not in types:
+            raise SystemExit(f"error: unknown config key {key!r}; known keys: {', '.join(types)}")
+        if not _:
+            if types[key] == "bool" and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+                value = "true"  # a bare --resume
+            else:
+                i += 1
+                if i == len(argv):
+                    raise SystemExit(f"error: --{key} needs a value")
+                value = argv[i]
+        try:
+            if types[key] == "bool":
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                value = value.lower() in ("true", "1")
+            else:
+                value = {"int": int, "float": float, "str": str}[types[key]](value)
+        except ValueError:
+            raise SystemExit(f"error: --{key}={value!r} is not a valid {types[key]}") from None
+        setattr(cfg, key, value)
+        i += 1
+    choices = dict(task=("builtin", "gsm8k"), method=("gift", "grpo"), ref=("old", "frozen", "refresh"),
+                   agg=("token-mean", "seq-mean", "constant"), dtype=("float32", "bfloat16"))
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            raise SystemExit(f"error: --{key}={getattr(cfg, key)!r} must be one of {allowed}")
+    cfg.run_name = cfg.run_name or f"{cfg.task}-{cfg.method}-s{cfg.seed}"
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data: example i of the training stream, and the held-out set
+
+
+def make_task(cfg, rank=0):
+    """(train_example(i) -> Example, held-out examples). Example i is fixed by (task, seed, i): resumable."""
+    if cfg.task == "builtin":
+        knobs = dict(max_steps=cfg.max_events)
+        heldout = [data.builtin_example("test", i, **knobs) for i in range(cfg.eval_problems)]  # same for every seed
+        return (lambda i: data.builtin_example("train", i, seed=cfg.seed, tool_fraction=cfg.tool_fraction, **knobs)), heldout
+    train, test = data.load_gsm8k("train", cfg.data_root), data.load_gsm8k("test", cfg.data_root)
+    order = np.random.default_rng(cfg.seed).permutation(len(train))
+    return (lambda i: train[order[i % len(train)]]), test[: cfg.eval_problems]
+
+
+def encode_batch(enc, examples, with_solution):
+    """Prompt ids and, for SFT, the full sequences: prompt + " " + solution + <|endoftext|>."""
+    prompts = [enc.encode(data.format_prompt(ex.question)) for ex in examples]
+    if not with_solution:
+        return prompts
+    return prompts, [p + enc.encode(data.format_completion(ex.solution)) + [eot_id(enc)] for p, ex in zip(prompts, examples)]
+
+
+def pad_rows(rows, resp_start, mask_rows=None):
+    """Right-pad token rows into (N, L) ids and a (N, L-1) mask over next-token targets.
+
+    rows: N lists of ids; resp_start[i]: index in row i of its first response token; mask_rows[i]: optional 0/1
+    per response token (the sampler's mask: 0 for calculator-forced tokens). target t (token t+1) is trained iff
+    it is a response token with mask 1.
+    """
+    L = max(len(r) for r in rows)
+    idx = torch.zeros(len(rows), L, dtype=torch.long)
+    mask = torch.zeros(len(rows), L - 1)
+    for i, row in enumerate(rows):
+        idx[i, : len(row)] = torch.tensor(row)
+        resp = torch.ones(len(row) - resp_start[i]) if mask_rows is None else mask_rows[i]
+        mask[i, resp_start[i] - 1 : len(row) - 1] = resp
+    return idx, mask
+
+
+def response_logprobs(model, idx, mask, cfg):
+    """Log-probs (N, L-1) of each next token (kernel: no (N, L, V) float32 copy) and the entropy at each position."""
+    with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16"):
+        logits = model(idx[:, :-1])  # (N, L-1, V)
+    logp, entropy = token_logprobs_and_entropy(logits, idx[:, 1:])
+    return logp * mask, entropy
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the two stages
+
+
+def sft_step(step, model, opt, enc, train_example, cfg, rank, world):
+    """One next-token step on B solutions (response tokens only; the prompt is context)."""
+    b = cfg.sft_batch // world
+    examples = [train_example(step * cfg.sft_batch + rank * b + j) for j in range(b)]
+    prompts, rows = encode_batch(enc, examples, with_solution=True)
+    idx, mask = pad_rows(rows, [len(p) for p in prompts])
+    idx, mask = idx.to(cfg.device), mask.to(cfg.device)
+    lr = cfg.sft_lr * min(1.0, (step + 1) / cfg.sft_warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.sft_steps)))
+    for group in opt.param_groups:
+        group["lr"] = lr
+    logp, _ = response_logprobs(model, idx, mask, cfg)
+    n_tokens = mask.sum()
+    if world > 1:  # normalise by the global token count (DDP then averages the ranks' gradients)
+        dist.all_reduce(n_tokens)
+    loss = -logp.sum() * world / n_tokens  # mean negative log-likelihood per solution token
+    return loss, dict(lr=lr, tokens=int(n_tokens))
+
+
+def rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world):
+    """One RL step: sample, score, log-probs, loss (GIFT or GRPO), with `inner_steps` optimiser steps per batch."""
+    B, G = cfg.prompts // world, cfg.group_size
+    first = (step - cfg.sft_steps) * cfg.prompts + rank * B  # this rank's slice of the step's prompts
+    examples = [train_example(10_000_000 + first + j) for j in range(B)]  # RL prompts: a stream apart from SFT's
+    prompts = encode_batch(enc, examples, with_solution=False)
+
+    # 1. sample G responses per prompt from the current policy (on-policy); the calculator fills in <<expr=...>>
+    policy = model.module if isinstance(model, DDP) else model
+    policy.eval()
+    t0 = time.time()
+    out = generate(policy, prompts, num_samples=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                   stop_tokens=(eot_id(enc),), calculator=calculate, tokenizer=enc,
+                   seed=[(cfg.seed * 1_000_003 + first + j) % 2**62 for j in range(B)])  # per prompt: rank-invariant
+    sample_time = time.time() - t0
+
+    # 2. explicit rewards r_phi from the verifier: 1 if the final answer is right (samples are prompt-major)
+    texts = [enc.decode([t for t in seq if t != eot_id(enc)]) for seq in out.sequences]
+    rewards = torch.tensor([float(is_correct(t, examples[i // G].answer)) for i, t in enumerate(texts)])
+
+    # 3. rows = prompt + response; mask picks the response tokens the model chose (not the calculator's)
+    rows = [prompts[i // G] + seq for i, seq in enumerate(out.sequences)]
+    masks = [out.mask[i, : len(seq)] for i, seq in enumerate(out.sequences)]
+    idx, mask = pad_rows(rows, [len(prompts[i // G]) for i in range(len(rows))], masks)
+    idx, mask, rewards = idx.to(cfg.device), mask.to(cfg.device), rewards.to(cfg.device)
+
+    # log-probs before any update: pi_old (GRPO's ratio denominator, GIFT's pi_ref when ref == "old")
+    with torch.no_grad():
+        old_logp, _ = response_logprobs(policy, idx, mask, cfg)
+        ref_logp = response_logprobs(ref_model, idx, mask, cfg)[0] if ref_model is not None else None
+    if cfg.method == "gift" and ref_logp is None:
+        ref_logp = old_logp  # pi_ref = pi_old: every batch starts at logratio 0 (the std floor's case)
+    advantages = group_advantages(rewards, G, scale_by_std=cfg.scale_by_std)
+
+    # 4. the loss and the update; micro-batches hold whole groups, weighted so the sum equals the full-batch loss
+    model.train()
+    groups_per_micro = cfg.micro_batch or B
+    for inner in range(cfg.inner_steps):
+        opt.zero_grad(set_to_none=True)
+        total, stats, entropy_sum, kl_sum = 0.0, {}, 0.0, 0.0  # stats: weighted means over micro-batches
+        for g0 in range(0, B, groups_per_micro):
+            rs = slice(g0 * G, min(B, g0 + groups_per_micro) * G)  # rows of these groups
+            logp, entropy = response_logprobs(model, idx[rs], mask[rs], cfg)  # (n, L-1), 0 off the response
+            if cfg.method == "gift":
+                # implicit reward / beta: sum over response tokens of log pi_theta - log pi_ref (paper eq. 6)
+                # BEGIN SOLUTION rl_step
+                # HINT: logratio (n,) of the rows rs from logp and ref_logp, then loss, micro_stats = gift_loss(...)
+                logratio = (logp - ref_logp[rs]).sum(dim=1)  # (n,)
+                loss, micro_stats = gift_loss(logratio, rewards[rs], G, std_floor=cfg.std_floor,
+                                              detach_std=cfg.detach_std)
+                # END SOLUTION
+            else:
+                loss, micro_stats = grpo_loss(logp, old_logp[rs], ref_logp[rs] if ref_logp is not None else None,
+                                        advantages[rs], mask[rs], clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef,
+                                        agg=cfg.agg, max_len=cfg.max_new_tokens)
+            weight = (rs.stop - rs.start) / (B * G)
+            (loss * weight).backward()
+            total += loss.item() * weight
+            stats = {k: stats.get(k, 0.0) + v * weight for k, v in micro_stats.items()}
+            with torch.no_grad():
+                entropy_sum += (entropy * mask[rs]).sum().item()
+                if ref_logp is not None:  # k3 estimate of KL(pi_theta || pi_ref) per response token
+                    kl_sum += (kl_k3(logp, ref_logp[rs]) * mask[rs]).sum().item()
+        if not finite_update(model, opt, total, cfg):
+            return None
+    n_tokens = mask.sum().item()
+    return total, dict(stats, reward=rewards.mean().item(), sample_time=sample_time, new_tokens=int(n_tokens),
+                       entropy=entropy_sum / n_tokens, kl=kl_sum / n_tokens)
+
+
+def finite_update(model, opt, loss_value, cfg):
+    """Clip and step, unless the loss or a gradient is not finite: then skip the update (weights stay finite)."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if not (math.isfinite(loss_value) and torch.isfinite(norm)):
+        opt.zero_grad(set_to_none=True)
+        return False
+    opt.step()
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def save_checkpoint(path, cfg, step, model, opt, ref_model, extra):
+    """Everything needed to continue bit-identically, written to a temporary file then renamed (atomic)."""
+    policy = model.module if isinstance(model, DDP) else model
+    state = dict(config=asdict(cfg), step=step, model=policy.state_dict(), model_config=asdict(policy.config),
+                 opt=opt.state_dict(), ref=ref_model.state_dict() if ref_model is not None else None,
+                 rng=dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state()),
+                 **extra)
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def check_resumable(saved, cfg):
+    """Refuse a checkpoint written by another config, naming the first field that differs."""
+    for key, value in asdict(cfg).items():
+        if key not in RESUMABLE and saved.get(key) != value:
+            raise SystemExit(f"error: the checkpoint was written with {key}={saved.get(key)!r}, this run has "
+                             f"{key}={value!r}; use the same config or another --run_name/--out_dir")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def fmt(ev):
+    """One line from a held_out() dict."""
+    return " ".join(f"{k} {v:.3f}" for k, v in ev.items())
+
+
+def main(argv):
+    cfg = parse_args(argv)
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world > 1:
+        dist.init_process_group("nccl" if cfg.device == "cuda" else "gloo")
+        if cfg.device == "cuda":
+            cfg.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        for name in ("prompts", "sft_batch"):
+            if getattr(cfg, name) % world:
+                raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be divisible by the {world} ranks")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    master = rank == 0
+    run_dir = os.path.join(cfg.out_dir, cfg.run_name)
+    ckpt_path = os.path.join(run_dir, "ckpt.pt")
+    os.makedirs(run_dir, exist_ok=True)
+
+    # seeds: the same on every rank (identical initial weights); sampling seeds are derived per prompt
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model, enc = load_model(cfg.init, cfg.task)
+    model.to(cfg.device)
+    train_example, heldout = make_task(cfg, rank)
+    total_steps = cfg.sft_steps + cfg.rl_steps
+    ref_model, step, extra = None, 0, dict(sft_accuracy=None, sft_eval=None, elapsed=0.0, bad_steps=0)
+
+    def make_optimizer(lr):
+        return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+
+    def make_reference():  # a frozen copy of the current policy
+        ref = load_model(cfg.init, cfg.task)[0].to(cfg.device)
+        ref.load_state_dict((model.module if isinstance(model, DDP) else model).state_dict())
+        return ref.eval().requires_grad_(False)
+
+    opt = make_optimizer(cfg.sft_lr if cfg.sft_steps else cfg.rl_lr)
+    if cfg.resume:
+        if not os.path.exists(ckpt_path):
+            raise SystemExit(f"error: --resume but no checkpoint at {ckpt_path}")
+        ckpt = torch.load(ckpt_path, map_location=cfg.device, weights_only=False)
+        check_resumable(ckpt["config"], cfg)
+        model.load_state_dict(ckpt["model"])
+        step = ckpt["step"]
+        if step >= cfg.sft_steps:
+            opt = make_optimizer(cfg.rl_lr)
+        opt.load_state_dict(ckpt["opt"])
+        if ckpt["ref"] is not None:
+            ref_model = make_reference()
+            ref_model.load_state_dict(ckpt["ref"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        random.setstate(ckpt["rng"]["python"])
+        np.random.set_state(ckpt["rng"]["numpy"])
+        extra = {k: ckpt[k] for k in extra}
+        if master:
+            print(f"resumed {ckpt_path} at step {step}")
+    metrics_path = os.path.join(run_dir, "metrics.jsonl")
+    if master:  # drop metric lines past the resumed step (a killed run may have logged steps it never saved)
+        lines = open(metrics_path).read().splitlines() if cfg.resume and os.path.exists(metrics_path) else []
+        with open(metrics_path, "w") as f:
+            f.writelines(line + "\n" for line in lines if json.loads(line)["step"] < step)
+    if world > 1:
+        model = DDP(model)
+
+    def held_out():
+        """Greedy pass@1 on the held-out problems; on the built-in task also how often each style is chosen and
+        how often it is right (tool style: the response calls the calculator)."""
+        policy = model.module if isinstance(model, DDP) else model
+        res = evaluate(policy, enc, heldout, batch_size=cfg.eval_batch, max_new_tokens=cfg.max_new_tokens)
+        out = dict(accuracy=res["pass@1"], ci95=res["pass@1_ci"])
+        if cfg.task == "builtin":
+            tool = ["<<" in text for text in res["completions"]]
+            for name, chosen in (("tool", tool), ("direct", [not t for t in tool])):
+                hits = [c for c, pick in zip(res["per_problem"], chosen) if pick]
+                out[f"{name}_frac"] = len(hits) / len(tool)
+                out[f"{name}_accuracy"] = sum(hits) / max(1, len(hits))
+        return out
+
+    def log(record):
+        if master:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    start_time = time.time() - extra["elapsed"]
+    t_last = time.time()
+    while step < total_steps:
+        if step == cfg.sft_steps:  # SFT -> RL: evaluate the SFT model, fresh optimiser, the reference policy
+            if extra["sft_accuracy"] is None:
+                extra["sft_eval"] = held_out()
+                extra["sft_accuracy"] = extra["sft_eval"]["accuracy"]
+                log(dict(step=step, stage="sft_eval", **{f"heldout_{k}": v for k, v in extra["sft_eval"].items()}))
+                if master:
+                    print(f"SFT held-out: {fmt(extra['sft_eval'])} ({len(heldout)} problems)")
+                opt = make_optimizer(cfg.rl_lr)
+                if cfg.ref in ("frozen", "refresh") or cfg.kl_coef:
+                    ref_model = make_reference()
+        if step > cfg.sft_steps and cfg.ref == "refresh" and (step - cfg.sft_steps) % cfg.ref_every == 0:
+            ref_model = make_reference()  # pi_ref <- pi_theta: every logratio is 0 again (a new "first step")
+
+        if step < cfg.sft_steps:
+            model.train()
+            loss, stats = sft_step(step, model, opt, enc, train_example, cfg, rank, world)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            ok = finite_update(model, opt, loss.item(), cfg)
+            loss = loss.item()
+        else:
+            result = rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world)
+            ok = result is not None
+            loss, stats = result if ok else (float("nan"), {})
+        extra["bad_steps"] = 0 if ok else extra["bad_steps"] + 1
+        step += 1
+        record = dict(step=step - 1, stage="sft" if step <= cfg.sft_steps else "rl", loss=loss, skipped=not ok,
+                      time=time.time() - start_time, **stats)
+        if step > cfg.sft_steps and cfg.eval_every and (step - cfg.sft_steps) % cfg.eval_every == 0 and step < total_steps:
+            record.update({f"heldout_{k}": v for k, v in held_out().items()})
+        log(record)
+        if extra["bad_steps"] >= cfg.max_bad_steps:
+            raise SystemExit(f"error: {cfg.max_bad_steps} non-finite losses in a row at step {step - 1}; stopping. "
+                             f"Skipped steps never update the weights; last checkpoint: {ckpt_path}")
+        if master and (step % cfg.log_every == 0 or step == total_steps):
+            dt, t_last = time.time() - t_last, time.time()
+            eta = dt / cfg.log_every * (total_steps - step)
+            extras = "".join(f" {k} {record[k]:.3f}" for k in ("reward", "corr", "logratio_std", "kl", "entropy")
+                             if k in record)
+            print(f"step {step}/{total_steps} {record['stage']} loss {loss:.4f}{extras} "
+                  f"({dt / cfg.log_every:.2f} s/step, ETA {eta / 60:.1f} min)", flush=True)
+        extra["elapsed"] = time.time() - start_time
+        if master and (step % cfg.ckpt_every == 0 or step == cfg.sft_steps or step == total_steps
+                       or step == cfg.stop_after):
+            save_checkpoint(ckpt_path, cfg, step, model, opt, ref_model, extra)
+        if master and step == cfg.sft_steps:  # the SFT model on its own: --init=.../sft.pt --sft_steps=0 starts RL
+            save_checkpoint(os.path.join(run_dir, "sft.pt"), cfg, step, model, opt, ref_model, extra)
+        if step == cfg.stop_after:
+            if master:
+                print(f"stopped after step {step} (--stop_after); continue with --resume")
+            return None
+
+    final = held_out()
+    if extra["sft_accuracy"] is None:  # no RL steps: the final model is the SFT model
+        extra["sft_eval"], extra["sft_accuracy"] = final, final["accuracy"]
+    rl_accuracy = final["accuracy"]
+    summary = dict(sft_accuracy=extra["sft_accuracy"], rl_accuracy=rl_accuracy, heldout_problems=len(heldout),
+                   sft_eval=extra["sft_eval"], rl_eval=final, seed=cfg.seed,
+                   wall_time_s=round(time.time() - start_time, 1), config=asdict(cfg))
+    if master:
+        log(dict(step=step, stage="final", **{f"heldout_{k}": v for k, v in final.items()}))
+        print(f"final held-out: {fmt(final)}")
+        with open(os.path.join(run_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        print(f"held-out accuracy: SFT {extra['sft_accuracy']:.4f} -> {cfg.method.upper()} {rl_accuracy:.4f} "
+              f"({len(heldout)} problems, {summary['wall_time_s']:.0f} s); wrote {run_dir}/summary.json")
+    if world > 1:
+        dist.destroy_process_group()
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
