@@ -62,7 +62,7 @@ class Config:
     group_size: int = 8  # G samples per prompt
     rl_lr: float = 1e-4
     inner_steps: int = 1  # optimiser steps on each batch of samples
-    ref: str = "old"  # GIFT's pi_ref: old (the sampling policy) | frozen (the SFT model) | refresh (every ref_every)
+    ref: str = "frozen"  # GIFT's pi_ref: frozen (the SFT model) | refresh (every ref_every) | old (the sampling policy)
     ref_every: int = 10
     std_floor: float = 1.0  # GIFT: floor on the group std of the log-ratio, in nats (gift/loss.py)
     detach_std: bool = False
