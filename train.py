@@ -3,7 +3,7 @@
     python train.py                                  # built-in task on a CPU, no download (a few minutes)
     python train.py --method=grpo --seed=1           # any Config field can be overridden with --key=value
     python train.py --task=gsm8k --init=gpt2 ...     # GSM8K from GPT-2 (see README for GPU settings)
-    torchrun --nproc_per_node=2 train.py ...         # DDP: prompts are sharded over ranks, a group never spans two
+    torchrun --standalone --nproc-per-node=2 train.py ...  # DDP: prompts are sharded over ranks, a group never spans two
 
 One RL step, read top to bottom in `rl_step`: take B prompts, sample G responses each (gift/sampler.py), score them
 with the verifier (gift/verifier.py), compute the log-probs of the response tokens under the policy and the
@@ -14,6 +14,7 @@ Outputs in out/<run>/: metrics.jsonl (one line per step), ckpt.pt (model, optimi
 atomically), summary.json (held-out accuracies, config, seed, wall time).
 """
 
+import copy
 import json
 import math
 import os
@@ -51,13 +52,13 @@ class Config:
     dtype: str = "float32"  # float32 | bfloat16 (autocast, on GPU)
     threads: int = 0  # torch CPU threads (0: torch's default)
     # SFT: next-token loss on the solution tokens only
-    sft_steps: int = 800
+    sft_steps: int = 1200
     sft_batch: int = 16
     sft_lr: float = 3e-3
     sft_warmup: int = 30
     # RL
     method: str = "gift"  # gift | grpo
-    rl_steps: int = 40
+    rl_steps: int = 50
     prompts: int = 16  # B prompts per step (global, over all ranks)
     group_size: int = 8  # G samples per prompt
     rl_lr: float = 1e-4
@@ -134,7 +135,7 @@ def parse_args(argv):
 # data: example i of the training stream, and the held-out set
 
 
-def make_task(cfg, rank=0):
+def make_task(cfg):
     """(train_example(i) -> Example, held-out examples). Example i is fixed by (task, seed, i): resumable."""
     if cfg.task == "builtin":
         knobs = dict(max_steps=cfg.max_events)
@@ -337,7 +338,7 @@ def main(argv):
     np.random.seed(cfg.seed)
     model, enc = load_model(cfg.init, cfg.task)
     model.to(cfg.device)
-    train_example, heldout = make_task(cfg, rank)
+    train_example, heldout = make_task(cfg)
     total_steps = cfg.sft_steps + cfg.rl_steps
     ref_model, step, extra = None, 0, dict(sft_accuracy=None, sft_eval=None, elapsed=0.0, bad_steps=0)
 
@@ -345,8 +346,8 @@ def main(argv):
         return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
 
     def make_reference():  # a frozen copy of the current policy
-        ref = load_model(cfg.init, cfg.task)[0].to(cfg.device)
-        ref.load_state_dict((model.module if isinstance(model, DDP) else model).state_dict())
+        ref = copy.deepcopy(model.module if isinstance(model, DDP) else model)
+        ref.zero_grad(set_to_none=True)
         return ref.eval().requires_grad_(False)
 
     opt = make_optimizer(cfg.sft_lr if cfg.sft_steps else cfg.rl_lr)

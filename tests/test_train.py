@@ -150,3 +150,18 @@ def test_ddp_matches_single_process(tmp_path):
     a, b = weights(tmp_path / "single" / "ckpt.pt"), weights(tmp_path / "ddp" / "ckpt.pt")
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_plot_draws_a_png_and_names_bad_input(tmp_path):
+    pytest.importorskip("matplotlib")
+    from gift import plot
+
+    run(tmp_path, "--run_name=a", "--eval_every=1")
+    plot.main([str(tmp_path / "a"), "--out", str(tmp_path / "c.png")])
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="metrics.jsonl not found"):
+        plot.main([str(tmp_path / "nowhere")])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metrics.jsonl").write_text('{"step": 0}\nnot json\n')
+    with pytest.raises(SystemExit, match=r"metrics.jsonl:2: not valid JSON"):
+        plot.main([str(tmp_path / "bad")])
