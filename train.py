@@ -63,10 +63,10 @@ class Config:
     group_size: int = 8  # G samples per prompt
     rl_lr: float = 1e-4
     inner_steps: int = 1  # optimiser steps on each batch of samples
-    ref: str = "frozen"  # GIFT's pi_ref: frozen (the SFT model) | refresh (every ref_every) | old (the sampling policy)
+    ref: str = "old"  # GIFT's pi_ref: old (the sampling policy of each batch) | frozen (the SFT model) | refresh
     ref_every: int = 10
     std_floor: float = 1.0  # GIFT: floor on the group std of the log-ratio, in nats (gift/loss.py)
-    detach_std: bool = False
+    detach_std: bool = False  # GIFT: treat the logratio std as a constant (holds the logratio scale, see README)
     clip_eps: float = 0.2  # GRPO
     kl_coef: float = 0.0  # GRPO: k3 KL penalty to the frozen SFT model
     agg: str = "token-mean"  # GRPO: token-mean | seq-mean | constant
