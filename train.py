@@ -127,6 +127,8 @@ def parse_args(argv):
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise SystemExit(f"error: --{key}={getattr(cfg, key)!r} must be one of {allowed}")
+    if cfg.method == "gift" and cfg.kl_coef:
+        raise SystemExit("error: --kl_coef is GRPO's KL penalty; GIFT has no beta (choose --method=grpo)")
     cfg.run_name = cfg.run_name or f"{cfg.task}-{cfg.method}-s{cfg.seed}"
     return cfg
 
@@ -231,14 +233,14 @@ def rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world):
     with torch.no_grad():
         old_logp, _ = response_logprobs(policy, idx, mask, cfg)
         ref_logp = response_logprobs(ref_model, idx, mask, cfg)[0] if ref_model is not None else None
-    if cfg.method == "gift" and ref_logp is None:
+    if cfg.method == "gift" and cfg.ref == "old":
         ref_logp = old_logp  # pi_ref = pi_old: every batch starts at logratio 0 (the std floor's case)
     advantages = group_advantages(rewards, G, scale_by_std=cfg.scale_by_std)
 
     # 4. the loss and the update; micro-batches hold whole groups, weighted so the sum equals the full-batch loss
     model.train()
     groups_per_micro = cfg.micro_batch or B
-    for inner in range(cfg.inner_steps):
+    for _ in range(cfg.inner_steps):
         opt.zero_grad(set_to_none=True)
         total, stats, entropy_sum, kl_sum = 0.0, {}, 0.0, 0.0  # stats: weighted means over micro-batches
         for g0 in range(0, B, groups_per_micro):

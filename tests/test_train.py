@@ -68,6 +68,8 @@ def test_command_line_errors_name_the_problem():
         train.parse_args(["--rl_steps=ten"])
     with pytest.raises(SystemExit, match="--method='ppo' must be one of"):
         train.parse_args(["--method=ppo"])
+    with pytest.raises(SystemExit, match="--kl_coef is GRPO's"):
+        train.parse_args(["--kl_coef=0.1"])
     cfg = train.parse_args(["--rl_lr", "3e-5", "--resume", "--detach_std=false"])
     assert cfg.rl_lr == 3e-5 and cfg.resume is True and cfg.detach_std is False
 
