@@ -41,7 +41,11 @@ def load_model(init, task):
     elif os.path.isfile(os.path.join(source, "vocab.json")):
         enc = get_tokenizer(source)  # the checkpoint's own vocabulary files: no download
     else:
-        enc = get_tokenizer("gpt2")
+        try:
+            enc = get_tokenizer("gpt2")  # tiktoken downloads GPT-2's BPE files once, then reads its cache
+        except Exception as e:
+            raise SystemExit(f"error: could not load GPT-2's tokenizer ({type(e).__name__}); it is downloaded on first "
+                             f"use, or give --init a checkpoint directory with vocab.json and merges.txt") from None
     if ckpt:
         model = GPT(GPTConfig(**ckpt["model_config"]))
         model.load_state_dict(ckpt["model"])

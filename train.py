@@ -338,9 +338,9 @@ def main(argv):
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
+    train_example, heldout = make_task(cfg)  # data first: a missing GSM8K folder is reported before any download
     model, enc = load_model(cfg.init, cfg.task)
     model.to(cfg.device)
-    train_example, heldout = make_task(cfg)
     total_steps = cfg.sft_steps + cfg.rl_steps
     ref_model, step, extra = None, 0, dict(sft_accuracy=None, sft_eval=None, elapsed=0.0, bad_steps=0)
 

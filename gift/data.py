@@ -56,9 +56,13 @@ GSM8K_SHA256 = {  # the official files: train.jsonl 4,166,206 bytes, test.jsonl 
 
 
 def fetch(url):
-    """The bytes at `url` (https:// or file://)."""
-    with urllib.request.urlopen(url, timeout=60) as response:
-        return response.read()
+    """The bytes at `url` (https:// or file://); a clear error when it cannot be reached."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.read()
+    except OSError as e:  # URLError, timeouts, refused connections
+        raise RuntimeError(f"could not download {url}: {getattr(e, 'reason', e)}; check the network, or put the "
+                           f"official train.jsonl/test.jsonl in the target folder yourself (sha256 checked)") from None
 
 
 def _sha256(path):
