@@ -57,6 +57,31 @@ def median_ms(fn, device, reps):
     return statistics.median(times)
 
 
+def peak_cpu_bytes(fn):
+    """Peak CPU memory (bytes allocated minus freed) while fn() runs, from torch.profiler's allocation events.
+
+    Every allocation and free the CPU allocator reports is one event with a signed size; the running sum in time
+    order is the memory in use above the starting point, and its maximum is the peak, temporaries inside ops included.
+    (tests/test_kernels.py uses this too, to test the torch fallback's memory bound.)
+    """
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        stack.extend(event.children)
+        if event.typed[0] == _EventType.Allocation:
+            events.append((event.start_time_ns, event.typed[1].alloc_size))
+    in_use = peak = 0
+    for _, size in sorted(events):
+        in_use += size
+        peak = max(peak, in_use)
+    return peak
+
+
 def peak_extra_bytes(fn, device):
     """Most memory in use at once while fn() runs, above what was in use before it."""
     if device == "cuda":
@@ -66,21 +91,7 @@ def peak_extra_bytes(fn, device):
         fn()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    sizes, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        event = stack.pop()
-        stack.extend(event.children)
-        if event.typed[0] == _EventType.Allocation:
-            sizes.append((event.start_time_ns, event.typed[1].alloc_size))
-    in_use = peak = 0
-    for _, size in sorted(sizes):
-        in_use += size
-        peak = max(peak, in_use)
-    return peak
+    return peak_cpu_bytes(fn)
 
 
 def benchmark_size(N, V, dtype, device, methods, reps, peak_gbs):

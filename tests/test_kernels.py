@@ -9,9 +9,8 @@ import sys
 
 import pytest
 import torch
-from torch._C._profiler import _EventType
-from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.kernels import peak_cpu_bytes
 from gift import kernels
 from gift.kernels import token_logprobs, token_logprobs_and_entropy
 
@@ -143,27 +142,6 @@ def test_strided_inputs_and_saved_tensors(backend):
     saved = out.grad_fn.next_functions[0][0].saved_tensors  # out = view(_TokenLogprobs(...))
     assert len(saved) == 4 and saved[0].data_ptr() == x.data_ptr()
     assert all(s.shape == (6,) and s.dtype == torch.float32 for s in saved[2:])
-
-
-def peak_cpu_bytes(fn):
-    """Peak CPU memory (bytes allocated minus freed) while fn() runs, from torch.profiler's allocation events.
-
-    Every allocation and free the CPU allocator reports is one event with a signed size; the running sum in time
-    order is the memory in use above the starting point, and its maximum is the peak, temporaries inside ops included.
-    """
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        event = stack.pop()
-        stack.extend(event.children)
-        if event.typed[0] == _EventType.Allocation:
-            events.append((event.start_time_ns, event.typed[1].alloc_size))
-    in_use = peak = 0
-    for _, size in sorted(events):
-        in_use += size
-        peak = max(peak, in_use)
-    return peak
 
 
 def test_torch_backend_memory_is_bounded_by_the_chunk(monkeypatch):
