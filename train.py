@@ -59,6 +59,7 @@ class Config:
     # RL
     method: str = "gift"  # gift | grpo
     rl_steps: int = 50
+    rl_pool: int = 0  # RL prompts cycle through this many training problems (0: a new problem every time)
     prompts: int = 16  # B prompts per step (global, over all ranks)
     group_size: int = 8  # G samples per prompt
     rl_lr: float = 1e-4
@@ -79,6 +80,7 @@ class Config:
     # evaluation and bookkeeping
     eval_problems: int = 1000  # held-out problems, greedy (standard error ~1.6 points at 1000)
     eval_every: int = 0  # RL steps between held-out evaluations (0: only after SFT and at the end)
+    # (with --rl_pool each evaluation also scores the pool's problems: train_accuracy, the overfitting gap)
     eval_batch: int = 250
     ckpt_every: int = 25
     log_every: int = 10
@@ -127,6 +129,8 @@ def parse_args(argv):
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise SystemExit(f"error: --{key}={getattr(cfg, key)!r} must be one of {allowed}")
+    if cfg.rl_pool < 0:
+        raise SystemExit(f"error: --rl_pool={cfg.rl_pool} must be >= 0 (0: no pool)")
     if cfg.method == "gift" and cfg.kl_coef:
         raise SystemExit("error: --kl_coef is GRPO's KL penalty; GIFT has no beta (choose --method=grpo)")
     cfg.run_name = cfg.run_name or f"{cfg.task}-{cfg.method}-s{cfg.seed}"
@@ -203,11 +207,16 @@ def sft_step(step, model, opt, enc, train_example, cfg, rank, world):
     return loss, dict(lr=lr, tokens=int(n_tokens))
 
 
+def rl_example(train_example, k, cfg):
+    """The k-th RL prompt: a stream apart from SFT's; with --rl_pool it cycles through the pool's problems."""
+    return train_example(10_000_000 + (k % cfg.rl_pool if cfg.rl_pool else k))
+
+
 def rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world):
     """One RL step: sample, score, log-probs, loss (GIFT or GRPO), with `inner_steps` optimiser steps per batch."""
     B, G = cfg.prompts // world, cfg.group_size
     first = (step - cfg.sft_steps) * cfg.prompts + rank * B  # this rank's slice of the step's prompts
-    examples = [train_example(10_000_000 + first + j) for j in range(B)]  # RL prompts: a stream apart from SFT's
+    examples = [rl_example(train_example, first + j, cfg) for j in range(B)]
     prompts = encode_batch(enc, examples, with_solution=False)
 
     # 1. sample G responses per prompt from the current policy (on-policy); the calculator fills in <<expr=...>>
@@ -342,7 +351,7 @@ def main(argv):
     model, enc = load_model(cfg.init, cfg.task)
     model.to(cfg.device)
     total_steps = cfg.sft_steps + cfg.rl_steps
-    ref_model, step, extra = None, 0, dict(sft_accuracy=None, sft_eval=None, elapsed=0.0, bad_steps=0)
+    ref_model, step, extra = None, 0, dict(sft_accuracy=None, sft_eval=None, elapsed=0.0, bad_steps=0, eval_time=0.0)
 
     def make_optimizer(lr):
         return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
@@ -369,7 +378,7 @@ def main(argv):
         torch.set_rng_state(ckpt["rng"]["torch"])
         random.setstate(ckpt["rng"]["python"])
         np.random.set_state(ckpt["rng"]["numpy"])
-        extra = {k: ckpt[k] for k in extra}
+        extra = {k: ckpt.get(k, v) for k, v in extra.items()}
         if master:
             print(f"resumed {ckpt_path} at step {step}")
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
@@ -383,6 +392,7 @@ def main(argv):
     def held_out():
         """Greedy pass@1 on the held-out problems; on the built-in task also how often each style is chosen and
         how often it is right (tool style: the response calls the calculator)."""
+        t0 = time.time()
         policy = model.module if isinstance(model, DDP) else model
         res = evaluate(policy, enc, heldout, batch_size=cfg.eval_batch, max_new_tokens=cfg.max_new_tokens)
         out = dict(accuracy=res["pass@1"], ci95=res["pass@1_ci"])
@@ -392,6 +402,11 @@ def main(argv):
                 hits = [c for c, pick in zip(res["per_problem"], chosen) if pick]
                 out[f"{name}_frac"] = len(hits) / len(tool)
                 out[f"{name}_accuracy"] = sum(hits) / max(1, len(hits))
+        if cfg.rl_pool:  # the same greedy score on the problems RL trains on (at most eval_problems of them)
+            pool = [rl_example(train_example, k, cfg) for k in range(min(cfg.rl_pool, cfg.eval_problems))]
+            out["train_accuracy"] = evaluate(policy, enc, pool, batch_size=cfg.eval_batch,
+                                             max_new_tokens=cfg.max_new_tokens)["pass@1"]
+        extra["eval_time"] += time.time() - t0  # so that accuracy can be plotted against training time alone
         return out
 
     def log(record):
@@ -429,7 +444,7 @@ def main(argv):
         extra["bad_steps"] = 0 if ok else extra["bad_steps"] + 1
         step += 1
         record = dict(step=step - 1, stage="sft" if step <= cfg.sft_steps else "rl", loss=loss, skipped=not ok,
-                      time=time.time() - start_time, **stats)
+                      time=time.time() - start_time, eval_time=extra["eval_time"], **stats)  # seconds so far
         if step > cfg.sft_steps and cfg.eval_every and (step - cfg.sft_steps) % cfg.eval_every == 0 and step < total_steps:
             record.update({f"heldout_{k}": v for k, v in held_out().items()})
         log(record)
@@ -462,7 +477,8 @@ def main(argv):
                    sft_eval=extra["sft_eval"], rl_eval=final, seed=cfg.seed,
                    wall_time_s=round(time.time() - start_time, 1), config=asdict(cfg))
     if master:
-        log(dict(step=step, stage="final", **{f"heldout_{k}": v for k, v in final.items()}))
+        log(dict(step=step, stage="final", time=time.time() - start_time, eval_time=extra["eval_time"],
+                 **{f"heldout_{k}": v for k, v in final.items()}))
         print(f"final held-out: {fmt(final)}")
         with open(os.path.join(run_dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)

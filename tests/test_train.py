@@ -37,6 +37,28 @@ def test_default_pipeline_writes_summary_and_metrics(tmp_path):
     assert all(0 <= r["reward"] <= 1 and "logratio_std" in r and "entropy" in r for r in rl)
 
 
+def test_rl_pool_cycles_prompts_and_scores_the_pool(tmp_path, monkeypatch):
+    """--rl_pool=3: RL prompts are the pool's 3 problems over and over, and each evaluation scores the pool too."""
+    seen = []
+    real_generate = train.generate
+
+    def spy(model, prompts, **kw):
+        seen.extend(tuple(p) for p in prompts)
+        return real_generate(model, prompts, **kw)
+
+    monkeypatch.setattr(train, "generate", spy)
+    run(tmp_path, "--run_name=p", "--rl_pool=3", "--rl_steps=4", "--eval_every=2")  # 4 steps x 2 prompts = 8 > 3
+    assert len(seen) == 8 and len(set(seen)) == 3 and seen[:3] == seen[3:6]
+    lines = [json.loads(line) for line in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in lines if "heldout_accuracy" in r]
+    assert [r["stage"] for r in evals] == ["sft_eval", "rl", "final"]
+    assert all(0 <= r["heldout_train_accuracy"] <= 1 for r in evals)
+    times = [r["eval_time"] for r in lines if r["stage"] in ("rl", "final")]  # training time = time - eval_time
+    assert times == sorted(times) and times[0] > 0 and all(r["time"] > r["eval_time"] for r in lines if "time" in r)
+    with pytest.raises(SystemExit, match="rl_pool"):
+        run(tmp_path, "--run_name=q", "--rl_pool=-1")
+
+
 @pytest.mark.parametrize("method,ref", [("gift", "frozen"), ("grpo", "old")])
 def test_resume_is_bit_identical(tmp_path, method, ref):
     """Run 2k steps; run k, stop, resume to 2k: every parameter must be exactly equal (on CPU)."""
