@@ -47,8 +47,9 @@ def plot(run_dirs, out):
             rows = [r for r in records if key in r and r.get("stage") != "sft"]
             if key == "heldout_accuracy":
                 rows = [r for r in records if key in r]  # the SFT evaluation, RL evaluations, the final one
-            ax.plot([r["step"] for r in rows], [r[key] for r in rows], marker="o" if len(rows) < 30 else None,
-                    label=label)
+            # an "rl" record's step is the index of the step just taken; its held-out score is after step + 1 updates
+            x = [r["step"] + (key == "heldout_accuracy" and r["stage"] == "rl") for r in rows]
+            ax.plot(x, [r[key] for r in rows], marker="o" if len(rows) < 30 else None, label=label)
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("step")
     axes[0].legend(fontsize=8)

@@ -1,0 +1,87 @@
+"""Experiment 5: GIFT's reference policy over a longer run: frozen, refreshed every K steps, or the sampling policy.
+
+    python experiments/reference.py [--seeds 0] [--runs out/experiments] [--out docs/experiments]
+
+The loss only sees z(logratio), so nothing in it holds the logratio's scale (gift/loss.py). With a frozen reference
+the prediction is a plateau: once the in-group order is right the loss is ~0 however far the policy has drifted.
+Refreshing pi_ref <- pi_theta every K steps starts each window at logratio 0, where the std floor sets the step
+size; K = 1 (ref=old) is the default of train.py. 100 RL steps per reference, held-out accuracy every 20 steps.
+
+Reports beta(x) = sigma_r / max(sigma_logratio, std_floor) (the population minimiser is pi_ref exp(r / beta(x))),
+the in-group correlation of logratio and reward, and the group std of the logratio, per step (informative groups).
+For ref=old the logratio is 0 when the loss is evaluated, so its beta(x) is sigma_r / std_floor and is not shown.
+Writes reference.json and reference.png.
+"""
+
+from common import curve, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
+
+STEPS, EVAL_EVERY = 100, 20
+REFS = {"frozen": dict(ref="frozen"), "refresh-10": dict(ref="refresh", ref_every=10), "old": dict(ref="old")}
+
+
+def runs(args):
+    out = [sft(seed) for seed in args.seeds]
+    for seed in args.seeds:
+        out += [rl(args.runs, f"ref-{name}", seed, rl_steps=STEPS, eval_every=EVAL_EVERY, **cfg)
+                for name, cfg in REFS.items()]
+    return out
+
+
+def smooth(values, width=10):
+    """Trailing mean over `width` steps (the per-step statistics are noisy: 16 groups, some uninformative)."""
+    return [sum(values[max(0, i - width + 1): i + 1]) / len(values[max(0, i - width + 1): i + 1])
+            for i in range(len(values))]
+
+
+def report(args):
+    result = {}
+    for name in REFS:
+        for seed in args.seeds:
+            records = metrics(args, f"ref-{name}-s{seed}")
+            rl_rows = [r for r in records if r.get("stage") == "rl" and not r.get("skipped")]
+            steps, _, acc = curve(records)
+            s = summary(args, f"ref-{name}-s{seed}")
+            half = rl_rows[len(rl_rows) // 2:]
+            result[f"{name}-s{seed}"] = dict(
+                eval_steps=steps, accuracy=acc, sft_accuracy=s["sft_accuracy"], final_accuracy=s["rl_accuracy"],
+                ci95=s["rl_eval"]["ci95"], wall_time_s=s["wall_time_s"],
+                steps=[r["step"] for r in rl_rows], beta=[r["beta"] for r in rl_rows],
+                corr=[r["corr"] for r in rl_rows], logratio_std=[r["logratio_std"] for r in rl_rows],
+                kl=[r["kl"] for r in rl_rows], reward=[r["reward"] for r in rl_rows],
+                second_half=dict(beta_mean=sum(r["beta"] for r in half) / len(half),
+                                 corr_mean=sum(r["corr"] for r in half) / len(half),
+                                 logratio_std_median=sorted(r["logratio_std"] for r in half)[len(half) // 2],
+                                 kl_mean=sum(r["kl"] for r in half) / len(half),
+                                 reward_mean=sum(r["reward"] for r in half) / len(half)))
+    write_json(args, "reference", dict(seeds=args.seeds, steps=STEPS, refs=REFS, results=result))
+    print(f"{'run':16s} SFT    final  (+-ci)  | 2nd half: beta  corr   std    KL     reward")
+    for name, r in result.items():
+        h = r["second_half"]
+        print(f"{name:16s} {r['sft_accuracy']:.3f}  {r['final_accuracy']:.3f} (+-{r['ci95']:.3f}) | "
+              f"{h['beta_mean']:.3f}  {h['corr_mean']:+.2f}  {h['logratio_std_median']:.2f}  "
+              f"{h['kl_mean']:.3f}  {h['reward_mean']:.3f}")
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for name, r in result.items():
+        axes[0].plot(r["eval_steps"], r["accuracy"], marker="o", label=name)
+        if not name.startswith("old"):
+            axes[1].plot(r["steps"], smooth(r["beta"]), label=name)
+            axes[3].plot(r["steps"], smooth(r["logratio_std"]), label=name)
+        axes[2].plot(r["steps"], smooth(r["corr"]), label=name)
+    titles = ["held-out accuracy (greedy)", "beta(x) = sigma_r / sigma_logratio (10-step mean)",
+              "in-group corr(logratio, reward) (10-step mean)", "group std of logratio, nats (10-step mean)"]
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("RL step")
+        ax.grid(alpha=0.3)
+    axes[3].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    save_figure(args, fig, "reference")
+
+
+PARSER = parser(__doc__, seeds=(0,))
+
+if __name__ == "__main__":
+    args = PARSER.parse_args()
+    run_all(runs(args), args)
+    report(args)

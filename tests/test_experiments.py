@@ -1,0 +1,41 @@
+"""experiments/common.py: runs start in dependency order, finished runs are reused, other settings are refused."""
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+
+import common  # noqa: E402
+
+TINY = dict(sft_batch=4, prompts=2, group_size=4, eval_problems=4, max_new_tokens=16)
+
+
+def test_run_all_orders_reuses_and_refuses(tmp_path):
+    args = common.parser("").parse_args([f"--runs={tmp_path}", "--jobs=2"])
+    sft = dict(common.sft(0), init="nano", sft_steps=4, **TINY)
+    rl = common.rl(str(tmp_path), "gift", 0, rl_steps=2, eval_every=1, **TINY)
+    assert rl["init"] == os.path.join(str(tmp_path), "sft-s0", "sft.pt") and rl["sft_steps"] == 0
+
+    common.run_all([rl, sft], args)  # the RL run is listed first: it must wait for the SFT run's sft.pt
+    steps, secs, acc = common.curve(common.metrics(args, "gift-s0"))
+    assert steps == [0, 1, 2] and secs[0] == 0 and secs == sorted(secs) and all(0 <= a <= 1 for a in acc)
+    assert common.summary(args, "gift-s0")["config"]["init"] == rl["init"]
+
+    before = os.path.getmtime(tmp_path / "gift-s0" / "summary.json")
+    common.run_all([sft, rl], args)  # finished: nothing runs again
+    assert os.path.getmtime(tmp_path / "gift-s0" / "summary.json") == before
+
+    with pytest.raises(SystemExit, match="rl_steps=2.*rl_steps=3"):
+        common.run_all([dict(rl, rl_steps=3)], args)
+    with pytest.raises(SystemExit, match="two experiments name different runs gift-s0"):
+        common.run_all([dict(rl, rl_steps=3, run_name="x"), rl, dict(rl, rl_steps=3)], args)
+    with pytest.raises(SystemExit, match="nothing is making.*sft-s7"):
+        common.run_all([common.rl(str(tmp_path), "gift", 7, **TINY)], args)
+    with pytest.raises(SystemExit, match="bad-s0 failed.*bad-s0.log"):
+        common.run_all([common.rl(str(tmp_path), "bad", 0, method="nope", **TINY)], args)
+    report_only = common.parser("").parse_args([f"--runs={tmp_path}", "--report_only"])
+    with pytest.raises(SystemExit, match="report_only.*new-s0"):
+        common.run_all([common.rl(str(tmp_path), "new", 0, **TINY)], report_only)
