@@ -33,19 +33,24 @@ def collect(args, names):
         for seed in args.seeds:
             steps, secs, acc = curve(metrics(args, f"{name}-s{seed}"))
             s = summary(args, f"{name}-s{seed}")
-            per_seed[seed] = dict(steps=steps, train_seconds=[round(t, 1) for t in secs], accuracy=acc,
+            rewards = [r["reward"] for r in metrics(args, f"{name}-s{seed}") if r.get("stage") == "rl"]
+            per_seed[seed] = dict(steps=steps, train_seconds=[round(t, 1) for t in secs], accuracy=acc, reward=rewards,
                                   sft_accuracy=s["sft_accuracy"], final_accuracy=s["rl_accuracy"],
                                   ci95=s["rl_eval"]["ci95"], wall_time_s=s["wall_time_s"])
         finals = [v["final_accuracy"] for v in per_seed.values()]
         m, sd = mean_sd(finals)
-        result[name] = dict(per_seed=per_seed, final_mean=m, final_sd=sd,
+        early = [sum(v["reward"][:10]) / 10 for v in per_seed.values()]  # how fast: mean reward of steps 1-10
+        late = [sum(v["reward"][-10:]) / 10 for v in per_seed.values()]
+        result[name] = dict(per_seed=per_seed, final_mean=m, final_sd=sd, reward_first10_mean=mean_sd(early)[0],
+                            reward_last10_mean=mean_sd(late)[0],
                             sft_mean=mean_sd([v["sft_accuracy"] for v in per_seed.values()])[0],
                             train_seconds_mean=mean_sd([v["train_seconds"][-1] for v in per_seed.values()])[0])
     return result
 
 
-def plot_curves(ax_step, ax_time, name, entry):
-    """Mean accuracy over seeds against step and against mean training seconds; band = min..max over seeds."""
+def plot_curves(ax_step, ax_time, ax_reward, name, entry):
+    """Mean accuracy over seeds against step and against mean training seconds (band = min..max over seeds), and
+    the mean sampled reward of each step (training prompts, temperature 1: a learning curve at every step)."""
     seeds = list(entry["per_seed"].values())
     steps = seeds[0]["steps"]
     accs = list(zip(*[s["accuracy"] for s in seeds]))  # per evaluation, one value per seed
@@ -54,19 +59,27 @@ def plot_curves(ax_step, ax_time, name, entry):
     for ax, x in ((ax_step, steps), (ax_time, secs)):
         line, = ax.plot(x, mean, marker="o", label=f"{name} (final {entry['final_mean']:.3f})")
         ax.fill_between(x, [min(a) for a in accs], [max(a) for a in accs], color=line.get_color(), alpha=0.15)
+    rewards = list(zip(*[s["reward"] for s in seeds]))  # per step, one value per seed
+    ax_reward.plot(range(1, len(rewards) + 1), [sum(r) / len(r) for r in rewards], color=line.get_color(), label=name)
 
 
 def report(args):
     result = collect(args, METHODS)
     write_json(args, "compare", dict(seeds=args.seeds, steps=STEPS, methods=METHODS, results=result))
-    print(f"{'method':10s} " + " ".join(f"seed {s:<5d}" for s in args.seeds) + " mean   sd     train s")
+    print(f"{'method':10s} " + " ".join(f"seed {s:<5d}" for s in args.seeds)
+          + " mean   sd     train s  reward steps 1-10 / 41-50")
     for name, entry in result.items():
         finals = " ".join(f"{v['final_accuracy']:<10.3f}" for v in entry["per_seed"].values())
-        print(f"{name:10s} {finals} {entry['final_mean']:.3f}  {entry['final_sd']:.3f}  {entry['train_seconds_mean']:.0f}")
+        print(f"{name:10s} {finals} {entry['final_mean']:.3f}  {entry['final_sd']:.3f}  "
+              f"{entry['train_seconds_mean']:<8.0f} {entry['reward_first10_mean']:.3f} / {entry['reward_last10_mean']:.3f}")
     plt = pyplot()
-    fig, (ax_step, ax_time) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_step, ax_time, ax_reward) = plt.subplots(1, 3, figsize=(15, 3.8))
     for name, entry in result.items():
-        plot_curves(ax_step, ax_time, name, entry)
+        plot_curves(ax_step, ax_time, ax_reward, name, entry)
+    ax_reward.set_xlabel("RL step")
+    ax_reward.set_ylabel("sampled reward (training prompts, T = 1)")
+    ax_reward.grid(alpha=0.3)
+    ax_reward.legend(fontsize=8)
     ax_step.set_xlabel("RL step")
     ax_time.set_xlabel(f"training seconds ({args.threads} CPU thread(s), evaluations excluded)")
     for ax in (ax_step, ax_time):

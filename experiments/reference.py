@@ -1,11 +1,11 @@
 """Experiment 5: GIFT's reference policy over a longer run: frozen, refreshed every K steps, or the sampling policy.
 
-    python experiments/reference.py [--seeds 0] [--runs out/experiments] [--out docs/experiments]
+    python experiments/reference.py [--seeds 0 1 2] [--runs out/experiments] [--out docs/experiments]
 
 The loss only sees z(logratio), so nothing in it holds the logratio's scale (gift/loss.py). With a frozen reference
 the prediction is a plateau: once the in-group order is right the loss is ~0 however far the policy has drifted.
 Refreshing pi_ref <- pi_theta every K steps starts each window at logratio 0, where the std floor sets the step
-size; K = 1 (ref=old) is the default of train.py. 100 RL steps per reference, held-out accuracy every 20 steps.
+size; K = 1 (ref=old) is the default of train.py. 100 RL steps per reference and seed, held-out accuracy every 20 steps.
 
 Reports beta(x) = sigma_r / max(sigma_logratio, std_floor) (the population minimiser is pi_ref exp(r / beta(x))),
 the in-group correlation of logratio and reward, and the group std of the logratio, per step (informative groups).
@@ -62,12 +62,16 @@ def report(args):
               f"{h['kl_mean']:.3f}  {h['reward_mean']:.3f}")
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    for name, r in result.items():
-        axes[0].plot(r["eval_steps"], r["accuracy"], marker="o", label=name)
-        if not name.startswith("old"):
-            axes[1].plot(r["steps"], smooth(r["beta"]), label=name)
-            axes[3].plot(r["steps"], smooth(r["logratio_std"]), label=name)
-        axes[2].plot(r["steps"], smooth(r["corr"]), label=name)
+    colors = {name: f"C{i}" for i, name in enumerate(REFS)}
+    dashes = ["-", "--", ":", "-."]
+    for key, r in result.items():
+        ref, seed = key.rsplit("-s", 1)
+        style = dict(color=colors[ref], linestyle=dashes[args.seeds.index(int(seed)) % 4], label=key)
+        axes[0].plot(r["eval_steps"], r["accuracy"], marker="o", **style)
+        if ref != "old":
+            axes[1].plot(r["steps"], smooth(r["beta"]), **style)
+            axes[3].plot(r["steps"], smooth(r["logratio_std"]), **style)
+        axes[2].plot(r["steps"], smooth(r["corr"]), **style)
     titles = ["held-out accuracy (greedy)", "beta(x) = sigma_r / sigma_logratio (10-step mean)",
               "in-group corr(logratio, reward) (10-step mean)", "group std of logratio, nats (10-step mean)"]
     for ax, title in zip(axes, titles):
@@ -79,7 +83,7 @@ def report(args):
     save_figure(args, fig, "reference")
 
 
-PARSER = parser(__doc__, seeds=(0,))
+PARSER = parser(__doc__, seeds=(0, 1, 2))
 
 if __name__ == "__main__":
     args = PARSER.parse_args()
