@@ -247,6 +247,25 @@ def test_grpo_on_policy_gradient_is_minus_advantage():
     assert stats["clip_frac"] == 0.0 and stats["ratio_mean"] == pytest.approx(1.0)
 
 
+def test_gift_with_the_sampling_policy_as_reference_is_grpo_token_mean_scaled():
+    """ref = pi_old, first optimiser step (logratio = 0): GIFT's gradient is GRPO's (on-policy, token-mean, no KL)
+    times 2 N_tokens / (B G std_floor): the same direction, so under Adam the two differ only through clipping and
+    eps. This is why train.py's default GIFT and GRPO curves nearly coincide (README, Results)."""
+    g = torch.Generator().manual_seed(3)
+    B, G, T, floor = 5, 4, 7, 0.7
+    logp = (-torch.rand(B * G, T, generator=g) * 3).requires_grad_()
+    mask = (torch.rand(B * G, T, generator=g) < 0.8).float()
+    rewards = torch.randint(0, 2, (B * G,), generator=g).float()
+    rewards[:G] = 1.0  # one degenerate group: no gradient from either loss
+    gift, _ = gift_loss(((logp - logp.detach()) * mask).sum(dim=1), rewards, G, std_floor=floor)
+    gift_grad, = torch.autograd.grad(gift, logp)
+    grpo, _ = grpo_loss(logp, logp.detach(), None, group_advantages(rewards, G), mask, agg="token-mean")
+    grpo_grad, = torch.autograd.grad(grpo, logp)
+    assert gift.item() == pytest.approx((rewards.view(B, G).std(dim=1) > 0).float().mean().item())  # 1 per group
+    torch.testing.assert_close(gift_grad, grpo_grad * 2 * mask.sum() / (B * G * floor), rtol=1e-3, atol=1e-7)
+    assert gift_grad[:G].abs().max() == 0 and grpo_grad.abs().max() > 0
+
+
 def test_grpo_clipping_stops_the_gradient_only_past_the_trust_region():
     old = torch.zeros(4, 1)
     logp = torch.log(torch.tensor([[1.5], [1.5], [0.5], [0.5]])).requires_grad_()   # ratios 1.5, 1.5, 0.5, 0.5
