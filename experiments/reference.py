@@ -7,9 +7,10 @@ the prediction is a plateau: once the in-group order is right the loss is ~0 how
 Refreshing pi_ref <- pi_theta every K steps starts each window at logratio 0, where the std floor sets the step
 size; K = 1 (ref=old) is the default of train.py. 100 RL steps per reference and seed, held-out accuracy every 20 steps.
 
-Reports beta(x) = sigma_r / max(sigma_logratio, std_floor) (the population minimiser is pi_ref exp(r / beta(x))),
-the in-group correlation of logratio and reward, and the group std of the logratio, per step (informative groups).
-For ref=old the logratio is 0 when the loss is evaluated, so its beta(x) is sigma_r / std_floor and is not shown.
+Reports, per step over the informative groups: beta(x) = sum sigma_r / sum sigma_logratio, the beta of
+pi_ref exp(r / beta(x)) that the current log-ratios imply (the population minimiser; `beta_implied` in
+metrics.jsonl), the in-group correlation of logratio and reward, and the group std of the logratio. For ref=old the
+logratio is 0 when the loss is evaluated, so it implies no beta and is not shown in those panels.
 Writes reference.json and reference.png.
 """
 
@@ -45,10 +46,11 @@ def report(args):
             result[f"{name}-s{seed}"] = dict(
                 eval_steps=steps, accuracy=acc, sft_accuracy=s["sft_accuracy"], final_accuracy=s["rl_accuracy"],
                 ci95=s["rl_eval"]["ci95"], wall_time_s=s["wall_time_s"],
-                steps=[r["step"] for r in rl_rows], beta=[r["beta"] for r in rl_rows],
+                steps=[r["step"] for r in rl_rows], beta=[r["beta_implied"] for r in rl_rows],
+                beta_floored=[r["beta"] for r in rl_rows],
                 corr=[r["corr"] for r in rl_rows], logratio_std=[r["logratio_std"] for r in rl_rows],
                 kl=[r["kl"] for r in rl_rows], reward=[r["reward"] for r in rl_rows],
-                second_half=dict(beta_mean=sum(r["beta"] for r in half) / len(half),
+                second_half=dict(beta_mean=sum(r["beta_implied"] for r in half) / len(half),
                                  corr_mean=sum(r["corr"] for r in half) / len(half),
                                  logratio_std_median=sorted(r["logratio_std"] for r in half)[len(half) // 2],
                                  kl_mean=sum(r["kl"] for r in half) / len(half),
@@ -72,7 +74,7 @@ def report(args):
             axes[1].plot(r["steps"], smooth(r["beta"]), **style)
             axes[3].plot(r["steps"], smooth(r["logratio_std"]), **style)
         axes[2].plot(r["steps"], smooth(r["corr"]), **style)
-    titles = ["held-out accuracy (greedy)", "beta(x) = sigma_r / sigma_logratio (10-step mean)",
+    titles = ["held-out accuracy (greedy)", "implied beta(x) = sigma_r / sigma_logratio (10-step mean)",
               "in-group corr(logratio, reward) (10-step mean)", "group std of logratio, nats (10-step mean)"]
     for ax, title in zip(axes, titles):
         ax.set_title(title, fontsize=9)

@@ -130,7 +130,9 @@ def gift_loss(logratio, rewards, group_size, std_floor=1.0, detach_std=False):
         logratio_std      mean group std of logratio (nats), informative groups
         below_floor_frac  fraction of informative groups whose logratio std is under std_floor
         corr              mean within-group Pearson correlation of logratio and reward (0 for a constant logratio)
-        beta              mean implied beta(x) = sigma_r / max(sigma_logratio, std_floor)
+        beta              mean implied beta(x) = sigma_r / max(sigma_logratio, std_floor) (the loss's target scale)
+        beta_implied      sum sigma_r / sum sigma_logratio, no floor: the beta of pi_ref exp(r / beta) that the
+                          current log-ratios imply (0 when every logratio is constant, e.g. pi_ref = pi_old)
     The stats over informative groups are 0 when there is none.
     """
     _check_grouped(logratio, group_size, "logratio")
@@ -164,8 +166,10 @@ def gift_loss(logratio, rewards, group_size, std_floor=1.0, detach_std=False):
         values = torch.stack([
             m.mean(), (per_group * m).sum() / n, (l_std * m).sum() / n,
             ((l_std < std_floor).to(l.dtype) * m).sum() / n, (corr * m).sum() / n, (beta * m).sum() / n,
+            torch.where((l_std * m).sum() > 0, (r_std * m).sum() / (l_std * m).sum().clamp_min(1e-30), 0.0),
         ]).tolist()                                                  # one device sync
-    keys = ["informative_frac", "loss_informative", "logratio_std", "below_floor_frac", "corr", "beta"]
+    keys = ["informative_frac", "loss_informative", "logratio_std", "below_floor_frac", "corr", "beta",
+            "beta_implied"]
     return loss, dict(zip(keys, values))
 
 

@@ -92,6 +92,7 @@ def test_logratio_scale_leaves_loss_and_scales_gradient_by_inverse(detach_std):
         torch.testing.assert_close(loss2, loss)
         torch.testing.assert_close(grad2, grad / c)
         assert stats2["beta"] == pytest.approx(stats["beta"] / c)   # beta = sigma_r / sigma_logratio
+        assert stats2["beta_implied"] == pytest.approx(stats["beta_implied"] / c)
 
 
 def test_scale_free_gradient_is_orthogonal_to_logratio_unless_std_detached():
@@ -111,7 +112,7 @@ def test_affine_logratio_gives_zero_loss_and_implied_beta():
     loss, grad, stats = loss_and_grad(logratio, rewards, 8)
     assert loss.item() < 1e-12 and grad.abs().max().item() < 1e-10
     assert stats["corr"] == pytest.approx(1.0)
-    assert stats["beta"] == pytest.approx(beta)
+    assert stats["beta"] == pytest.approx(beta) and stats["beta_implied"] == pytest.approx(beta)
     assert stats["loss_informative"] < 1e-12
 
 
@@ -157,6 +158,7 @@ def test_first_step_is_finite_and_follows_the_centred_reward(std_floor):
     assert stats["below_floor_frac"] == 1.0
     assert stats["beta"] == pytest.approx(
         (rewards.view(B, G).std(1, unbiased=False) / std_floor).mean().item())
+    assert stats["beta_implied"] == 0.0                              # no logratio spread: nothing implied yet
 
 
 def test_below_the_floor_descent_stops_at_group_std_equal_to_floor():
@@ -191,7 +193,8 @@ def test_gift_rejects_bad_input():
 def test_gift_stats_are_plain_floats():
     logratio, rewards = random_groups()
     _, stats = gift_loss(logratio, rewards, 8)
-    assert set(stats) == {"informative_frac", "loss_informative", "logratio_std", "below_floor_frac", "corr", "beta"}
+    assert set(stats) == {"informative_frac", "loss_informative", "logratio_std", "below_floor_frac", "corr", "beta",
+                          "beta_implied"}
     assert all(type(v) is float for v in stats.values())
     assert stats["logratio_std"] == pytest.approx(logratio.view(5, 8).std(1, unbiased=False).mean().item())
 
