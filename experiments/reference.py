@@ -80,6 +80,7 @@ def report(args):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("RL step")
         ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
     axes[3].set_yscale("log")
     axes[0].legend(fontsize=8)
     save_figure(args, fig, "reference")
