@@ -3,7 +3,8 @@
     python experiments/overfit.py [--seeds 0] [--runs out/experiments] [--out docs/experiments]
 
 The built-in task makes a new problem for every prompt, so there is nothing to overfit unless RL is held to a
-finite pool, as GSM8K's 7,473 training problems are. Here each method trains on the same 128 problems for 120
+finite pool, as GSM8K's 7,473 training problems are. Here each method (GIFT with the default reference, the sampling
+policy; GIFT with the paper's frozen reference; GRPO) trains on the same 128 problems for 120
 steps (16 prompts a step: 15 passes over the pool) from the same SFT checkpoint; every 20 steps both the pool
 (greedy, train accuracy) and 1,000 held-out problems are scored. The gap between them is the overfitting.
 Writes overfit.json and overfit.png.
@@ -12,7 +13,8 @@ Writes overfit.json and overfit.png.
 from common import curve, parser, pyplot, rl, run_all, save_figure, sft, summary, metrics, write_json
 
 POOL, STEPS, EVAL_EVERY = 128, 120, 20
-METHODS = {"gift": dict(method="gift"), "grpo": dict(method="grpo")}
+METHODS = {"gift": dict(method="gift"), "grpo": dict(method="grpo"),
+           "gift-frozen": dict(method="gift", ref="frozen")}  # the paper's reference: the SFT model
 
 
 def runs(args):
