@@ -6,7 +6,7 @@
    Train GIFT (frozen reference, so the logratio is not 0 when the loss is evaluated) for 10 RL steps three times,
    with the implicit reward scaled by c = 0.01, 1 and 100 (the std floor, in implicit-reward units, scaled too), and
    compare the losses and the final weights: they should agree to float rounding.
-2. The sweep. GRPO with its k3 KL penalty to the SFT model at kl_coef in {0, 0.01, 0.04, 0.1, 0.4}, 50 RL steps
+2. The sweep. GRPO with its k3 KL penalty to the SFT model at kl_coef in {0, 0.01, 0.04, 0.1, 0.4, 1, 3}, 50 RL steps
    from the same SFT checkpoint as GIFT (experiment 1's settings; kl_coef 0 and 0.04 are experiment 1's runs).
 Writes beta.json and beta.png.
 """
@@ -18,7 +18,7 @@ import torch
 from common import _check_same, curve, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
 from compare import EVAL_EVERY, STEPS
 
-KL_COEFS = (0.0, 0.01, 0.04, 0.1, 0.4)
+KL_COEFS = (0.0, 0.01, 0.04, 0.1, 0.4, 1.0, 3.0)
 SCALES = (0.01, 1.0, 100.0)
 CHECK_STEPS = 10
 
