@@ -21,7 +21,8 @@ METHODS = {  # name: train.py settings; everything else is train.py's default
 def runs(args, methods=METHODS):
     out = [sft(seed) for seed in args.seeds]
     for seed in args.seeds:
-        out += [rl(args.runs, name, seed, rl_steps=STEPS, eval_every=EVAL_EVERY, **cfg) for name, cfg in methods.items()]
+        out += [rl(args.runs, name, seed, rl_steps=STEPS, eval_every=EVAL_EVERY, **cfg)
+                for name, cfg in methods.items()]
     return out
 
 
@@ -71,7 +72,8 @@ def report(args):
     for name, entry in result.items():
         finals = " ".join(f"{v['final_accuracy']:<10.3f}" for v in entry["per_seed"].values())
         print(f"{name:10s} {finals} {entry['final_mean']:.3f}  {entry['final_sd']:.3f}  "
-              f"{entry['train_seconds_mean']:<8.0f} {entry['reward_first10_mean']:.3f} / {entry['reward_last10_mean']:.3f}")
+              f"{entry['train_seconds_mean']:<8.0f} {entry['reward_first10_mean']:.3f} / "
+              f"{entry['reward_last10_mean']:.3f}")
     plt = pyplot()
     fig, (ax_step, ax_time, ax_reward) = plt.subplots(1, 3, figsize=(15, 3.8))
     for name, entry in result.items():

@@ -29,9 +29,18 @@ def runs(args):
 
 
 def smooth(values, width=10):
-    """Trailing mean over `width` steps (the per-step statistics are noisy: 16 groups, some uninformative)."""
-    return [sum(values[max(0, i - width + 1): i + 1]) / len(values[max(0, i - width + 1): i + 1])
-            for i in range(len(values))]
+    """Trailing mean over `width` steps, skipping None (the per-step statistics are noisy: 16 groups, some
+    uninformative)."""
+    out = []
+    for i in range(len(values)):
+        window = [v for v in values[max(0, i - width + 1): i + 1] if v is not None]
+        out.append(sum(window) / len(window) if window else None)
+    return out
+
+
+def mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
 
 
 def report(args):
@@ -40,18 +49,22 @@ def report(args):
         for seed in args.seeds:
             records = metrics(args, f"ref-{name}-s{seed}")
             rl_rows = [r for r in records if r.get("stage") == "rl" and not r.get("skipped")]
+            # at a step where pi_ref = pi_theta (every step for old, each refresh) the logratio is 0: no beta, no corr
+            moved = [r["logratio_std"] > 0 for r in rl_rows]
             steps, _, acc = curve(records)
             s = summary(args, f"ref-{name}-s{seed}")
             half = rl_rows[len(rl_rows) // 2:]
             result[f"{name}-s{seed}"] = dict(
                 eval_steps=steps, accuracy=acc, sft_accuracy=s["sft_accuracy"], final_accuracy=s["rl_accuracy"],
                 ci95=s["rl_eval"]["ci95"], wall_time_s=s["wall_time_s"],
-                steps=[r["step"] for r in rl_rows], beta=[r["beta_implied"] for r in rl_rows],
+                steps=[r["step"] for r in rl_rows],
+                beta=[r["beta_implied"] if m else None for r, m in zip(rl_rows, moved)],
                 beta_floored=[r["beta"] for r in rl_rows],
-                corr=[r["corr"] for r in rl_rows], logratio_std=[r["logratio_std"] for r in rl_rows],
+                corr=[r["corr"] if m else None for r, m in zip(rl_rows, moved)],
+                logratio_std=[r["logratio_std"] for r in rl_rows],
                 kl=[r["kl"] for r in rl_rows], reward=[r["reward"] for r in rl_rows],
-                second_half=dict(beta_mean=sum(r["beta_implied"] for r in half) / len(half),
-                                 corr_mean=sum(r["corr"] for r in half) / len(half),
+                second_half=dict(beta_mean=mean([r["beta_implied"] for r in half if r["logratio_std"] > 0]),
+                                 corr_mean=mean([r["corr"] for r in half if r["logratio_std"] > 0]),
                                  logratio_std_median=sorted(r["logratio_std"] for r in half)[len(half) // 2],
                                  kl_mean=sum(r["kl"] for r in half) / len(half),
                                  reward_mean=sum(r["reward"] for r in half) / len(half)))
@@ -59,9 +72,9 @@ def report(args):
     print(f"{'run':16s} SFT    final  (+-ci)  | 2nd half: beta  corr   std    KL     reward")
     for name, r in result.items():
         h = r["second_half"]
+        beta_corr = "-      -    " if h["beta_mean"] is None else f"{h['beta_mean']:.3f}  {h['corr_mean']:+.2f}"
         print(f"{name:16s} {r['sft_accuracy']:.3f}  {r['final_accuracy']:.3f} (+-{r['ci95']:.3f}) | "
-              f"{h['beta_mean']:.3f}  {h['corr_mean']:+.2f}  {h['logratio_std_median']:.2f}  "
-              f"{h['kl_mean']:.3f}  {h['reward_mean']:.3f}")
+              f"{beta_corr}  {h['logratio_std_median']:.2f}  {h['kl_mean']:.3f}  {h['reward_mean']:.3f}")
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     colors = {name: f"C{i}" for i, name in enumerate(REFS)}
@@ -70,10 +83,10 @@ def report(args):
         ref, seed = key.rsplit("-s", 1)
         style = dict(color=colors[ref], linestyle=dashes[args.seeds.index(int(seed)) % 4], label=key)
         axes[0].plot(r["eval_steps"], r["accuracy"], marker="o", **style)
-        if ref != "old":
+        if ref != "old":  # the logratio of ref=old is 0 when the loss sees it: nothing to show
             axes[1].plot(r["steps"], smooth(r["beta"]), **style)
+            axes[2].plot(r["steps"], smooth(r["corr"]), **style)
             axes[3].plot(r["steps"], smooth(r["logratio_std"]), **style)
-        axes[2].plot(r["steps"], smooth(r["corr"]), **style)
     titles = ["held-out accuracy (greedy)", "implied beta(x) = sigma_r / sigma_logratio (10-step mean)",
               "in-group corr(logratio, reward) (10-step mean)", "group std of logratio, nats (10-step mean)"]
     for ax, title in zip(axes, titles):
