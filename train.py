@@ -348,6 +348,7 @@ def main(argv):
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     train_example, heldout = make_task(cfg)  # data first: a missing GSM8K folder is reported before any download
+    pool = [rl_example(train_example, k, cfg) for k in range(min(cfg.rl_pool, cfg.eval_problems))]  # --rl_pool
     model, enc = load_model(cfg.init, cfg.task)
     model.to(cfg.device)
     total_steps = cfg.sft_steps + cfg.rl_steps
@@ -402,8 +403,7 @@ def main(argv):
                 hits = [c for c, pick in zip(res["per_problem"], chosen) if pick]
                 out[f"{name}_frac"] = len(hits) / len(tool)
                 out[f"{name}_accuracy"] = sum(hits) / max(1, len(hits))
-        if cfg.rl_pool:  # the same greedy score on the problems RL trains on (at most eval_problems of them)
-            pool = [rl_example(train_example, k, cfg) for k in range(min(cfg.rl_pool, cfg.eval_problems))]
+        if pool:  # the same greedy score on the problems RL trains on
             out["train_accuracy"] = evaluate(policy, enc, pool, batch_size=cfg.eval_batch,
                                              max_new_tokens=cfg.max_new_tokens)["pass@1"]
         extra["eval_time"] += time.time() - t0  # so that accuracy can be plotted against training time alone

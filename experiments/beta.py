@@ -16,7 +16,7 @@ import os
 
 import torch
 
-from common import _check_same, curve, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
+from common import check_same, curve, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
 from compare import EVAL_EVERY, STEPS
 
 KL_COEFS = (0.0, 0.01, 0.04, 0.1, 0.4, 1.0, 3.0)
@@ -49,7 +49,7 @@ def scaled_check(args, seed):
         run = rl(args.runs, f"beta-check-c{c:g}", seed, rl_steps=CHECK_STEPS, ref="frozen", eval_problems=200)
         run_dir = os.path.join(args.runs, run["run_name"])
         if os.path.exists(os.path.join(run_dir, "summary.json")):
-            _check_same(run_dir, run)
+            check_same(run_dir, run)
         else:
             def scaled(logratio, rewards, group_size, std_floor, detach_std, c=c):  # implicit reward = c * logratio
                 return gift_loss(c * logratio, rewards, group_size, std_floor=c * std_floor, detach_std=detach_std)
@@ -95,7 +95,9 @@ def report(args):
         s = summary(args, run)
         half = rl_rows[len(rl_rows) // 2:]
         sweep[str(coef)] = dict(run=run, steps=steps, accuracy=acc, final_accuracy=s["rl_accuracy"],
-                                ci95=s["rl_eval"]["ci95"], kl_second_half=sum(r["kl"] for r in half) / len(half),
+                                ci95=s["rl_eval"]["ci95"], kl_steps=[r["step"] for r in rl_rows],
+                                kl=[r["kl"] for r in rl_rows],
+                                kl_second_half=sum(r["kl"] for r in half) / len(half),
                                 reward_second_half=sum(r["reward"] for r in half) / len(half))
     write_json(args, "beta", dict(seed=seed, check_steps=CHECK_STEPS, update_norm=update,
                                   invariance=invariance, kl_sweep=sweep))
@@ -128,8 +130,7 @@ def report(args):
     axes[1].set_xlabel("GRPO kl_coef")
     axes[1].set_title(f"after {STEPS} steps", fontsize=10)
     for c in coefs:
-        rows = [r for r in metrics(args, f"{kl_name(c)}-s{seed}") if r.get("stage") == "rl"]
-        axes[2].plot([r["step"] for r in rows], [r["kl"] for r in rows], label=f"kl_coef {c:g}")
+        axes[2].plot(sweep[str(c)]["kl_steps"], sweep[str(c)]["kl"], label=f"kl_coef {c:g}")
     axes[2].set_title("GRPO: KL to the SFT model per token", fontsize=10)
     axes[2].set_xlabel("RL step")
     for ax in axes:

@@ -20,7 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from gift.plot import read_metrics  # noqa: E402  (clear errors for missing or malformed metrics.jsonl)
+from gift.plot import eval_step, read_metrics  # noqa: E402  (clear errors for missing or malformed metrics.jsonl)
 
 
 def parser(doc, seeds=(0, 1, 2)):
@@ -46,7 +46,7 @@ def rl(runs, name, seed, **config):
                 sft_steps=0, **config)
 
 
-def _check_same(run_dir, run):
+def check_same(run_dir, run):
     """A finished run must have been made with the settings asked for now (else: a clear error, not a reuse)."""
     with open(os.path.join(run_dir, "summary.json")) as f:
         saved = json.load(f)["config"]
@@ -69,7 +69,7 @@ def run_all(runs, args):
         seen[run["run_name"]] = run
         run_dir = os.path.join(args.runs, run["run_name"])
         if os.path.exists(os.path.join(run_dir, "summary.json")):
-            _check_same(run_dir, run)
+            check_same(run_dir, run)
         else:
             todo.append(run)
     if todo and args.report_only:
@@ -113,12 +113,12 @@ def metrics(args, name):
 
 def curve(records, key="heldout_accuracy"):
     """(steps, training seconds, values) of the records that have `key`, from the SFT evaluation to the final one.
-    steps counts the RL updates made before the evaluation (an RL record's "step" is the index of the step just
-    taken, so it has made step + 1). Training seconds exclude the time spent in evaluations."""
+    steps counts the RL updates made before the evaluation (gift.plot.eval_step). Training seconds exclude the time
+    spent in evaluations."""
     steps, secs, values = [], [], []
     for r in records:
         if key in r:
-            steps.append(r["step"] + 1 if r["stage"] == "rl" else r["step"])
+            steps.append(eval_step(r))
             secs.append(r["time"] - r["eval_time"] if r["stage"] != "sft_eval" else 0.0)
             values.append(r[key])
     return steps, secs, values

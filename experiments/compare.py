@@ -32,9 +32,10 @@ def collect(args, names):
     for name in names:
         per_seed = {}
         for seed in args.seeds:
-            steps, secs, acc = curve(metrics(args, f"{name}-s{seed}"))
+            records = metrics(args, f"{name}-s{seed}")
+            steps, secs, acc = curve(records)
             s = summary(args, f"{name}-s{seed}")
-            rewards = [r["reward"] for r in metrics(args, f"{name}-s{seed}") if r.get("stage") == "rl"]
+            rewards = [r["reward"] for r in records if r.get("stage") == "rl"]
             per_seed[seed] = dict(steps=steps, train_seconds=[round(t, 1) for t in secs], accuracy=acc, reward=rewards,
                                   sft_accuracy=s["sft_accuracy"], final_accuracy=s["rl_accuracy"],
                                   ci95=s["rl_eval"]["ci95"], wall_time_s=s["wall_time_s"])

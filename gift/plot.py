@@ -31,6 +31,12 @@ def read_metrics(run_dir):
     return records
 
 
+def eval_step(record):
+    """The step at which a record's held-out scores were measured. An "rl" record's step is the index of the step
+    just taken, so its evaluation came after step + 1 updates; "sft_eval" and "final" records carry that count."""
+    return record["step"] + (record["stage"] == "rl")
+
+
 def plot(run_dirs, out):
     try:
         import matplotlib
@@ -47,8 +53,7 @@ def plot(run_dirs, out):
             rows = [r for r in records if key in r and r.get("stage") != "sft"]
             if key == "heldout_accuracy":
                 rows = [r for r in records if key in r]  # the SFT evaluation, RL evaluations, the final one
-            # an "rl" record's step is the index of the step just taken; its held-out score is after step + 1 updates
-            x = [r["step"] + (key == "heldout_accuracy" and r["stage"] == "rl") for r in rows]
+            x = [eval_step(r) if key == "heldout_accuracy" else r["step"] for r in rows]
             ax.plot(x, [r[key] for r in rows], marker="o" if len(rows) < 30 else None, label=label)
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("step")
