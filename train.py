@@ -63,18 +63,20 @@ class Config:
     prompts: int = 16  # B prompts per step (global, over all ranks)
     group_size: int = 8  # G samples per prompt
     rl_lr: float = 1e-4
-    inner_steps: int = 1  # optimiser steps on each batch of samples
-    ref: str = "old"  # GIFT's pi_ref: old (the sampling policy of each batch) | frozen (the SFT model) | refresh
+    minibatches: int = 4  # K: a step's prompts split into K mini-batches of whole groups, one optimiser step each
+    inner_steps: int = 1  # passes over the step's samples (each pass: K optimiser steps)
+    ref: str = "old"  # GIFT's pi_ref: old (the sampling policy of each step) | frozen (the SFT model) | refresh
     ref_every: int = 10
-    std_floor: float = 1.0  # GIFT: floor on the group std of the log-ratio, in nats (gift/loss.py)
-    detach_std: bool = False  # GIFT: treat the logratio std as a constant (holds the logratio scale, see README)
+    std_floor: float = 1e-3  # GIFT: floor on the group std of the log-ratio, in nats (1: the trust-region variant)
+    detach_std: bool = True  # GIFT: the logratio's group std is a constant (the author's choice)
+    mask_degenerate: bool = False  # GIFT: zero loss for groups with equal rewards (default: kept, as the author does)
     clip_eps: float = 0.2  # GRPO
     kl_coef: float = 0.0  # GRPO: k3 KL penalty to the frozen SFT model
     agg: str = "token-mean"  # GRPO: token-mean | seq-mean | constant
     scale_by_std: bool = True  # GRPO: divide advantages by the group std (False: Dr. GRPO)
     temperature: float = 1.0
     max_new_tokens: int = 96
-    micro_batch: int = 0  # groups per forward/backward pass (0: all at once); gradients are accumulated
+    micro_batch: int = 0  # groups per forward/backward pass (0: a whole mini-batch); gradients are accumulated
     grad_clip: float = 1.0
     weight_decay: float = 0.0
     # evaluation and bookkeeping
@@ -129,6 +131,10 @@ def parse_args(argv):
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise SystemExit(f"error: --{key}={getattr(cfg, key)!r} must be one of {allowed}")
+    if cfg.minibatches < 1 or cfg.inner_steps < 1:
+        raise SystemExit("error: --minibatches and --inner_steps must be >= 1")
+    if cfg.prompts % cfg.minibatches:
+        raise SystemExit(f"error: --prompts={cfg.prompts} must be divisible by --minibatches={cfg.minibatches}")
     if cfg.rl_pool < 0:
         raise SystemExit(f"error: --rl_pool={cfg.rl_pool} must be >= 0 (0: no pool)")
     if cfg.method == "gift" and cfg.kl_coef:
@@ -213,10 +219,12 @@ def rl_example(train_example, k, cfg):
 
 
 def rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world):
-    """One RL step: sample, score, log-probs, loss (GIFT or GRPO), with `inner_steps` optimiser steps per batch."""
-    B, G = cfg.prompts // world, cfg.group_size
-    first = (step - cfg.sft_steps) * cfg.prompts + rank * B  # this rank's slice of the step's prompts
-    examples = [rl_example(train_example, first + j, cfg) for j in range(B)]
+    """One RL step: sample, score, log-probs, then `minibatches` optimiser steps (GIFT or GRPO) per pass over it."""
+    B, G, K = cfg.prompts // world, cfg.group_size, cfg.minibatches
+    b = B // K  # this rank's groups per mini-batch; mini-batch k holds global prompts k*P/K .. (k+1)*P/K - 1
+    base = (step - cfg.sft_steps) * cfg.prompts  # index of the step's first prompt in the RL stream
+    slots = [k * (cfg.prompts // K) + rank * b + i for k in range(K) for i in range(b)]  # this rank's prompts
+    examples = [rl_example(train_example, base + j, cfg) for j in slots]
     prompts = encode_batch(enc, examples, with_solution=False)
 
     # 1. sample G responses per prompt from the current policy (on-policy); the calculator fills in <<expr=...>>
@@ -225,7 +233,7 @@ def rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world):
     t0 = time.time()
     out = generate(policy, prompts, num_samples=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                    stop_tokens=(eot_id(enc),), calculator=calculate, tokenizer=enc,
-                   seed=[(cfg.seed * 1_000_003 + first + j) % 2**62 for j in range(B)])  # per prompt: rank-invariant
+                   seed=[(cfg.seed * 1_000_003 + base + j) % 2**62 for j in slots])  # per prompt: rank-invariant
     sample_time = time.time() - t0
 
     # 2. explicit rewards r_phi from the verifier: 1 if the final answer is right (samples are prompt-major)
@@ -238,48 +246,60 @@ def rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world):
     idx, mask = pad_rows(rows, [len(prompts[i // G]) for i in range(len(rows))], masks)
     idx, mask, rewards = idx.to(cfg.device), mask.to(cfg.device), rewards.to(cfg.device)
 
-    # log-probs before any update: pi_old (GRPO's ratio denominator, GIFT's pi_ref when ref == "old")
+    # mini-batches of whole groups, each cut into micro-batches of `micro_batch` groups (row slices of idx)
+    micro = cfg.micro_batch or b
+    batches = [[slice(g * G, min(g + micro, m + b) * G) for g in range(m, m + b, micro)] for m in range(0, B, b)]
+
+    # log-probs before any update, in the same chunks as below (so the first mini-batch's logratio is exactly 0):
+    # pi_old, GRPO's ratio denominator and GIFT's pi_ref when ref == "old"
     with torch.no_grad():
-        old_logp, _ = response_logprobs(policy, idx, mask, cfg)
-        ref_logp = response_logprobs(ref_model, idx, mask, cfg)[0] if ref_model is not None else None
+        old_logp = torch.cat([response_logprobs(policy, idx[rs], mask[rs], cfg)[0] for mb in batches for rs in mb])
+        ref_logp = None if ref_model is None else torch.cat(
+            [response_logprobs(ref_model, idx[rs], mask[rs], cfg)[0] for mb in batches for rs in mb])
     if cfg.method == "gift" and cfg.ref == "old":
-        ref_logp = old_logp  # pi_ref = pi_old: every batch starts at logratio 0 (the std floor's case)
+        ref_logp = old_logp  # pi_ref = pi_old: logratio 0 on the first mini-batch, non-zero after
     advantages = group_advantages(rewards, G, scale_by_std=cfg.scale_by_std)
 
-    # 4. the loss and the update; micro-batches hold whole groups, weighted so the sum equals the full-batch loss
+    # 4. one optimiser step per mini-batch, `inner_steps` passes; micro-batches weighted to sum to the mini-batch loss
     model.train()
-    groups_per_micro = cfg.micro_batch or B
+    losses, per_step, entropy_sum, kl_sum = [], [], 0.0, 0.0
     for _ in range(cfg.inner_steps):
-        opt.zero_grad(set_to_none=True)
-        total, stats, entropy_sum, kl_sum = 0.0, {}, 0.0, 0.0  # stats: weighted means over micro-batches
-        for g0 in range(0, B, groups_per_micro):
-            rs = slice(g0 * G, min(B, g0 + groups_per_micro) * G)  # rows of these groups
-            logp, entropy = response_logprobs(model, idx[rs], mask[rs], cfg)  # (n, L-1), 0 off the response
-            if cfg.method == "gift":
-                # implicit reward / beta: sum over response tokens of log pi_theta - log pi_ref (paper eq. 6)
-                # BEGIN SOLUTION rl_step
-                # HINT: logratio (n,) of the rows rs from logp and ref_logp, then loss, micro_stats = gift_loss(...)
-                logratio = (logp - ref_logp[rs]).sum(dim=1)  # (n,)
-                loss, micro_stats = gift_loss(logratio, rewards[rs], G, std_floor=cfg.std_floor,
-                                              detach_std=cfg.detach_std)
-                # END SOLUTION
-            else:
-                loss, micro_stats = grpo_loss(logp, old_logp[rs], ref_logp[rs] if ref_logp is not None else None,
-                                        advantages[rs], mask[rs], clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef,
-                                        agg=cfg.agg, max_len=cfg.max_new_tokens)
-            weight = (rs.stop - rs.start) / (B * G)
-            (loss * weight).backward()
-            total += loss.item() * weight
-            stats = {k: stats.get(k, 0.0) + v * weight for k, v in micro_stats.items()}
-            with torch.no_grad():
-                entropy_sum += (entropy * mask[rs]).sum().item()
-                if ref_logp is not None:  # k3 estimate of KL(pi_theta || pi_ref) per response token
-                    kl_sum += (kl_k3(logp, ref_logp[rs]) * mask[rs]).sum().item()
-        if not finite_update(model, opt, total, cfg):
-            return None
+        for mb in batches:
+            opt.zero_grad(set_to_none=True)
+            total, stats = 0.0, {}
+            for rs in mb:
+                logp, entropy = response_logprobs(model, idx[rs], mask[rs], cfg)  # (n, L-1), 0 off the response
+                if cfg.method == "gift":
+                    # implicit reward / beta: sum over response tokens of log pi_theta - log pi_ref (paper eq. 6)
+                    # BEGIN SOLUTION rl_step
+                    # HINT: logratio (n,) of the rows rs from logp and ref_logp, then loss, micro_stats = gift_loss(...)
+                    logratio = (logp - ref_logp[rs]).sum(dim=1)  # (n,)
+                    loss, micro_stats = gift_loss(logratio, rewards[rs], G, std_floor=cfg.std_floor,
+                                                  detach_std=cfg.detach_std, mask_degenerate=cfg.mask_degenerate)
+                    # END SOLUTION
+                else:
+                    loss, micro_stats = grpo_loss(logp, old_logp[rs], None if ref_logp is None else ref_logp[rs],
+                                                  advantages[rs], mask[rs], clip_eps=cfg.clip_eps,
+                                                  kl_coef=cfg.kl_coef, agg=cfg.agg, max_len=cfg.max_new_tokens)
+                weight = (rs.stop - rs.start) / (b * G)
+                (loss * weight).backward()
+                total += loss.item() * weight
+                stats = {k: stats.get(k, 0.0) + v * weight for k, v in micro_stats.items()}
+                with torch.no_grad():
+                    entropy_sum += (entropy * mask[rs]).sum().item()
+                    if ref_logp is not None:  # k3 estimate of KL(pi_theta || pi_ref) per response token
+                        kl_sum += (kl_k3(logp, ref_logp[rs]) * mask[rs]).sum().item()
+            if not finite_update(model, opt, total, cfg):
+                return None
+            losses.append(total)
+            per_step.append(stats)
     n_tokens = mask.sum().item()
-    return total, dict(stats, reward=rewards.mean().item(), sample_time=sample_time, new_tokens=int(n_tokens),
-                       entropy=entropy_sum / n_tokens, kl=kl_sum / n_tokens)
+    stats = {k: sum(s[k] for s in per_step) / len(per_step) for k in per_step[0]}  # mean over optimiser steps
+    trace = "logratio_std" if cfg.method == "gift" else "clip_frac"  # zero on the first mini-batch, then not
+    return sum(losses) / len(losses), dict(stats, reward=rewards.mean().item(), sample_time=sample_time,
+                                           new_tokens=int(n_tokens), entropy=entropy_sum / (n_tokens * cfg.inner_steps),
+                                           kl=kl_sum / (n_tokens * cfg.inner_steps),
+                                           **{f"{trace}_mb": [s[trace] for s in per_step]})
 
 
 def finite_update(model, opt, loss_value, cfg):
@@ -333,9 +353,11 @@ def main(argv):
         dist.init_process_group("nccl" if cfg.device == "cuda" else "gloo")
         if cfg.device == "cuda":
             cfg.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-        for name in ("prompts", "sft_batch"):
-            if getattr(cfg, name) % world:
-                raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be divisible by the {world} ranks")
+        if cfg.sft_batch % world:
+            raise SystemExit(f"error: --sft_batch={cfg.sft_batch} must be divisible by the {world} ranks")
+    if cfg.prompts % (cfg.minibatches * world):  # every rank holds whole groups of every mini-batch
+        raise SystemExit(f"error: --prompts={cfg.prompts} must be divisible by --minibatches={cfg.minibatches} "
+                         f"times the {world} ranks")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     master = rank == 0

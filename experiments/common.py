@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from gift.plot import eval_step, read_metrics  # noqa: E402  (clear errors for missing or malformed metrics.jsonl)
+from train import RESUMABLE, Config  # noqa: E402
 
 
 def parser(doc, seeds=(0, 1, 2)):
@@ -47,11 +48,13 @@ def rl(runs, name, seed, **config):
 
 
 def check_same(run_dir, run):
-    """A finished run must have been made with the settings asked for now (else: a clear error, not a reuse)."""
+    """A finished run must have been made with the settings asked for now, train.py's current defaults included
+    (else: a clear error, not a reuse)."""
     with open(os.path.join(run_dir, "summary.json")) as f:
         saved = json.load(f)["config"]
-    for key, value in run.items():
-        if key != "run_name" and saved.get(key) != value:
+    wanted = {**vars(Config()), **run}
+    for key, value in wanted.items():
+        if key not in RESUMABLE | {"run_name", "out_dir"} and saved.get(key) != value:
             raise SystemExit(f"error: {run_dir} was run with {key}={saved.get(key)!r}, this experiment asks for "
                              f"{key}={value!r}; delete that folder or choose another --runs folder")
 

@@ -1,83 +1,40 @@
 """Losses for RL fine-tuning: GIFT, and beside it GRPO, DPO and UNA.
 
-GIFT (Group-relative Implicit Fine Tuning, arXiv 2510.23868) matches rewards instead of maximising them.
+GIFT (Group-relative Implicit Fine Tuning, arXiv 2510.23868) matches rewards instead of maximising them. The optimum
+of KL-regularised RL, pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x), rearranges to DPO's implicit reward
 
-KL-regularised RL, max_pi E[r] - beta KL(pi || pi_ref), has a closed-form optimum (the start of DPO):
+    r(x, y) = beta logratio(x, y) + beta log Z(x),    logratio = sum_t log pi_theta(y_t|..) - log pi_ref(y_t|..)
 
-    pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x)
-    <=>  r(x, y) = beta log(pi*(y|x) / pi_ref(y|x)) + beta log Z(x)                  (implicit reward)
+GIFT samples G responses per prompt and z-scores both sides inside the group: the group mean removes beta log Z(x),
+the group std removes beta. What is left is a scale-free regression, per group x (B groups, mean over them):
 
-So train pi_theta until its implicit reward beta * logratio, logratio = log pi_theta(y|x) - log pi_ref(y|x) summed
-over the response tokens, matches the explicit reward r. Two unknowns spoil a plain regression (that is UNA): the
-partition function log Z(x), which differs per prompt and cannot be computed, and beta, a hyperparameter. GIFT samples
-a group of G responses per prompt and z-scores both sides within the group: subtracting the group mean removes
-beta log Z(x) (it is the same for every response to x), dividing by the group std removes beta (it scales every
-response alike). What is left is a scale-free regression,
+    L(x) = 1/G sum_i (z(r)_i - z(logratio)_i)^2 = 2 (1 - rho(x)),    z(v)_i = (v_i - mean(v)) / std(v)
 
-    L(x) = 1/G sum_i (z(r)_i - z(logratio)_i)^2 = 2 (1 - rho(x))                                     (GIFT loss)
+rho(x) is the Pearson correlation of logratio and r in the group; L(x) = 0 iff logratio is affine in r, i.e.
+pi proportional to pi_ref exp(r / beta(x)) with beta(x) = sigma_r / sigma_logratio read off the group.
 
-with rho(x) the Pearson correlation of logratio and r inside the group. It is minimised exactly when logratio is
-affine in r inside each group, i.e. pi proportional to pi_ref exp(r / beta(x)) with beta(x) = sigma_r / sigma_logratio
-read off the group rather than chosen by hand.
+As the author runs it (defaults of gift_loss): pi_ref is the rollout policy pi_old, so logratio = 0 on the first
+mini-batch of a rollout and non-zero from the second (train.py --minibatches); the group mean and std of logratio are
+constants (detach_std=True: the gradient of (z(r)_i - z(l)_i)^2 is -(2/G)(z(r)_i - z(l)_i)/std, and the mean's
+gradient is zero anyway because the residuals sum to zero); std is the population std, so the per-group identity
+above is exact (the author's torch.std is unbiased, which multiplies the loss and its gradient by (G-1)/G).
 
-The first step. At the start of RL pi_theta == pi_ref, every logratio is 0, its group std is 0, and z(logratio) is
-0/0. We divide the centred logratio by max(std, std_floor) instead, with std_floor in nats:
-  * above the floor nothing changes: the loss is the paper's 2(1 - rho), invariant to a log Z shift and to the scale
-    of logratio (scaling logratio by c leaves the loss unchanged and scales its gradient by 1/c);
-  * below the floor the loss is 1/G sum_i (z(r)_i - (logratio_i - mean)/std_floor)^2, i.e. UNA-style matching of the
-    centred logratio to std_floor * z(r) with a fixed beta(x) = sigma_r / std_floor. It is finite at logratio = 0
-    and its gradient there is -(2/G) z(r)_i / std_floor per response (times 1/B over B groups): the group-normalised
-    REINFORCE/GRPO direction, raising the logratio of better-than-average responses;
-  * its minimiser has group std exactly std_floor, so with pi_ref = the sampling policy (pi_old) and several optimiser
-    steps per batch the floor acts as a trust region on how far one batch moves the policy. It is a soft one: above
-    the floor nothing pulls the scale back, and Adam rescales the small gradients left near rho = 1 (bandit, 16 Adam
-    steps per batch at lr 0.2: the batch std peaked at 1.6 nats for floor 1 and 1.0 for floor 0.3, GRPO's clip 1.2).
-The floor is applied to the variance before the square root: sqrt has an infinite derivative at 0 and autograd would
-otherwise produce 0 * inf = NaN even where the clamp is inactive. The default, 1 nat, makes the first-step beta(x)
-equal to sigma_r; the step-0 gradient is then 2 / std_floor times that of the sequence-level GRPO surrogate
--mean_i A_i pi(y_i|x) / pi_old(y_i|x) (a scale that matters with SGD, not with Adam).
-On the bandit with a frozen reference the floor sets where training stops: E[r] 0.51 -> 0.62, 0.74, 0.94, 0.998 for
-floors 0.1, 0.3, 1, 3 (best arm 1.0); at 3 the policy collapses onto the best arms before the UNA phase ends and the
-loss degenerates to REINFORCE. With pi_old as the reference and Adam it made no difference from 0.1 to 3.
+The first step. With logratio = 0 the std is 0 and z is 0/0. We divide by max(std, std_floor), flooring the
+variance (sqrt has an infinite derivative at 0). Above the floor nothing changes: 2(1 - rho), invariant to an affine
+map of r, a per-group shift of logratio (log Z) and its scale c (the gradient scales by 1/c). Below it the loss is
+1/G sum_i (z(r)_i - centred_i / std_floor)^2, finite, with gradient -(2/(B G)) z(r)_i / std_floor at logratio = 0:
+the group-normalised REINFORCE direction. The default floor, 1e-3 nats, is a numerical guard far above float
+round-off; a floor near 1 nat is this project's trust-region variant (UNA with beta = sigma_r / std_floor below it).
 
-Degenerate groups (all rewards equal, e.g. all right or all wrong) carry no signal and z(r) is undefined. They are
-masked out with torch.where (never NaN * 0), so they give zero loss and exactly zero gradient. The loss is the sum
-over informative groups divided by the number of ALL groups B, the same weight 1/B per prompt that GRPO gives
-(a degenerate group has zero advantage there but still counts). Dividing by the number of informative groups instead
-would make the step larger whenever most prompts happen to be solved or hopeless, amplifying the noisiest batches.
+Degenerate groups (all rewards equal) have z(r) = 0. Kept (the default, as the author does), their loss is
+mean z(logratio)^2 = 1 and, with the std detached, its gradient pulls the group's logratios together: a trust region
+on prompts already solved or hopeless. mask_degenerate=True gives them zero loss and exactly zero gradient instead.
+Either way the loss is the mean over all B groups. Why the reference and these options matter, with measurements:
+docs/method.md.
 
-Why the reference policy matters. The loss is blind to the scale of logratio, so nothing in it holds pi_theta near
-pi_ref (unlike the KL term of RL or beta of DPO/UNA), and once logratio correlates perfectly with r inside each group
-its gradient vanishes wherever the policy then is. Worse, with the std differentiated the gradient with respect to
-logratio is orthogonal to the centred logratio (a scale-invariant function can only rotate it), so every finite
-optimiser step lengthens it (Pythagoras); Adam keeps the step size fixed while the gradient shrinks as 1/std, so the
-group std of logratio drifts upward, faster at larger learning rates, until the sampled groups' noise swamps the
-matching signal. Measured on the built-in task (train.py, frozen SFT reference, Adam lr 3e-4, 80 RL steps, seed 0):
-over the second half of the run the group std of logratio had a median of 4 nats (peaks over 30), its in-group
-correlation with reward averaged -0.29 and the KL to the reference 0.22 nats per token (the CPU prototypes'
-signature: 3-13 nats, negative correlation). detach_std=True holds the scale: treated as a constant, the std turns each step into a regression
-towards std * z(r) at the current scale, which shrinks the part of logratio that reward does not explain (same run:
-median std 1.2 nats, correlation +0.34, KL 0.044). In that 80-step run held-out accuracy did not differ much
-(0.817 differentiated, 0.762 detached), and the sampling policy as the reference did best (0.880, see below); at the
-default lr 1e-4 the frozen reference stayed healthy (median std 0.8 nats, correlation +0.52, KL 0.019).
-Options: pi_ref frozen at the start of RL, refreshed to the current policy every K steps, or the sampling policy
-itself (pi_old, refreshed every batch, with several optimiser steps on each batch as PPO/GRPO do). With pi_old and one
-optimiser step per batch every logratio is 0 at the loss, and the gradient is exactly the floor's limit above: the
-group z-scored REINFORCE direction on the summed log-probability. Measured on the tabular bandit
-(experiments/bandit.py: 10 arms, 5 reward levels, B = G = 8, Adam lr 0.05, 4 steps per batch, 3 seeds): frozen,
-log(pi/pi_ref) becomes affine in r inside the groups (correlation 0.999) and E[r] goes 0.51 -> 0.94 and stops short
-of the best arm (1.0): the plateau the scale-blindness predicts; refreshed every 25 iterations 0.9996; pi_old
-0.9995, as fast as GRPO. On the built-in task over 100 RL steps (experiments/reference.py, 3 seeds) the frozen
-reference tied on greedy accuracy but its sampled reward plateaued 3.4 points below the refreshed and pi_old runs,
-with the logratio std held near the floor and beta(x) settling at 0.4-0.5. With pi_old and one optimiser step the
-gradient is GRPO's token-mean gradient up to a constant, so GIFT and GRPO then train alike (tested). train.py defaults
-to pi_old; frozen is the paper's setting.
-
-GRPO (DeepSeekMath, arXiv 2402.03300) with the Dr. GRPO variants (arXiv 2503.20783), DPO (arXiv 2305.18290) and UNA
-(arXiv 2408.15339) are here for comparison and teaching: each is a few lines.
-
-Shapes: B prompts (groups), G responses per prompt (group_size), T response tokens. Groups are consecutive runs of
-G in every (B*G,) tensor. Every loss returns a scalar to minimise.
+GRPO (arXiv 2402.03300) and Dr. GRPO (arXiv 2503.20783), DPO (arXiv 2305.18290) and UNA (arXiv 2408.15339) sit
+beside it for comparison and teaching. Shapes: B groups, G responses each, consecutive runs of G in every (B*G,)
+tensor; T response tokens. Every loss returns a scalar to minimise.
 """
 import torch
 import torch.nn.functional as F
@@ -119,23 +76,24 @@ def group_zscore(x, group_size, std_floor=0.0, eps=0.0, detach_std=False):
 # GIFT
 
 
-def gift_loss(logratio, rewards, group_size, std_floor=1.0, detach_std=False):
+def gift_loss(logratio, rewards, group_size, std_floor=1e-3, detach_std=True, mask_degenerate=False):
     """GIFT loss: mean over groups of 1/G sum_i (z(r)_i - z(logratio)_i)^2 (= 2 (1 - rho) per group).
 
     logratio: (B*G,) sum over each response's tokens of log pi_theta - log pi_ref (differentiable).
     rewards:  (B*G,) explicit rewards (treated as constants).
-    group_size: G. std_floor: nats; the logratio std is floored at this value (see the module docstring).
-    detach_std: treat the logratio std as a constant. The loss value is the same; the gradient then also shrinks the
-        logratio scale when rho < 1 instead of being orthogonal to it. The invariances hold either way.
+    group_size: G. std_floor: nats; the logratio std is floored at this value (module docstring: the first step).
+    detach_std: treat the group mean and std of logratio as constants (the author's choice). The loss value is the
+        same; with the std differentiated the gradient is orthogonal to the centred logratio (scale invariance).
+    mask_degenerate: groups whose rewards are all equal get zero loss and gradient (default: kept, z(r) = 0 there).
     Returns (loss scalar, stats dict of plain floats):
         informative_frac  fraction of groups whose rewards are not all equal
         loss_informative  mean group loss over informative groups (2 (1 - rho) above the floor)
-        logratio_std      mean group std of logratio (nats), informative groups
+        logratio_std      mean group std of logratio (nats), over all groups
         below_floor_frac  fraction of informative groups whose logratio std is under std_floor
         corr              mean within-group Pearson correlation of logratio and reward (0 for a constant logratio)
         beta              mean implied beta(x) = sigma_r / max(sigma_logratio, std_floor) (the loss's target scale)
         beta_implied      sum sigma_r / sum sigma_logratio, no floor: the beta of pi_ref exp(r / beta) that the
-                          current log-ratios imply (0 when every logratio is constant, e.g. pi_ref = pi_old)
+                          current log-ratios imply (0 when every logratio is constant, e.g. the first mini-batch)
     The stats over informative groups are 0 when there is none.
     """
     _check_grouped(logratio, group_size, "logratio")
@@ -149,12 +107,13 @@ def gift_loss(logratio, rewards, group_size, std_floor=1.0, detach_std=False):
     r = rewards.view(-1, group_size)                                 # (B, G)
     informative = r.amax(dim=1) > r.amin(dim=1)                      # (B,) exact test for "all rewards equal"
 
-    # z(r): the tiny floor only keeps degenerate groups finite; they are masked out below
+    # z(r) = 0 in a degenerate group (the tiny floor only keeps 0/0 out of the untaken branch)
     z_r = torch.where(informative[:, None], group_zscore(rewards, group_size, std_floor=1e-12), 0.0)
     z_l = group_zscore(logratio, group_size, std_floor=std_floor, detach_std=detach_std)
-    per_group = (z_r - z_l).pow(2).mean(dim=1)                       # (B,)  GIFT loss, = 2 (1 - rho) above the floor
-    per_group = torch.where(informative, per_group, 0.0)             # degenerate groups: zero loss, zero gradient
-    loss = per_group.sum() / per_group.numel()                       # weight 1/B per prompt, see module docstring
+    per_group = (z_r - z_l).pow(2).mean(dim=1)                       # (B,)  = 2 (1 - rho) above the floor
+    if mask_degenerate:
+        per_group = torch.where(informative, per_group, 0.0)         # zero loss and exactly zero gradient
+    loss = per_group.mean()                                          # weight 1/B per prompt, as in GRPO
     # END SOLUTION
 
     with torch.no_grad():
@@ -167,7 +126,7 @@ def gift_loss(logratio, rewards, group_size, std_floor=1.0, detach_std=False):
         n = informative.sum().clamp_min(1)
         m = informative.to(l.dtype)
         values = torch.stack([
-            m.mean(), (per_group * m).sum() / n, (l_std * m).sum() / n,
+            m.mean(), (per_group * m).sum() / n, l_std.mean(),
             ((l_std < std_floor).to(l.dtype) * m).sum() / n, (corr * m).sum() / n, (beta * m).sum() / n,
             torch.where((l_std * m).sum() > 0, (r_std * m).sum() / (l_std * m).sum().clamp_min(1e-30), 0.0),
         ]).tolist()                                                  # one device sync

@@ -66,7 +66,7 @@ def summed_logratio(policy, ref, prompts, gen, G):
 def test_rl_step_hands_gift_loss_the_summed_response_logratio(monkeypatch):
     cfg = train.parse_args(["--init=nano", "--device=cpu", "--sft_steps=0", "--prompts=2", "--group_size=4",
                             "--max_new_tokens=12", "--micro_batch=1", "--ref=frozen", "--std_floor=0.5",
-                            "--detach_std=true", "--eval_problems=1"])
+                            "--detach_std=true", "--eval_problems=1", "--minibatches=1"])
     torch.manual_seed(0)
     policy, enc = evaluation.load_model(cfg.init, cfg.task)
     ref = copy.deepcopy(policy).requires_grad_(False)

@@ -1,5 +1,6 @@
 """experiments/common.py: runs start in dependency order, finished runs are reused, other settings are refused."""
 
+import dataclasses
 import os
 import sys
 
@@ -10,10 +11,10 @@ sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 import common  # noqa: E402
 
-TINY = dict(sft_batch=4, prompts=2, group_size=4, eval_problems=4, max_new_tokens=16)
+TINY = dict(sft_batch=4, prompts=2, minibatches=2, group_size=4, eval_problems=4, max_new_tokens=16)
 
 
-def test_run_all_orders_reuses_and_refuses(tmp_path):
+def test_run_all_orders_reuses_and_refuses(tmp_path, monkeypatch):
     args = common.parser("").parse_args([f"--runs={tmp_path}", "--jobs=2"])
     sft = dict(common.sft(0), init="nano", sft_steps=4, **TINY)
     rl = common.rl(str(tmp_path), "gift", 0, rl_steps=2, eval_every=1, **TINY)
@@ -30,6 +31,11 @@ def test_run_all_orders_reuses_and_refuses(tmp_path):
 
     with pytest.raises(SystemExit, match="rl_steps=2.*rl_steps=3"):
         common.run_all([dict(rl, rl_steps=3)], args)
+    changed = dataclasses.replace(common.Config(), std_floor=0.5)
+    monkeypatch.setattr(common, "Config", lambda: changed)  # a changed default of train.py counts too
+    with pytest.raises(SystemExit, match="std_floor=0.001.*std_floor=0.5"):
+        common.run_all([rl], args)
+    monkeypatch.undo()
     with pytest.raises(SystemExit, match="two experiments name different runs gift-s0"):
         common.run_all([dict(rl, rl_steps=3, run_name="x"), rl, dict(rl, rl_steps=3)], args)
     with pytest.raises(SystemExit, match="nothing is making.*sft-s7"):

@@ -65,6 +65,7 @@ def test_gift_equals_two_times_one_minus_pearson_per_group():
 @pytest.mark.parametrize("detach_std", [False, True])
 def test_affine_reward_map_changes_nothing(detach_std):
     logratio, rewards = random_groups(seed=1)
+    rewards.view(5, 8)[4] = 0.25                                    # a degenerate group too (kept by default)
     loss, grad, _ = loss_and_grad(logratio, rewards, 8, detach_std=detach_std)
     for a, b in [(3.0, -2.0), (0.01, 5.0)]:
         loss2, grad2, _ = loss_and_grad(logratio, a * rewards + b, 8, detach_std=detach_std)
@@ -75,6 +76,7 @@ def test_affine_reward_map_changes_nothing(detach_std):
 @pytest.mark.parametrize("detach_std", [False, True])
 def test_per_group_logratio_shift_changes_nothing(detach_std):
     logratio, rewards = random_groups(seed=2)
+    rewards.view(5, 8)[0] = 1.0
     loss, grad, _ = loss_and_grad(logratio, rewards, 8, detach_std=detach_std)
     shift = torch.tensor([-7.0, 0.5, 3.0, 100.0, -0.1]).repeat_interleave(8)   # a log Z(x) per prompt
     loss2, grad2, _ = loss_and_grad(logratio + shift, rewards, 8, detach_std=detach_std)
@@ -85,7 +87,8 @@ def test_per_group_logratio_shift_changes_nothing(detach_std):
 @pytest.mark.parametrize("detach_std", [False, True])
 def test_logratio_scale_leaves_loss_and_scales_gradient_by_inverse(detach_std):
     logratio, rewards = random_groups(seed=3, scale=10.0)
-    assert 0.5 * logratio.view(5, 8).std(1, unbiased=False).min() > 1.0    # above the default floor at every c
+    rewards.view(5, 8)[3] = 0.0
+    assert 0.5 * logratio.view(5, 8).std(1, unbiased=False).min() > 1.0    # above the floor at every c
     loss, grad, stats = loss_and_grad(logratio, rewards, 8, detach_std=detach_std)
     for c in [2.0, 10.0, 0.5]:
         loss2, grad2, stats2 = loss_and_grad(c * logratio, rewards, 8, detach_std=detach_std)
@@ -99,7 +102,7 @@ def test_scale_free_gradient_is_orthogonal_to_logratio_unless_std_detached():
     # Euler: a loss invariant to the scale of logratio has sum_i logratio_i dL/dlogratio_i = 0; detaching the std
     # adds a component that shrinks the logratio scale when the correlation is imperfect
     logratio, rewards = random_groups(seed=4)
-    _, grad, _ = loss_and_grad(logratio, rewards, 8)
+    _, grad, _ = loss_and_grad(logratio, rewards, 8, detach_std=False)
     _, grad_d, _ = loss_and_grad(logratio, rewards, 8, detach_std=True)
     assert abs((grad * logratio).sum().item()) < 1e-10
     assert (grad_d * logratio).sum().item() > 1e-3                  # descent shrinks |logratio|
@@ -116,11 +119,11 @@ def test_affine_logratio_gives_zero_loss_and_implied_beta():
     assert stats["loss_informative"] < 1e-12
 
 
-def test_degenerate_groups_zero_loss_exactly_zero_gradient():
+def test_masked_degenerate_groups_zero_loss_exactly_zero_gradient():
     logratio, rewards = random_groups(B=4, G=8, seed=6)
     rewards.view(4, 8)[1] = 1.0                                     # all right
     rewards.view(4, 8)[3] = 0.1                                     # all equal (0.1 has no exact float mean)
-    loss, grad, stats = loss_and_grad(logratio, rewards, 8)
+    loss, grad, stats = loss_and_grad(logratio, rewards, 8, mask_degenerate=True)
     assert torch.isfinite(grad).all()
     assert (grad.view(4, 8)[[1, 3]] == 0).all()                     # exactly zero, not just small
     assert (grad.view(4, 8)[[0, 2]] != 0).any()
@@ -128,6 +131,9 @@ def test_degenerate_groups_zero_loss_exactly_zero_gradient():
     keep = torch.tensor([0, 2])
     sub, _ = gift_loss(logratio.view(4, 8)[keep].flatten(), rewards.view(4, 8)[keep].flatten(), 8)
     torch.testing.assert_close(loss, sub * 2 / 4)
+    kept, grad_kept, _ = loss_and_grad(logratio, rewards, 8)        # the default keeps them: loss 1 each there
+    torch.testing.assert_close(kept, (sub * 2 + 2) / 4)
+    torch.testing.assert_close(grad_kept.view(4, 8)[[0, 2]], grad.view(4, 8)[[0, 2]])
     assert stats["informative_frac"] == 0.5
     assert stats["loss_informative"] == pytest.approx(sub.item())
 
@@ -197,6 +203,80 @@ def test_gift_stats_are_plain_floats():
                           "beta_implied"}
     assert all(type(v) is float for v in stats.values())
     assert stats["logratio_std"] == pytest.approx(logratio.view(5, 8).std(1, unbiased=False).mean().item())
+
+
+def reference_gift(logratio, rewards, G, std_floor=1e-3, detach_std=True, mask_degenerate=False):
+    """The author's loss written out group by group, as an independent check of gift_loss: torch.std (unbiased),
+    converted to the population std; the logratio's group mean (and std, if detach_std) are constants; degenerate
+    groups have z(r) = 0 and are kept unless masked; the loss is the mean over all sequences."""
+    terms = []
+    for l, r in zip(logratio.split(G), rewards.split(G)):
+        to_population = math.sqrt((G - 1) / G)
+        r_std = torch.std(r) * to_population
+        z_r = (r - r.mean()) / r_std if r_std > 0 else torch.zeros_like(r)
+        l_std = torch.maximum(torch.std(l) * to_population, torch.tensor(std_floor))
+        if detach_std:
+            l_std = l_std.detach()
+        z_l = (l - l.mean().detach()) / l_std
+        square = (z_r - z_l) ** 2
+        terms.append(square * 0 if (mask_degenerate and r_std == 0) else square)
+    return torch.cat(terms).mean()
+
+
+def mixed_groups(seed, G=8):
+    """Random groups, a degenerate one (all right), a constant logratio, and a logratio below the floor."""
+    logratio, rewards = random_groups(B=6, G=G, seed=seed)
+    rewards.view(6, G)[1] = 1.0
+    logratio.view(6, G)[2] = 0.7
+    logratio.view(6, G)[3] *= 1e-4
+    return logratio, rewards
+
+
+@pytest.mark.parametrize("options", [dict(), dict(detach_std=False), dict(mask_degenerate=True),
+                                     dict(std_floor=1.0), dict(std_floor=1.0, detach_std=False, mask_degenerate=True)])
+def test_gift_loss_equals_the_authors_formula(options):
+    for seed in range(3):
+        logratio, rewards = mixed_groups(seed)
+        loss, grad, _ = loss_and_grad(logratio, rewards, 8, **options)
+        x = logratio.clone().requires_grad_()
+        expected = reference_gift(x, rewards, 8, **options)
+        expected.backward()
+        torch.testing.assert_close(loss, expected.detach(), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(grad, x.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_unbiased_std_as_the_author_uses_scales_the_loss_by_g_over_g_minus_1():
+    logratio, rewards = random_groups(B=4, G=8, seed=9)
+    rewards.view(4, 8)[2] = 0.0                                     # a degenerate group, kept
+    author = []
+    for l, r in zip(logratio.split(8), rewards.split(8)):           # verl: z = (v - mean) / (torch.std(v) + 1e-6)
+        z = lambda v: (v - v.mean()) / (torch.std(v) + 1e-6)
+        author.append(((z(r) - z(l)) ** 2).mean())
+    loss, _ = gift_loss(logratio, rewards, 8)
+    torch.testing.assert_close(torch.stack(author).mean(), loss * 7 / 8, rtol=1e-5, atol=0)
+
+
+def test_kept_degenerate_groups_pull_their_logratios_together_only_with_the_std_detached():
+    logratio, rewards = random_groups(B=2, G=8, seed=10)
+    rewards[:] = 0.0                                                # both groups hopeless
+    loss, grad, stats = loss_and_grad(logratio, rewards, 8)
+    assert loss.item() == pytest.approx(1.0) and stats["informative_frac"] == 0.0   # mean z(l)^2 = 1
+    centred = logratio.view(2, 8) - logratio.view(2, 8).mean(1, keepdim=True)
+    std = centred.pow(2).mean(1, keepdim=True).sqrt()
+    torch.testing.assert_close(grad.view(2, 8), 2 * centred / std**2 / 16)   # descent shrinks the spread
+    _, grad_free, _ = loss_and_grad(logratio, rewards, 8, detach_std=False)
+    assert grad_free.abs().max().item() < 1e-12                     # scale-free: a constant 1, nothing to learn
+
+
+def test_first_step_gradient_with_the_default_floor():
+    B, G = 5, 8
+    _, rewards = random_groups(B, G, seed=11)
+    x = torch.zeros(B * G, requires_grad=True)
+    loss, _ = gift_loss(x, rewards, G)
+    loss.backward()
+    z_r = group_zscore(rewards, G).flatten()
+    torch.testing.assert_close(x.grad, -2 / (B * G) * z_r / 1e-3)   # finite, GRPO's direction, size 50 z(r)
+    assert 50 < x.grad.abs().max().item() < 50 * math.sqrt(G - 1) + 1e-9   # |z| <= sqrt(G - 1)
 
 
 # ----------------------------------------------------------------------------------------------------------- GRPO

@@ -14,7 +14,7 @@ import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--init=nano", "--sft_steps=4", "--sft_batch=4", "--rl_steps=3", "--prompts=2", "--group_size=4",
-        "--eval_problems=6", "--max_new_tokens=24", "--log_every=1", "--threads=1"]
+        "--eval_problems=6", "--max_new_tokens=24", "--log_every=1", "--threads=1", "--minibatches=2"]
 
 
 def run(tmp_path, *args):
@@ -75,6 +75,19 @@ def test_resume_is_bit_identical(tmp_path, method, ref):
     assert steps == [json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.parametrize("method,trace", [("gift", "logratio_std_mb"), ("grpo", "clip_frac_mb")])
+def test_rollout_minibatches_move_the_policy_within_a_step(tmp_path, monkeypatch, method, trace):
+    """K=2 mini-batches scored against pi_old computed once: the first sees the sampling policy exactly (GIFT's
+    logratio 0, GRPO's ratio 1), the second a policy one optimiser step away (GIFT's logratio spread, GRPO's clipping)."""
+    monkeypatch.setattr(train, "is_correct", lambda text, answer: len(text) % 2 == 0)  # informative groups
+    run(tmp_path, "--run_name=k", f"--method={method}", "--prompts=4", "--rl_lr=0.02", "--micro_batch=1")
+    rl = [json.loads(line) for line in (tmp_path / "k" / "metrics.jsonl").read_text().splitlines()]
+    rl = [r for r in rl if r["stage"] == "rl"]
+    assert all(len(r[trace]) == 2 and r[trace][0] == 0.0 for r in rl)
+    assert all(r[trace][1] > 0 for r in rl)
+    assert all(r[trace.removesuffix("_mb")] == pytest.approx(sum(r[trace]) / 2) for r in rl)
+
+
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     run(tmp_path, "--run_name=a", "--stop_after=2")
     with pytest.raises(SystemExit, match="group_size=4.*group_size=8"):
@@ -92,6 +105,8 @@ def test_command_line_errors_name_the_problem():
         train.parse_args(["--method=ppo"])
     with pytest.raises(SystemExit, match="--kl_coef is GRPO's"):
         train.parse_args(["--kl_coef=0.1"])
+    with pytest.raises(SystemExit, match="--prompts=6 must be divisible by --minibatches=4"):
+        train.parse_args(["--prompts=6"])
     cfg = train.parse_args(["--rl_lr", "3e-5", "--resume", "--detach_std=false"])
     assert cfg.rl_lr == 3e-5 and cfg.resume is True and cfg.detach_std is False
 
@@ -133,7 +148,8 @@ def test_gsm8k_recipe_smoke(tmp_path):
         shutil.copy(os.path.join(ROOT, "tests", "fixtures", "gsm8k_mini.jsonl"), root / f"{split}.jsonl")
     summary = train.main([f"--out_dir={tmp_path}", "--task=gsm8k", f"--init={ckpt}", f"--data_root={root}",
                           "--sft_steps=2", "--sft_batch=2", "--rl_steps=2", "--prompts=2", "--group_size=2",
-                          "--eval_problems=3", "--max_new_tokens=8", "--micro_batch=1", "--threads=1"])
+                          "--eval_problems=3", "--max_new_tokens=8", "--micro_batch=1", "--threads=1",
+                          "--minibatches=1"])
     assert summary["heldout_problems"] == 3 and 0 <= summary["rl_accuracy"] <= 1
     model, enc = evaluation.load_model(str(tmp_path / "gsm8k-gift-s0" / "ckpt.pt"), "gsm8k")
     assert model.config.vocab_size == len(json.loads((ckpt / "vocab.json").read_text()))
@@ -162,7 +178,8 @@ def test_eval_cli_prints_table_and_json(tmp_path):
 def test_ddp_matches_single_process(tmp_path):
     """torchrun with 2 gloo ranks and the same global batch ends with the single-process weights."""
     args = [f"--out_dir={tmp_path}", "--init=nano", "--sft_steps=2", "--sft_batch=4", "--rl_steps=2",
-            "--prompts=4", "--group_size=4", "--eval_problems=2", "--max_new_tokens=24", "--threads=1"]
+            "--prompts=4", "--minibatches=2", "--group_size=4", "--eval_problems=2", "--max_new_tokens=24",
+            "--threads=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = subprocess.run([sys.executable, "train.py", "--run_name=single", *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)

@@ -1,0 +1,69 @@
+"""The faithful-GIFT check: the paper's loss as its author runs it, against the project's previous default and GRPO.
+
+    python experiments/faithful.py [--seeds 0 1 2] [--runs out/experiments] [--out docs/experiments]
+
+Per seed, from one SFT checkpoint, 50 RL steps each (same prompts, sampling seeds, optimiser and learning rate):
+  gift       train.py's default: pi_ref = pi_old, K = 4 rollout mini-batches, std floor 1e-3, std detached,
+             degenerate groups kept (the author's verl recipe)
+  gift-k2    the same with K = 2
+  gift-prev  the previous default: 1-nat floor, std differentiated, degenerate groups masked, K = 1 (GRPO's step)
+  grpo       clipped GRPO with the same K = 4 mini-batches; grpo-k2 with K = 2
+Writes faithful.json (per run: accuracy per evaluation, sampled reward per step, the logratio std of every
+mini-batch) and faithful.png.
+"""
+
+from common import parser, pyplot, rl, run_all, save_figure, sft, write_json
+from compare import collect, plot_curves
+
+STEPS, EVAL_EVERY = 50, 10
+METHODS = {  # name: train.py settings; everything else is train.py's default
+    "gift": dict(method="gift"),
+    "gift-k2": dict(method="gift", minibatches=2),
+    "gift-prev": dict(method="gift", std_floor=1.0, detach_std=False, mask_degenerate=True, minibatches=1),
+    "grpo": dict(method="grpo"),
+    "grpo-k2": dict(method="grpo", minibatches=2),
+}
+
+
+def runs(args):
+    out = [sft(seed) for seed in args.seeds]
+    for seed in args.seeds:
+        out += [rl(args.runs, name, seed, rl_steps=STEPS, eval_every=EVAL_EVERY, **cfg) for name, cfg in METHODS.items()]
+    return out
+
+
+def report(args):
+    result = collect(args, METHODS)
+    write_json(args, "faithful", dict(seeds=args.seeds, steps=STEPS, methods=METHODS, results=result))
+    print(f"{'run':10s} " + " ".join(f"seed {s:<5d}" for s in args.seeds)
+          + " mean   paired diff vs gift (min..max)  train s  reward steps 1-10 / 41-50")
+    base = [v["final_accuracy"] for v in result["gift"]["per_seed"].values()]
+    for name, entry in result.items():
+        finals = [v["final_accuracy"] for v in entry["per_seed"].values()]
+        diffs = [a - b for a, b in zip(finals, base)]
+        print(f"{name:10s} " + " ".join(f"{f:<10.3f}" for f in finals) + f" {entry['final_mean']:.3f}  "
+              f"{sum(diffs) / len(diffs):+.3f} ({min(diffs):+.3f}..{max(diffs):+.3f})        "
+              f"{entry['train_seconds_mean']:<8.0f} {entry['reward_first10_mean']:.3f} / {entry['reward_last10_mean']:.3f}")
+    plt = pyplot()
+    fig, (ax_step, ax_time, ax_reward) = plt.subplots(1, 3, figsize=(15, 3.8))
+    for name, entry in result.items():
+        plot_curves(ax_step, ax_time, ax_reward, name, entry)
+    for ax, label in ((ax_step, "RL step"), (ax_time, f"training seconds ({args.threads} CPU thread(s))"),
+                      (ax_reward, "RL step")):
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    ax_step.set_ylabel("held-out accuracy (greedy, 1,000 problems)")
+    ax_time.set_ylabel("held-out accuracy")
+    ax_reward.set_ylabel("sampled reward (training prompts, T = 1)")
+    ax_reward.legend(fontsize=8)
+    fig.suptitle(f"built-in task: faithful GIFT, the previous default and GRPO; mean over seeds {args.seeds} "
+                 "(band: min-max)", fontsize=10)
+    save_figure(args, fig, "faithful")
+
+
+PARSER = parser(__doc__)
+
+if __name__ == "__main__":
+    args = PARSER.parse_args()
+    run_all(runs(args), args)
+    report(args)
