@@ -1,40 +1,35 @@
 """Losses for RL fine-tuning: GIFT, and beside it GRPO, DPO and UNA.
 
-GIFT (Group-relative Implicit Fine Tuning, arXiv 2510.23868) matches rewards instead of maximising them. The optimum
-of KL-regularised RL, pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x), rearranges to DPO's implicit reward
+GIFT (arXiv 2510.23868) matches rewards instead of maximising them. The optimum of KL-regularised RL,
+pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x), rearranges to DPO's implicit reward
 
     r(x, y) = beta logratio(x, y) + beta log Z(x),    logratio = sum_t log pi_theta(y_t|..) - log pi_ref(y_t|..)
 
-GIFT samples G responses per prompt and z-scores both sides inside the group: the group mean removes beta log Z(x),
-the group std removes beta. What is left is a scale-free regression, per group x (B groups, mean over them):
+Sample G responses per prompt and z-score both sides in the group: the mean removes beta log Z(x), the std removes
+beta. Left is a scale-free regression per group x (the loss is the mean over the B groups):
 
     L(x) = 1/G sum_i (z(r)_i - z(logratio)_i)^2 = 2 (1 - rho(x)),    z(v)_i = (v_i - mean(v)) / std(v)
 
-rho(x) is the Pearson correlation of logratio and r in the group; L(x) = 0 iff logratio is affine in r, i.e.
-pi proportional to pi_ref exp(r / beta(x)) with beta(x) = sigma_r / sigma_logratio read off the group.
+rho(x) is the in-group Pearson correlation; L(x) = 0 iff logratio is affine in r, i.e. pi proportional to
+pi_ref exp(r / beta(x)) with beta(x) = sigma_r / sigma_logratio read off the group.
 
-As the author runs it (defaults of gift_loss): pi_ref is the rollout policy pi_old, so logratio = 0 on the first
-mini-batch of a rollout and non-zero from the second (train.py --minibatches); the group mean and std of logratio are
-constants (detach_std=True: the gradient of (z(r)_i - z(l)_i)^2 is -(2/G)(z(r)_i - z(l)_i)/std, and the mean's
-gradient is zero anyway because the residuals sum to zero); std is the population std, so the per-group identity
-above is exact (the author's torch.std is unbiased, which multiplies the loss and its gradient by (G-1)/G).
+Defaults, as the author runs it: pi_ref is the rollout policy pi_old (train.py: logratio 0 on a rollout's first
+mini-batch, non-zero from the second); the group mean and std of logratio are constants (detach_std: the gradient of
+each term is -(2/G)(z(r)_i - z(l)_i)/std; the mean's gradient is zero anyway, the residuals sum to zero); the std is
+the population std, so L = 2(1 - rho) exactly (the author's unbiased torch.std scales the loss by (G-1)/G).
 
-The first step. With logratio = 0 the std is 0 and z is 0/0. We divide by max(std, std_floor), flooring the
-variance (sqrt has an infinite derivative at 0). Above the floor nothing changes: 2(1 - rho), invariant to an affine
-map of r, a per-group shift of logratio (log Z) and its scale c (the gradient scales by 1/c). Below it the loss is
-1/G sum_i (z(r)_i - centred_i / std_floor)^2, finite, with gradient -(2/(B G)) z(r)_i / std_floor at logratio = 0:
-the group-normalised REINFORCE direction. The default floor, 1e-3 nats, is a numerical guard far above float
-round-off; a floor near 1 nat is this project's trust-region variant (UNA with beta = sigma_r / std_floor below it).
+The first step: logratio = 0, std = 0, z = 0/0. We divide by max(std, std_floor), flooring the variance (sqrt has an
+infinite derivative at 0). Above the floor the loss is 2(1 - rho), invariant to an affine map of r, a per-group
+shift of logratio (log Z) and its scale. Below it the loss is UNA on the centred logratio with beta = sigma_r /
+std_floor; at logratio = 0 its gradient is -2 z(r)_i / (B G std_floor), the group-normalised REINFORCE direction.
+The default floor, 1e-3 nats, is a numerical guard; ~1 nat is this project's trust-region variant, a different loss.
 
-Degenerate groups (all rewards equal) have z(r) = 0. Kept (the default, as the author does), their loss is
-mean z(logratio)^2 = 1 and, with the std detached, its gradient pulls the group's logratios together: a trust region
-on prompts already solved or hopeless. mask_degenerate=True gives them zero loss and exactly zero gradient instead.
-Either way the loss is the mean over all B groups. Why the reference and these options matter, with measurements:
-docs/method.md.
+Degenerate groups (all rewards equal) have z(r) = 0. Kept (default), their loss is mean z(logratio)^2 and, with the
+std detached, pulls their logratios together: a trust region on solved or hopeless prompts. mask_degenerate=True
+gives them zero loss and gradient. The reference policy, the floor and the measurements: docs/method.md.
 
-GRPO (arXiv 2402.03300) and Dr. GRPO (arXiv 2503.20783), DPO (arXiv 2305.18290) and UNA (arXiv 2408.15339) sit
-beside it for comparison and teaching. Shapes: B groups, G responses each, consecutive runs of G in every (B*G,)
-tensor; T response tokens. Every loss returns a scalar to minimise.
+GRPO (arXiv 2402.03300), Dr. GRPO (2503.20783), DPO (2305.18290) and UNA (2408.15339) are beside it, a few lines each.
+Shapes: B groups of G responses, consecutive in every (B*G,) tensor; T response tokens. Every loss returns a scalar.
 """
 import torch
 import torch.nn.functional as F
