@@ -157,10 +157,16 @@ class CausalSelfAttention(nn.Module):
             cache.k[layer, :, :, start : start + T] = k
             cache.v[layer, :, :, start : start + T] = v
             k, v = cache.k[layer, :, :, : start + T], cache.v[layer, :, :, : start + T]  # (B, K, S, D)
-        if K != H:  # grouped-query attention: query head h reads key/value head h // (H / K)
-            k, v = k.repeat_interleave(H // K, dim=1), v.repeat_interleave(H // K, dim=1)  # (B, H, S, D)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
+        if K != H and T == 1 and mask is not None:
+            # grouped-query decoding: the H/K query heads of a group attend as H/K query rows of their one
+            # key/value head, so the cache is read as it is, never copied H/K times (mask (B, 1, 1, S) broadcasts)
+            y = F.scaled_dot_product_attention(q.reshape(B, K, H // K, D), k, v, attn_mask=mask, dropout_p=p)
+            y = y.reshape(B, H, 1, D)
+        else:
+            if K != H:  # grouped-query attention: query head h reads key/value head h // (H / K)
+                k, v = k.repeat_interleave(H // K, dim=1), v.repeat_interleave(H // K, dim=1)  # (B, H, S, D)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads
         return self.resid_dropout(self.c_proj(y))
 
