@@ -124,7 +124,8 @@ def rotary(pos, head_dim, theta):
 
 
 def apply_rotary(x, cos, sin):
-    """Rotate each channel pair (x_i, x_{i+D/2}) of x (B, H, T, D) by its angle: (a, b) -> (a cos - b sin, b cos + a sin)."""
+    """Rotate each channel pair (a, b) = (x_i, x_{i+D/2}) of x (B, H, T, D) by its angle:
+    (a, b) -> (a cos - b sin, b cos + a sin)."""
     a, b = x.chunk(2, dim=-1)
     rotated = torch.cat([-b, a], dim=-1)
     return (x * cos + rotated * sin).to(x.dtype)
@@ -312,7 +313,7 @@ class GPT(nn.Module):
 
         path = checkpoint_dir(name_or_dir)
         if not os.path.isfile(os.path.join(path, "config.json")):
-            raise FileNotFoundError(f"{path!r} has no config.json: a checkpoint needs config.json and model.safetensors")
+            raise FileNotFoundError(f"{path!r} has no config.json: a checkpoint needs config.json and weights")
         single, index = os.path.join(path, "model.safetensors"), os.path.join(path, "model.safetensors.index.json")
         if os.path.isfile(single):
             files = [single]
@@ -388,14 +389,17 @@ class GPT(nn.Module):
             renamed[ours + "ln_1.weight"] = take(hf + "input_layernorm.weight")
             renamed[ours + "ln_2.weight"] = take(hf + "post_attention_layernorm.weight")
             for kind in ("weight", "bias"):
-                renamed[ours + f"attn.c_attn.{kind}"] = torch.cat([take(hf + f"self_attn.{x}_proj.{kind}") for x in "qkv"])
+                qkv = [take(hf + f"self_attn.{x}_proj.{kind}") for x in "qkv"]
+                renamed[ours + f"attn.c_attn.{kind}"] = torch.cat(qkv)
             renamed[ours + "attn.c_proj.weight"] = take(hf + "self_attn.o_proj.weight")
-            renamed[ours + "mlp.c_fc.weight"] = torch.cat([take(hf + "mlp.gate_proj.weight"), take(hf + "mlp.up_proj.weight")])
+            gate_up = [take(hf + "mlp.gate_proj.weight"), take(hf + "mlp.up_proj.weight")]
+            renamed[ours + "mlp.c_fc.weight"] = torch.cat(gate_up)
             renamed[ours + "mlp.c_proj.weight"] = take(hf + "mlp.down_proj.weight")
         head = hf_sd.pop("lm_head.weight", None)
         if not self.config.tie_embeddings:
             if head is None:
-                raise ValueError("checkpoint is missing tensor 'lm_head.weight' (config.json says tie_word_embeddings: false)")
+                raise ValueError("checkpoint is missing tensor 'lm_head.weight' "
+                                 "(config.json says tie_word_embeddings: false)")
             renamed["lm_head.weight"] = head
         elif head is not None and not torch.equal(head, renamed["transformer.wte.weight"]):
             raise ValueError("checkpoint has an LM head that differs from the token embedding, but config.json says "
@@ -466,7 +470,8 @@ def qwen2_config(hf, path):
     if H % K:
         raise ValueError(f"{where}: num_attention_heads {H} is not a multiple of num_key_value_heads {K}")
     return GPTConfig(
-        block_size=hf.get("max_position_embeddings", 32768), vocab_size=hf["vocab_size"], n_layer=hf["num_hidden_layers"],
+        block_size=hf.get("max_position_embeddings", 32768), vocab_size=hf["vocab_size"],
+        n_layer=hf["num_hidden_layers"],
         n_head=H, n_embd=C, n_kv_head=K,
         rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))), rmsnorm=True,
         norm_eps=hf.get("rms_norm_eps", 1e-6), mlp_hidden=hf["intermediate_size"], bias=False, qkv_bias=True,

@@ -131,7 +131,8 @@ def qwen2_tokenizer(directory):
     merges.txt and the added tokens of tokenizer_config.json / tokenizer.json, which become the special tokens."""
     special = _added_tokens(directory)
     if END_OF_TEXT not in special:
-        raise ValueError(f"{directory}: no {END_OF_TEXT} among the added tokens of tokenizer_config.json / tokenizer.json")
+        raise ValueError(f"{directory}: no {END_OF_TEXT} among the added tokens of tokenizer_config.json or "
+                         f"tokenizer.json")
     ranks, _ = _bpe_ranks(os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt"), special)
     taken = set(ranks.values())
     for content, idx in special.items():
@@ -142,7 +143,8 @@ def qwen2_tokenizer(directory):
 
 def _is_qwen2(directory):
     """True if the directory's tokenizer_config.json names a Qwen2 tokenizer or its config.json a qwen2 model."""
-    for file, key, prefix in (("tokenizer_config.json", "tokenizer_class", "Qwen2"), ("config.json", "model_type", "qwen2")):
+    for file, key, prefix in (("tokenizer_config.json", "tokenizer_class", "Qwen2"),
+                              ("config.json", "model_type", "qwen2")):
         path = os.path.join(directory, file)
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as f:

@@ -82,7 +82,7 @@ def _as_text(text):
 
 
 def _boxed(text, start):
-    """The number in the box whose `{` is the first non-space at or after `start`, or None (see the module docstring)."""
+    """The number in the box whose `{` is the first non-space at or after `start`, or None (module docstring)."""
     while start < len(text) and text[start] == " ":
         start += 1
     if text[start : start + 1] != "{":
