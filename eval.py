@@ -5,7 +5,7 @@
 
 pass@k uses the unbiased estimator of Chen et al. (2021): with n samples of which c are correct,
 pass@k = 1 - C(n-c, k) / C(n, k), averaged over problems. The interval is mean +- 1.96 standard errors over problems.
-For GSM8K both the strict (`#### N`) and the flexible (last number) readings of an answer are reported.
+For GSM8K both the strict (`#### N` or `\\boxed{N}`) and the flexible (last number) readings of an answer are reported.
 """
 
 import argparse
@@ -16,9 +16,9 @@ import os
 import torch
 
 from gift import data
-from gift.model import GPT, GPTConfig, PRESETS, preset
+from gift.model import GPT, GPTConfig, PRESETS, checkpoint_dir, preset
 from gift.sampler import generate
-from gift.tokenizer import builtin_tokenizer, eot_id, get_tokenizer
+from gift.tokenizer import builtin_tokenizer, get_tokenizer, response_text, stop_ids
 from gift.verifier import calculate, is_correct
 
 
@@ -26,7 +26,7 @@ def load_model(init, task):
     """(model, tokenizer) from a preset name (random init), one of our ckpt.pt files, an HF directory or a hub name.
 
     The tokenizer: the built-in byte tokenizer for the built-in task; otherwise the vocab.json/merges.txt of the
-    checkpoint directory (for a ckpt.pt: of the directory its run started from) when present, else GPT-2's.
+    checkpoint directory or hub snapshot (for a ckpt.pt: of the one its run started from) when present, else GPT-2's.
     """
     ckpt = None
     if init.endswith(".pt"):
@@ -36,6 +36,8 @@ def load_model(init, task):
         if "model_config" not in ckpt or ckpt.get("config", {}).get("task") != task:
             raise SystemExit(f"error: {init} is not a gift checkpoint for --task {task}")
     source = ckpt["config"]["init"] if ckpt else init
+    if task != "builtin" and source not in PRESETS and not os.path.isdir(source):
+        source = checkpoint_dir(source)  # a hub name: its snapshot, tokenizer files included (downloaded once)
     if task == "builtin":
         enc = builtin_tokenizer()
     elif os.path.isfile(os.path.join(source, "vocab.json")):
@@ -84,10 +86,10 @@ def evaluate(model, enc, examples, n=1, ks=(1,), temperature=0.0, batch_size=250
     correct, completions = {mode: [] for mode in modes}, []
     for b in range(0, len(examples), batch_size):
         batch = examples[b : b + batch_size]
-        prompts = [enc.encode(data.format_prompt(ex.question)) for ex in batch]
+        prompts = [data.encode_prompt(enc, ex.question) for ex in batch]  # the chat format for chat tokenizers
         out = generate(model, prompts, num_samples=n, max_new_tokens=max_new_tokens, temperature=temperature,
-                       stop_tokens=(eot_id(enc),), calculator=calculate, tokenizer=enc, seed=seed + b)
-        texts = [enc.decode([t for t in seq if t != eot_id(enc)]) for seq in out.sequences]
+                       stop_tokens=stop_ids(enc), calculator=calculate, tokenizer=enc, seed=seed + b)
+        texts = [response_text(enc, seq) for seq in out.sequences]
         completions += texts[::n]
         for mode in modes:
             for i, ex in enumerate(batch):

@@ -33,7 +33,7 @@ from gift import data
 from gift.kernels import token_logprobs_and_entropy
 from gift.loss import gift_loss, group_advantages, grpo_loss, kl_k3
 from gift.sampler import generate
-from gift.tokenizer import eot_id
+from gift.tokenizer import response_text, stop_ids
 from gift.verifier import calculate, is_correct
 
 
@@ -159,11 +159,11 @@ def make_task(cfg):
 
 
 def encode_batch(enc, examples, with_solution):
-    """Prompt ids and, for SFT, the full sequences: prompt + " " + solution + <|endoftext|>."""
-    prompts = [enc.encode(data.format_prompt(ex.question)) for ex in examples]
+    """Prompt ids (the chat format for chat tokenizers) and, for SFT, the full sequences: prompt + solution + stop."""
+    prompts = [data.encode_prompt(enc, ex.question) for ex in examples]
     if not with_solution:
         return prompts
-    return prompts, [p + enc.encode(data.format_completion(ex.solution)) + [eot_id(enc)] for p, ex in zip(prompts, examples)]
+    return prompts, [p + data.encode_completion(enc, ex.solution) for p, ex in zip(prompts, examples)]
 
 
 def pad_rows(rows, resp_start, mask_rows=None):
@@ -232,12 +232,12 @@ def rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world):
     policy.eval()
     t0 = time.time()
     out = generate(policy, prompts, num_samples=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                   stop_tokens=(eot_id(enc),), calculator=calculate, tokenizer=enc,
+                   stop_tokens=stop_ids(enc), calculator=calculate, tokenizer=enc,
                    seed=[(cfg.seed * 1_000_003 + base + j) % 2**62 for j in slots])  # per prompt: rank-invariant
     sample_time = time.time() - t0
 
     # 2. explicit rewards r_phi from the verifier: 1 if the final answer is right (samples are prompt-major)
-    texts = [enc.decode([t for t in seq if t != eot_id(enc)]) for seq in out.sequences]
+    texts = [response_text(enc, seq) for seq in out.sequences]
     rewards = torch.tensor([float(is_correct(t, examples[i // G].answer)) for i, t in enumerate(texts)])
 
     # 3. rows = prompt + response; mask picks the response tokens the model chose (not the calculator's)

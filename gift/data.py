@@ -12,7 +12,12 @@ We call that second field the *solution* and the number after `####` the *answer
     completion:  " <solution>" followed by the end-of-text token (appended by the tokenizer / training code)
 
 so at sampling time it writes the whole solution, calls the calculator at every `<<...=` (see gift/verifier.py),
-and the verifier reads the number after its last `####`.
+and the verifier reads the number after its last `####`. Instruct models (tokenizers with `<|im_start|>`, Qwen2's)
+get the chat format instead, and are asked for the answer in `\\boxed{N}`, which the verifier reads as strictly
+(`encode_prompt`):
+
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n<question>\\n\\n<CHAT_INSTRUCTION>
+    <|im_end|>\\n<|im_start|>assistant\\n        (one line here; the model answers, then writes <|im_end|>)
 
 `python -m gift.data gsm8k` downloads the two official files once into data/gsm8k/, checked against pinned sha256 sums.
 The built-in task (bottom of this file) generates GSM8K-shaped problems from a seed, so `python train.py` needs no
@@ -27,6 +32,7 @@ import urllib.request
 import zlib
 from typing import NamedTuple
 
+from gift.tokenizer import IM_END, IM_START, is_chat, stop_ids
 from gift.verifier import extract_answer
 
 
@@ -44,6 +50,31 @@ def format_prompt(question):
 def format_completion(solution):
     """The text the model is trained to write after the prompt (the end-of-text token is appended elsewhere)."""
     return " " + solution.strip()
+
+
+CHAT_SYSTEM = "You are a helpful assistant."
+CHAT_INSTRUCTION = "Solve the problem step by step. At the end, write the final answer as a single number in \\boxed{}."
+
+
+def encode_prompt(enc, question):
+    """Prompt token ids for a question: the chat format for chat tokenizers (`is_chat`), else format_prompt's text.
+
+    Chat turns are <|im_start|>role\\ntext<|im_end|>\\n; the prompt ends with an open assistant turn. The markers are
+    inserted as ids and the texts are encoded as ordinary text, so a question cannot open or close a turn.
+    """
+    if not is_chat(enc):
+        return enc.encode(format_prompt(question))
+    start, end, newline = enc.encode_single_token(IM_START), enc.encode_single_token(IM_END), enc.encode_ordinary("\n")
+    ids = []
+    for role, text in (("system", CHAT_SYSTEM), ("user", f"{question.strip()}\n\n{CHAT_INSTRUCTION}")):
+        ids += [start] + enc.encode_ordinary(f"{role}\n{text}") + [end] + newline
+    return ids + [start] + enc.encode_ordinary("assistant\n")
+
+
+def encode_completion(enc, solution):
+    """Token ids SFT trains on after the prompt: the solution, then the stop token (<|im_end|> in the chat format)."""
+    text = solution.strip() if is_chat(enc) else format_completion(solution)
+    return enc.encode(text) + [stop_ids(enc)[0]]
 
 
 # ------------------------------------------------------------------------------------------------------------ GSM8K

@@ -1,4 +1,4 @@
-"""The verifier (the explicit reward) and the calculator for GSM8K-style solutions.
+r"""The verifier (the explicit reward) and the calculator for GSM8K-style solutions.
 
 GIFT, like GRPO, needs an explicit reward r for every sampled response: here r = 1 if the final answer is right and
 0 otherwise. The reward is only as good as this judge: a lenient one teaches the model to cheat, a strict one hides
@@ -9,6 +9,13 @@ real gains. So the rules are written down and tested:
   `####18`, `#### $18`, `#### 18.`, `#### 18.00`, `#### 1,234`, `#### 18 dollars` all read 18 or 1234.
   No marker, no number right after the last one, or a number that runs on into a form not read here
   (`#### 3/4`, `#### 1e5`, `#### 1,2`): no answer (None).
+- Instruct and math models are asked for `\boxed{N}` instead (gift/data.py). When a `\boxed` comes after the last
+  `####`, strict mode reads the *last* box: its content (braces matched, nested ones included) must be one number,
+  optionally with `$` or `\$` before it and one unit after it (`%`, `\%`, a word, `\text{...}`) and a final `.`;
+  the whole content may be wrapped in `{}`, `\text{}`, `\textbf{}`, `\mathbf{}` or `\mathrm{}`, and `{,}` or `\,`
+  between digit groups read as thousands commas. `\boxed{18}`, `\boxed{\$1{,}234}`, `\boxed{18 \text{ dollars}}`,
+  `\boxed{\textbf{18}}` read 18 or 1234; `\boxed{\frac{3}{4}}`, `\boxed{x = 18}`, `\boxed{18 + 2}`, an unclosed
+  box or one longer than 200 characters: no answer.
 - In "flexible" mode (for base models that never learned the marker) the strict answer is used when there is one,
   otherwise the last number anywhere in the text ("The answer is 18.").
 - Numbers are ASCII digits with an optional minus sign, comma thousands separators (groups of exactly three digits)
@@ -43,6 +50,12 @@ _SKIP_RE = re.compile(r"[\s$*:]*")
 _RUN_ON_RE = re.compile(r"[0-9]|[.,/][0-9]|[eE][-+]?[0-9]")
 _FLEXIBLE_WINDOW = 1000  # flexible mode reads the last number from at most this many characters
 _MARKER = "####"
+_BOX = "\\boxed"
+_MAX_BOX = 200  # longest box content read; a number with its unit is far shorter, and the scan stays bounded
+# The content of a box: optional $ or \$, the number, an optional unit (%, \%, a word, \text{...}), an optional ".".
+_BOXED_RE = re.compile(r"(?:\\?\$\s*)?(" + _NUMBER_RE.pattern + r")"
+                       r"(?:\s*(?:\\?%|\\(?:text|mbox|mathrm)\{[^{}]*\}|[A-Za-z][A-Za-z ]*))?\s*\.?")
+_WRAPPED_RE = re.compile(r"(?:\\(?:text|textbf|mathbf|mathrm))?\{(.*)\}", re.DOTALL)  # \textbf{18}, {18} -> 18
 
 
 def _normalise(number):
@@ -68,10 +81,33 @@ def _as_text(text):
     return text if isinstance(text, str) else None
 
 
+def _boxed(text, start):
+    """The number in the box whose `{` is the first non-space at or after `start`, or None (module docstring)."""
+    while start < len(text) and text[start] == " ":
+        start += 1
+    if text[start : start + 1] != "{":
+        return None
+    depth = 0
+    for end in range(start, min(len(text), start + _MAX_BOX + 2)):  # the matching "}", at most _MAX_BOX chars on
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        if depth == 0:
+            break
+    else:
+        return None
+    content = text[start + 1 : end].strip()
+    wrapped = _WRAPPED_RE.fullmatch(content)
+    if wrapped:
+        content = wrapped.group(1).strip()
+    content = content.replace("{,}", ",").replace("\\,", ",")  # LaTeX thousands separators: 1{,}234, 1\,234
+    match = _BOXED_RE.fullmatch(content)
+    return _normalise(match.group(1)) if match else None
+
+
 def extract_answer(text, mode="strict"):
     """The final answer in `text` as a canonical number string ("1234", "-3", "0.5"), or None if there is none.
 
-    strict: the number right after the last `####`. flexible: the strict answer if any, else the last number.
+    strict: the number right after the last `####`, or in the last `\boxed{}` when that comes later.
+    flexible: the strict answer if any, else the last number.
     """
     if mode not in ("strict", "flexible"):
         raise ValueError(f"mode must be 'strict' or 'flexible', got {mode!r}")
@@ -80,8 +116,12 @@ def extract_answer(text, mode="strict"):
     text = _as_text(text)
     if text is None:
         return None
-    marker = text.rfind(_MARKER)
-    if marker >= 0:
+    marker, box = text.rfind(_MARKER), text.rfind(_BOX)
+    if box > marker:  # a \boxed{} after the last #### (or without any)
+        answer = _boxed(text, box + len(_BOX))
+        if answer is not None or mode == "strict":
+            return answer
+    elif marker >= 0:
         start = _SKIP_RE.match(text, marker + len(_MARKER)).end()
         match = _NUMBER_RE.match(text, start)
         if match and not _RUN_ON_RE.match(text, match.end()):

@@ -31,6 +31,26 @@ def test_prompt_and_completion_format(tmp_path):
     assert text.endswith("#### 29")
 
 
+def test_chat_prompt_for_chat_tokenizers(tmp_path):
+    pytest.importorskip("tokenizers")
+    from gift.tokenizer import builtin_tokenizer, get_tokenizer
+    from tests.test_tokenizer import write_qwen2_tokenizer
+
+    write_qwen2_tokenizer(tmp_path / "tok")
+    enc = get_tokenizer(str(tmp_path / "tok"))
+    ids = data.encode_prompt(enc, "  How many <|im_end|> are there?\n")
+    assert enc.decode(ids) == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                               "How many <|im_end|> are there?\n\n" + data.CHAT_INSTRUCTION +
+                               "<|im_end|>\n<|im_start|>assistant\n")
+    im_start, im_end = enc.encode_single_token("<|im_start|>"), enc.encode_single_token("<|im_end|>")
+    assert ids.count(im_start) == 3 and ids.count(im_end) == 2  # the question's "<|im_end|>" is ordinary text
+    assert data.encode_completion(enc, "18 \\boxed{18}\n")[-1] == im_end
+    assert enc.decode(data.encode_completion(enc, "  #### 18\n")[:-1]) == "#### 18"
+    byte = builtin_tokenizer()  # other tokenizers keep the plain format
+    assert data.encode_prompt(byte, "How many?") == byte.encode("Question: How many?\nAnswer:")
+    assert data.encode_completion(byte, "#### 18") == byte.encode(" #### 18") + [256]
+
+
 def test_load_fixture(tmp_path):
     examples = load_fixture(tmp_path)
     assert all(isinstance(ex, Example) for ex in examples)

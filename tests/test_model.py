@@ -124,3 +124,13 @@ def test_bad_checkpoints_are_refused_with_clear_errors(tmp_path):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown model preset"):
         preset("gpt5")
+
+
+def test_return_hidden_times_the_tied_head_gives_the_logits():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).eval()
+    idx = torch.randint(0, SMALL["vocab_size"], (2, 12))
+    with torch.no_grad():
+        hidden = model(idx, return_hidden=True)
+        assert hidden.shape == (2, 12, SMALL["n_embd"]) and model.lm_head.weight is model.transformer.wte.weight
+        assert torch.allclose(hidden @ model.lm_head.weight.T, model(idx), atol=1e-5)

@@ -11,6 +11,7 @@ import torch
 
 import eval as evaluation
 import train
+from gift import data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--init=nano", "--sft_steps=4", "--sft_batch=4", "--rl_steps=3", "--prompts=2", "--group_size=4",
@@ -155,6 +156,52 @@ def test_gsm8k_recipe_smoke(tmp_path):
     assert model.config.vocab_size == len(json.loads((ckpt / "vocab.json").read_text()))
     with pytest.raises(SystemExit, match="not a gift checkpoint for --task builtin"):
         evaluation.load_model(str(tmp_path / "gsm8k-gift-s0" / "ckpt.pt"), "builtin")
+
+
+def _tiny_qwen2_checkpoint(path):
+    """A tiny random Qwen2 in the HF layout (grouped-query attention, tied head, a vocabulary padded past the
+    tokenizer's as Qwen2.5's is) with a Qwen2 tokenizer trained in the test (no download)."""
+    transformers = pytest.importorskip("transformers")
+    from tests.test_tokenizer import write_qwen2_tokenizer
+
+    n = write_qwen2_tokenizer(path)
+    cfg = transformers.Qwen2Config(vocab_size=n + 7, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                   tie_word_embeddings=True)
+    torch.manual_seed(0)
+    transformers.Qwen2ForCausalLM(cfg).save_pretrained(path, safe_serialization=True)
+
+
+def test_gsm8k_qwen2_recipe_smoke(tmp_path, monkeypatch):
+    """The README's Qwen2.5 recipe on CPU: RL straight from the checkpoint (--sft_steps=0) in bf16 autocast, chat
+    prompts, <|im_end|> and <|endoftext|> as stop tokens, then eval's strict and flexible pass@1."""
+    ckpt, root = tmp_path / "qwen2-tiny", tmp_path / "gsm8k"
+    _tiny_qwen2_checkpoint(ckpt)
+    root.mkdir()
+    for split in ("train", "test"):
+        shutil.copy(os.path.join(ROOT, "tests", "fixtures", "gsm8k_mini.jsonl"), root / f"{split}.jsonl")
+    calls = []
+    real_generate = train.generate
+
+    def spy(model, prompts, **kw):
+        calls.append((prompts, kw["stop_tokens"]))
+        return real_generate(model, prompts, **kw)
+
+    monkeypatch.setattr(train, "generate", spy)
+    summary = train.main([f"--out_dir={tmp_path}", "--task=gsm8k", f"--init={ckpt}", f"--data_root={root}",
+                          "--sft_steps=0", "--dtype=bfloat16", "--rl_steps=2", "--prompts=2", "--minibatches=2", "--group_size=2",
+                          "--eval_problems=3", "--max_new_tokens=8", "--micro_batch=1", "--threads=1"])
+    assert summary["heldout_problems"] == 3 and 0 <= summary["rl_accuracy"] <= 1
+    model, enc = evaluation.load_model(str(tmp_path / "gsm8k-gift-s0" / "ckpt.pt"), "gsm8k")
+    assert model.config.rope_theta > 0 and model.config.kv_heads == 2 and enc.n_vocab == model.config.vocab_size - 7
+    im_end, eot = enc.encode_single_token("<|im_end|>"), enc.encode_single_token("<|endoftext|>")
+    assert len(calls) == 2 and all(stops == (im_end, eot) for _, stops in calls)
+    prompt = enc.decode(calls[0][0][0])
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    assert "\\boxed{}" in prompt
+    res = evaluation.evaluate(model, enc, data.load_gsm8k("test", str(root))[:3], max_new_tokens=8,
+                              modes=("strict", "flexible"))
+    assert 0 <= res["pass@1"] <= res["flexible/pass@1"] <= 1 and len(res["completions"]) == 3
 
 
 def test_pass_at_k_estimator():

@@ -340,3 +340,83 @@ def test_formatted_results_read_back():
         assert isinstance(value, float)
         assert float(format_number(value)) == value
         assert extract_answer("#### " + format_number(value)) == format_number(value)
+
+
+# --------------------------------------------------------------------------------------------------- \boxed{N}
+
+@pytest.mark.parametrize("text, answer", [
+    (r"\boxed{18}", "18"),
+    (r"So she has \boxed{18} apples.", "18"),
+    (r"\boxed{ 18 }.", "18"),
+    (r"\boxed {-3.50}", "-3.5"),
+    (r"\boxed{1,234}", "1234"),
+    (r"\boxed{1{,}234}", "1234"),  # LaTeX thousands separators (nested braces)
+    (r"\boxed{1\,234,567}", "1234567"),
+    (r"\boxed{\$1{,}000.50}", "1000.5"),
+    (r"\boxed{$18}", "18"),
+    (r"\boxed{18\%}", "18"),
+    (r"\boxed{50%}", "50"),
+    (r"\boxed{18 \text{ dollars}}", "18"),
+    (r"\boxed{18 dollars}", "18"),
+    (r"\boxed{18.}", "18"),
+    (r"\boxed{\text{18}}", "18"),
+    (r"\boxed{\textbf{18}}", "18"),
+    (r"\boxed{{18}}", "18"),
+    (r"\boxed{.5}", "0.5"),
+    (r"first \boxed{3}, then \boxed{5}", "5"),  # several boxes: the last counts
+    ("the sum is 7\n#### 7 so \\boxed{8}", "8"),  # a box after the last #### counts
+    ("\\boxed{8} but\n#### 9", "9"),  # a #### after the last box counts
+    ("\\boxed{18}\n" + "x" * 100_000, "18"),
+])
+def test_extract_boxed(text, answer):
+    assert extract_answer(text) == answer
+    assert extract_answer(text, mode="flexible") == answer
+
+
+@pytest.mark.parametrize("text, flexible", [
+    (r"\boxed{\frac{3}{4}}", "4"),  # not one number
+    (r"\boxed{3/4}", "4"),
+    (r"\boxed{x = 18}", "18"),
+    (r"\boxed{18 + 2}", "2"),
+    (r"\boxed{1,2}", "2"),
+    (r"\boxed{1{,}2345}", "2345"),
+    (r"\boxed{1e5}", "5"),
+    (r"\boxed{}", None),
+    (r"\boxed{18", "18"),  # never closed
+    (r"\boxed 18", "18"),
+    (r"\boxed{{1}{2}}", "2"),
+    (r"\boxed{5} \boxed{\frac12}", "12"),  # the last box is the answer, and it is not a number
+    ("#### 18 \\boxed{eighteen}", "18"),  # flexible falls back to the last number
+    ("\\boxed{" + "1" * 300 + "}", "1" * 300),  # longer than _MAX_BOX: strict does not read it
+    (r"\boxed{\text{18}\text{19}}", "19"),
+])
+def test_extract_boxed_none(text, flexible):
+    assert extract_answer(text) is None
+    assert extract_answer(text, mode="flexible") == flexible
+
+
+def test_boxed_is_correct_and_hashes_unchanged():
+    assert is_correct(r"The total is \boxed{1{,}500}.", "#### 1,500")
+    assert not is_correct(r"\boxed{1{,}501}", "#### 1,500")
+    assert not is_correct("The total is 1500.", "#### 1,500")  # strict needs a marker or a box
+    assert is_correct("The total is 1500.", "#### 1,500", mode="flexible")
+
+
+BOX_MEGABYTE_TEXTS = {
+    "boxes": lambda: "\\boxed{" * 150_000,
+    "one open box": lambda: "\\boxed{" + "{" * 1_000_000,
+    "box then spaces": lambda: "\\boxed" + " " * 1_000_000 + "{1}",
+    "closed boxes": lambda: "\\boxed{1}" * 120_000,
+    "box of spaces": lambda: "\\boxed{1" + " " * 190 + "x}" + "\\boxed{" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name", BOX_MEGABYTE_TEXTS)
+def test_megabyte_box_inputs_are_fast(name):
+    text = BOX_MEGABYTE_TEXTS[name]()
+    start = time.perf_counter()
+    for mode in ("strict", "flexible"):
+        extract_answer(text, mode)
+        is_correct(text, "#### 1", mode)
+    assert time.perf_counter() - start < 1.0, name
+    assert extract_answer(BOX_MEGABYTE_TEXTS["closed boxes"]()) == "1"
