@@ -51,6 +51,7 @@ _RUN_ON_RE = re.compile(r"[0-9]|[.,/][0-9]|[eE][-+]?[0-9]")
 _FLEXIBLE_WINDOW = 1000  # flexible mode reads the last number from at most this many characters
 _MARKER = "####"
 _BOX = "\\boxed"
+_SPACES_RE = re.compile(r" *")
 _MAX_BOX = 200  # longest box content read; a number with its unit is far shorter, and the scan stays bounded
 # The content of a box: optional $ or \$, the number, an optional unit (%, \%, a word, \text{...}), an optional ".".
 _BOXED_RE = re.compile(r"(?:\\?\$\s*)?(" + _NUMBER_RE.pattern + r")"
@@ -83,8 +84,7 @@ def _as_text(text):
 
 def _boxed(text, start):
     """The number in the box whose `{` is the first non-space at or after `start`, or None (module docstring)."""
-    while start < len(text) and text[start] == " ":
-        start += 1
+    start = _SPACES_RE.match(text, start).end()
     if text[start : start + 1] != "{":
         return None
     depth = 0
