@@ -24,6 +24,7 @@ from gift.verifier import calculate, is_correct
 
 def load_model(init, task):
     """(model, tokenizer) from a preset name (random init), one of our ckpt.pt files, an HF directory or a hub name.
+    On GSM8K the names of the published GPT-2 models (gpt2, gpt2-medium, ...) load their weights, not a random init.
 
     The tokenizer: the built-in byte tokenizer for the built-in task; otherwise the vocab.json/merges.txt of the
     checkpoint directory or hub snapshot (for a ckpt.pt: of the one its run started from) when present, else GPT-2's.
@@ -51,7 +52,7 @@ def load_model(init, task):
     if ckpt:
         model = GPT(GPTConfig(**ckpt["model_config"]))
         model.load_state_dict(ckpt["model"])
-    elif init in PRESETS and not os.path.isdir(init):
+    elif init in PRESETS and not os.path.isdir(init) and (task == "builtin" or not init.startswith("gpt2")):
         model = GPT(preset(init, vocab_size=enc.n_vocab))  # trained from scratch
     else:
         model = GPT.from_pretrained(init)

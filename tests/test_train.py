@@ -204,6 +204,18 @@ def test_gsm8k_qwen2_recipe_smoke(tmp_path, monkeypatch):
     assert 0 <= res["pass@1"] <= res["flexible/pass@1"] <= 1 and len(res["completions"]) == 3
 
 
+def test_gpt2_names_load_the_published_weights_on_gsm8k(monkeypatch):
+    """--task=gsm8k --init=gpt2 is the README's recipe: pretrained GPT-2, not a random model of its shape."""
+    loaded = []
+    monkeypatch.setattr(evaluation, "get_tokenizer", lambda name: evaluation.builtin_tokenizer())  # no download
+    monkeypatch.setattr(evaluation.GPT, "from_pretrained", classmethod(lambda cls, name: loaded.append(name) or
+                                                                       cls(evaluation.preset("nano"))))
+    evaluation.load_model("gpt2-medium", "gsm8k")
+    assert loaded == ["gpt2-medium"]
+    model, _ = evaluation.load_model("gpt2", "builtin")  # the built-in task trains its presets from scratch
+    assert loaded == ["gpt2-medium"] and model.config.vocab_size == 257
+
+
 def test_pass_at_k_estimator():
     assert evaluation.pass_at_k(10, 0, 1) == 0 and evaluation.pass_at_k(10, 10, 5) == 1
     assert abs(evaluation.pass_at_k(10, 3, 1) - 0.3) < 1e-12
