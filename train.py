@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from eval import evaluate, load_model
 from gift import data
-from gift.kernels import token_logprobs_and_entropy
+from gift.kernels import linear_token_logprobs_and_entropy, token_logprobs_and_entropy
 from gift.loss import gift_loss, group_advantages, grpo_loss, kl_k3
 from gift.sampler import generate
 from gift.tokenizer import eot_id
@@ -50,6 +50,7 @@ class Config:
     run_name: str = ""  # default: <task>-<method>-s<seed> (torchrun would take --run= as its own --run-path)
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"  # float32 | bfloat16 (autocast, on GPU)
+    fused_head: str = "auto"  # auto | on | off: log-probs from the hidden states, never the (N, L, V) logits (auto: V >= 32768)
     threads: int = 0  # torch CPU threads (0: torch's default)
     # SFT: next-token loss on the solution tokens only
     sft_steps: int = 1200
@@ -178,8 +179,24 @@ def pad_rows(rows, resp_start, mask_rows=None):
 
 
 def response_logprobs(model, idx, mask, cfg):
-    """Log-probs (N, L-1) of each next token (kernel: no (N, L, V) float32 copy) and the entropy at each position."""
-    with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16"):
+    """Log-probs (N, L-1) of each next token (kernel: no (N, L, V) float32 copy) and the entropy at each position.
+
+    Fused head (--fused_head, auto: when the vocabulary has >= 32,768 entries): the model returns its hidden states
+    and linear_token_logprobs applies the LM head a block of rows at a time, so even the (N, L-1, V) logits never
+    exist (GPT-2's 50,257 x 460 tokens x 32 rows is 1.5 GB in bf16, and as much for its gradient), for one more
+    matmul in backward. Below 32,768 (the built-in task's 257) the logits are small and the plain path is cheaper.
+    """
+    if cfg.fused_head not in ("auto", "on", "off"):
+        raise SystemExit(f"error: --fused_head={cfg.fused_head!r} must be one of ('auto', 'on', 'off')")
+    bf16 = cfg.dtype == "bfloat16"
+    head = (model.module if isinstance(model, DDP) else model).lm_head.weight  # (V, C)
+    if cfg.fused_head == "on" or (cfg.fused_head == "auto" and head.shape[0] >= 32768):
+        with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=bf16):
+            hidden = model(idx[:, :-1], return_hidden=True)  # (N, L-1, C)
+        dtype = torch.bfloat16 if bf16 else hidden.dtype  # the logits' dtype under autocast, as the plain path
+        logp, entropy = linear_token_logprobs_and_entropy(hidden.to(dtype), head.to(dtype), idx[:, 1:])
+        return logp * mask, entropy
+    with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(idx[:, :-1])  # (N, L-1, V)
     logp, entropy = token_logprobs_and_entropy(logits, idx[:, 1:])
     return logp * mask, entropy

@@ -168,12 +168,13 @@ class GPT(nn.Module):
         """Parameters counted once (the tied embedding/LM head weight is one tensor)."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx, pos=None, cache=None):
+    def forward(self, idx, pos=None, cache=None, return_hidden=False):
         """Next-token logits.
 
         idx: (B, T) token ids. pos: (B, T) position ids (default 0..T-1 after the cached tokens).
         cache: a KVCache; the T new tokens are appended to it and attend to every valid cached slot.
-        Returns logits (B, T, V) in float32 (or the autocast dtype).
+        Returns logits (B, T, V) in float32 (or the autocast dtype); with return_hidden=True the final-normed hidden
+        states (B, T, C) instead, so that logits == hidden @ self.lm_head.weight.T (gift.kernels.linear_token_logprobs).
         """
         B, T = idx.shape
         start = 0 if cache is None else cache.length
@@ -199,7 +200,8 @@ class GPT(nn.Module):
             x = block(x, mask, cache, layer)
         if cache is not None:
             cache.length = start + T
-        return self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+        x = self.transformer.ln_f(x)  # (B, T, C)
+        return x if return_hidden else self.lm_head(x)  # (B, T, V)
 
     @classmethod
     def from_pretrained(cls, name_or_dir):
