@@ -30,6 +30,10 @@ Everything is computed in float32 inside, whatever the logits' dtype. Edge cases
 - A row whose logits are all -inf has no distribution: its outputs are NaN, as with torch.log_softmax.
 - Tiny target probabilities are fine: the target is never exponentiated, log p = (x_y - m) / T - log s.
 
+`linear_token_logprobs(hidden, weight, targets)` goes one step further for a model's LM head: it applies
+logits = hidden @ weight.T a block of rows at a time inside the same computation, so even the (tokens x vocab)
+logits never exist (see the section at the end of this file).
+
 Triton is optional: without it (macOS, CPU-only installs) this module still imports and backend="auto" uses torch.
 Set TRITON_INTERPRET=1 before importing it to run the real kernels on CPU tensors (slow, used by the tests).
 """
