@@ -193,7 +193,10 @@ def _torch_backward(grad_out, logits, targets, stats, temperature, out=None):
         j = min(N, i + rows)
         z = logits[i:j].to(torch.float32, copy=True).sub_(row_max[i:j, None]).div_(temperature)  # as in forward
         g = z.sub_(log_sum[i:j, None]).exp_().neg_()  # -softmax, in place
-        g[torch.arange(j - i, device=g.device), targets[i:j]] += 1.0  # onehot(target) - softmax
+        # onehot(target) - softmax; a target outside [0, V) adds nothing (linear_token_logprobs passes a vocabulary
+        # slice's targets shifted by its start, and the rows whose target lies elsewhere get -softmax only)
+        t = targets[i:j, None]
+        g.scatter_add_(1, t.clamp(0, V - 1), ((t >= 0) & (t < V)).to(g.dtype))
         grad[i:j] = g.mul_(grad_out[i:j, None] / temperature)  # cast to the logits' dtype on copy
     return grad
 
@@ -295,24 +298,25 @@ def token_logprobs_and_entropy(logits, targets, temperature=1.0, backend="auto")
     return _run(logits, targets, temperature, backend, with_entropy=True)
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Log-probabilities straight from the hidden states: the LM head fused with the above, a block of rows at a time
+# Log-probabilities straight from the hidden states: the LM head fused with the above, in blocks
 #
 # A language model's logits are hidden @ weight.T, (N, d) @ (d, V). Even in bf16 they are the largest tensor of a
 # training step (16,384 tokens x 151,936 = 5 GB, and as much again for their gradient). With the loss needing one
-# log-prob per token, they never have to exist all at once: for rows i:j,
+# log-prob per token, they never have to exist all at once:
 #
-#   forward:   logits_ij = hidden[i:j] @ weight.T  (n, V)  ->  log p, row max m, log s     (then freed)
-#   backward:  logits_ij again, G = grad * (onehot(y) - softmax(logits_ij / T)) / T  (n, V), written over the logits,
-#              grad_hidden[i:j] = G @ weight   (n, d),     grad_weight += G.T @ hidden[i:j]   (V, d), float32
+#   forward, rows i:j:       logits = hidden[i:j] @ weight.T  (n, V)  ->  log p, row max m, log s (token_logprobs'
+#                            forward on the block), then freed
+#   backward, vocab v0:v1:   logits = hidden @ weight[v0:v1].T  (N, c) again; with the saved m and log s,
+#                            G = grad * (onehot(y) - softmax(logits / T)) / T  (N, c), written over the logits;
+#                            grad_weight[v0:v1] = G.T @ hidden  (c, d): one matmul over all rows, written once;
+#                            grad_hidden += G @ weight[v0:v1]  (N, d), float32
 #
-# so the extra memory is one (n, V) block plus the O(N d + V d) gradients, for the price of one more matmul
-# (backward recomputes the logits; Liger-Kernel's fused linear cross-entropy does the same for its loss). Each
-# block's log-softmax is the token_logprobs code above (Triton kernels or the chunked torch fallback), vocabulary
-# in blocks inside it, so the results match token_logprobs(hidden @ weight.T, ...) computed in the same dtype.
-
-
-def _linear_rows(V):
-    return max(1, LINEAR_CHUNK_ELEMENTS // V)
+# so the extra memory is one block of LINEAR_CHUNK_ELEMENTS logits plus the O(N d + V d) gradients, for one more
+# matmul (backward recomputes the logits; Liger-Kernel's fused linear cross-entropy recomputes too). Backward walks
+# the vocabulary rather than the rows so that grad_weight (V x d, the big one) is written once, not accumulated over
+# every block of rows (at Qwen2's head that would move ~1 GB per block). The elementwise part of each block is
+# token_logprobs' code (Triton kernels or the chunked torch fallback), so the results match
+# token_logprobs(hidden @ weight.T, ...) computed in the same dtype.
 
 
 class _LinearTokenLogprobs(torch.autograd.Function):
@@ -325,7 +329,7 @@ class _LinearTokenLogprobs(torch.autograd.Function):
         logprobs = torch.empty(N, dtype=torch.float32, device=hidden.device)
         row_max, log_sum = torch.empty_like(logprobs), torch.empty_like(logprobs)
         entropy = torch.empty_like(logprobs) if with_entropy else None
-        rows = _linear_rows(V)
+        rows = max(1, LINEAR_CHUNK_ELEMENTS // V)
         for i in range(0, N, rows):
             j = min(N, i + rows)
             logits = hidden[i:j] @ weight.t()  # (n, V) in the inputs' dtype: the only vocabulary-sized tensor
@@ -347,25 +351,27 @@ class _LinearTokenLogprobs(torch.autograd.Function):
         grad_out = grad_logprobs.float().contiguous()
         want_hidden, want_weight = ctx.needs_input_grad[:2]
         N, V = hidden.shape[0], weight.shape[0]
-        grad_hidden = torch.empty_like(hidden) if want_hidden else None
-        # summed over every block of rows: float32, whatever the weight's dtype, so bf16 rounding does not pile up
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_weight else None
-        rows = _linear_rows(V)
-        for i in range(0, N, rows):
-            j = min(N, i + rows)
-            logits = hidden[i:j] @ weight.t()  # recomputed: (n, V)
-            g = backward(grad_out[i:j], logits, targets[i:j], (row_max[i:j], log_sum[i:j]), ctx.temperature,
-                         out=logits)  # d sum(grad * log p) / d logits, over the logits (n, V)
-            if want_hidden:
-                grad_hidden[i:j] = g @ weight  # (n, d)
+        # summed over every vocabulary block: float32, whatever the dtype, so rounding does not pile up
+        grad_hidden = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device) if want_hidden else None
+        grad_weight = (torch.empty_like(weight) if N > 0 else torch.zeros_like(weight)) if want_weight else None
+        cols = max(1, LINEAR_CHUNK_ELEMENTS // max(N, 1))
+        for v0 in range(0, V if N > 0 else 0, cols):
+            v1 = min(V, v0 + cols)
+            w = weight[v0:v1]  # (c, d), a view
+            logits = hidden @ w.t()  # (N, c), recomputed
+            # the block's columns are a vocabulary of c entries whose targets are shifted by v0 (outside: no onehot);
+            # softmax comes from the whole row's saved statistics, so this is the block of the full gradient
+            g = backward(grad_out, logits, targets - v0, (row_max, log_sum), ctx.temperature, out=logits)
             if want_weight:
+                torch.mm(g.t(), hidden, out=grad_weight[v0:v1])  # (c, d), written once
+            if want_hidden:
                 if g.dtype == torch.float32:
-                    grad_weight.addmm_(g.t(), hidden[i:j])  # (V, d), in place
+                    grad_hidden.addmm_(g, w)  # (N, d), in place
                 else:
-                    grad_weight += g.t() @ hidden[i:j]  # a (V, d) temporary in the inputs' dtype
+                    grad_hidden += g @ w  # an (N, d) temporary in the inputs' dtype
             del logits, g
-        if want_weight:
-            grad_weight = grad_weight.to(weight.dtype)
+        if want_hidden:
+            grad_hidden = grad_hidden.to(hidden.dtype)
         return grad_hidden, grad_weight, None, None, None, None
 
 

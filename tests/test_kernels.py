@@ -278,8 +278,10 @@ def test_linear_gradient_only_where_asked_and_empty_rows():
     W = weight.clone().requires_grad_()
     linear_token_logprobs(hidden, W, targets).sum().backward()  # hidden needs no gradient
     assert W.grad is not None and torch.isfinite(W.grad).all()
-    empty = linear_token_logprobs(hidden[:0], weight, targets[:0])
-    assert empty.shape == (0,)
+    empty = linear_token_logprobs(hidden[:0], W, targets[:0])
+    W.grad = None
+    empty.sum().backward()
+    assert empty.shape == (0,) and W.grad.eq(0).all()
 
 
 def test_kernel_out_of_range_target_gives_nan_without_reading_outside():
