@@ -25,7 +25,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.kernels import benchmark_size, median_ms, method_table, peak_extra_bytes  # noqa: E402
+from benchmarks.kernels import accuracy_table, benchmark_size, median_ms, method_table, peak_extra_bytes  # noqa: E402
 from benchmarks.sampler import hf_copy  # noqa: E402
 from gift import kernels  # noqa: E402
 from gift.model import GPT, GPTConfig, preset  # noqa: E402
@@ -155,6 +155,30 @@ def kernel_sweep(N, V, device, peak_gbs, reps):
 # 4. linear_token_logprobs against the unfused path
 
 
+def linear_accuracy(d, V, device, backends):
+    """Worst errors of linear_token_logprobs against float64, 64 rows (forward, both gradients, relative to the
+    gradient's largest entry), in fp32 and bf16."""
+    g = torch.Generator().manual_seed(0)
+    hidden, weight = torch.randn(64, d, generator=g), torch.randn(V, d, generator=g) * 3 / math.sqrt(d)
+    targets, w_out = torch.randint(0, V, (64,), generator=g), torch.randn(64, generator=g, dtype=torch.float64)
+    print(f"\n### linear_token_logprobs vs float64 (64 x {d} @ {d} x {V}, T = 0.7), {device_name(device)}\n")
+    print("| dtype | backend | log-prob abs | grad hidden rel | grad weight rel |")
+    print("|---|---|---:|---:|---:|")
+    for dtype in (torch.float32, torch.bfloat16):
+        h64 = hidden.to(dtype).double().requires_grad_()  # float64 of the dtype's values (new leaves)
+        w64 = weight.to(dtype).double().requires_grad_()
+        ref = torch.log_softmax(h64 @ w64.T / 0.7, -1).gather(-1, targets[:, None]).squeeze(-1)
+        (ref * w_out).sum().backward()
+        for backend in backends:
+            h = hidden.to(device, dtype, copy=True).requires_grad_()
+            w = weight.to(device, dtype, copy=True).requires_grad_()
+            out = kernels.linear_token_logprobs(h, w, targets.to(device), 0.7, backend=backend)
+            (out * w_out.float().to(device)).sum().backward()
+            errors = [(out.double().cpu() - ref).abs().max()] + [
+                ((x.grad.double().cpu() - r.grad).abs().max() / r.grad.abs().max()) for x, r in ((h, h64), (w, w64))]
+            print(f"| {str(dtype).replace('torch.', '')} | {backend} | " + " | ".join(f"{e:.2e}" for e in errors) + " |")
+
+
 def linear_table(N, d, V, device, reps, with_triton):
     g = torch.Generator(device=device).manual_seed(0)
     hidden = torch.randn(N, d, generator=g, device=device).to(torch.bfloat16).requires_grad_()
@@ -249,6 +273,7 @@ def main():
             methods["gift triton (interpreted)"] = lambda x, t: kernels.token_logprobs(x, t, backend="triton")
         for N, V in sizes:
             benchmark_size(N, V, torch.bfloat16, device, methods, 3 if args.smoke else 20, peak_gbs)
+        accuracy_table(device)  # the launch table's configurations, against float64
     if "sweep" in only and with_triton:
         for N, V in ([(4, 1000)] if args.smoke else [(4096, 50257), (16384, 50257), (8192, 151936)]):
             kernel_sweep(N, V, device, peak_gbs, 1 if args.smoke else 10)
@@ -257,6 +282,7 @@ def main():
         if args.smoke:
             kernels.LINEAR_CHUNK_ELEMENTS = 16 * V  # several blocks of rows, as at full size
         linear_table(N, d, V, device, 2 if args.smoke else 10, with_triton)
+        linear_accuracy(d, V, device, ["torch", "triton"] if with_triton else ["torch"])
     print(f"\n(total {time.time() - start:.0f} s)")
 
 

@@ -28,7 +28,8 @@ def test_gpu_script_smoke_runs_every_section():
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     for heading in ("### Sampler: 2 prompts x 3 samples", "### Sampler: 3 prompts x 2 samples",
-                    "### (tokens, V) = (64, 1000)", "### linear_token_logprobs, N = 64"):
+                    "### (tokens, V) = (64, 1000)", "### linear_token_logprobs, N = 64", "### Worst absolute error",
+                    "### linear_token_logprobs vs float64"):
         assert heading in out, heading
     assert "failed" not in out
     assert out.count("| bfloat16 | gift generate") == 2 and "| float32 | transformers generate |" in out
