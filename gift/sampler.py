@@ -11,8 +11,9 @@ How `generate` does it, top to bottom:
    start from one prefill instead of N.
 3. Decode. One token per row per step: sample from softmax(logits / T) (optionally truncated by top-k / top-p) by
    inverse CDF with one counter-based uniform per row (`uniforms`: a hash of the prompt's seed, the sample and the
-   step, all computed at once), feed the B*N new tokens through the model (one position each), repeat. A row that emits a stop token is dropped from
-   the batch (`KVCache.keep`; rows from the end of the batch move into its place), so finished rows cost nothing.
+   step, all computed at once), feed the B*N new tokens through the model (one position each), repeat. A row that
+   emits a stop token is dropped from the batch one step later (`KVCache.keep`; rows from the end of the batch move
+   into its place), so finished rows cost one extra position, then nothing.
 4. Calculator (optional). GSM8K solutions write arithmetic as `<<48/2=24>>`. When a row's text ends inside an open
    `<<expr=`, we compute expr and *force* the result and the closing `>>`: those tokens are fed through the model like
    any other (so the next choice sees them) but get mask 0, because the policy did not choose them and the loss must
@@ -193,6 +194,19 @@ def _check_inputs(model, prompts, num_samples, max_new_tokens, temperature, top_
             raise ValueError(f"stop token {s} is outside [0, {config.vocab_size})")
 
 
+def _start_copy_to_host(x):
+    """Start copying a small tensor to the host; returns a function that waits for it and gives x.tolist().
+    On a GPU the copy goes to pinned memory behind an event, so waiting for it does not wait for later kernels."""
+    if x.device.type != "cuda":
+        values = x.tolist()
+        return lambda: values
+    host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+    host.copy_(x, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return lambda: (event.synchronize(), host.tolist())[1]
+
+
 @torch.inference_mode()
 def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0, top_k=None, top_p=None,
              stop_tokens=(), calculator=None, seed=None, tokenizer=None, dtype=None):
@@ -258,10 +272,41 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         opens = _ends_with_equals(tokenizer, logits.shape[-1], device)
     forced = {}  # batch row -> token ids the calculator still has to force, one per step
 
-    # The host learns what it must (which rows stopped, which opened a calculation) from ONE small copy per step,
-    # and none at all without stop tokens and calculator; everything else stays on the device.
+    # What the host must know (which rows stopped, which opened a calculation) comes from ONE small copy per step, and
+    # is read one step late: the copy of step t's flags is started, step t's tokens are fed to the model, and only
+    # then does the host wait for the flags (on a GPU the forward is already queued, so the GPU never idles while
+    # Python reacts). So a row that stops at step t is fed once more and leaves the batch at step t + 1, and a
+    # calculation opened at step t is forced from step t + 1 on, which is when its first token is due anyway.
     live = list(range(R))  # host copy of `rows`
-    for t in range(max_new_tokens):
+    pending = None  # step t - 1's flags, on their way to the host
+    for t in range(max_new_tokens + 1):
+        if pending is not None:
+            flags = pending()  # bit 0: stopped at step t - 1; bit 1: chose a token ending in "=" at step t - 1
+            stop = [r for r, f in enumerate(flags) if f & 1]
+            for r in (r for r, f in enumerate(flags) if f & 2):  # rare
+                force = _calculation(tokenizer, calculator, tokens[live[r], :t].tolist())
+                if force:
+                    forced[r] = force
+            if stop:
+                done = torch.tensor([live[r] for r in stop], device=device)
+                finished[done] = True
+                lengths[done] = t
+            if t == max_new_tokens or len(stop) == len(live):
+                break
+            if stop:  # drop finished rows: kept rows at the front stay put, rows from the end fill the holes
+                n = len(live) - len(stop)
+                keep_list = list(range(n))
+                for hole, r in zip([r for r in stop if r < n], [r for r in range(n, len(live)) if not flags[r] & 1]):
+                    keep_list[hole] = r
+                keep = torch.tensor(keep_list, device=device)  # (n,) old batch rows
+                cache.keep(keep)
+                rows, logits, next_pos = rows[keep], logits[keep], next_pos[keep]
+                live = [live[r] for r in keep_list]
+                if forced:
+                    new_row = {old: new for new, old in enumerate(keep_list) if old in forced}
+                    forced = {new_row[r]: f for r, f in forced.items() if r in new_row}
+        elif t == max_new_tokens:
+            break
         tok, logp = _choose(logits, temperature, top_k, top_p, u_all[rows, t])
         chosen = torch.ones_like(logp)
         if forced:  # forced tokens replace the sample; the policy did not choose them
@@ -272,36 +317,13 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         tokens[rows, t] = tok
         logprobs[rows, t] = logp * chosen
         mask[rows, t] = chosen
-        stop = []  # batch rows that emitted a stop token
         if stops.numel() or calculator is not None:
-            flags = torch.isin(tok, stops).to(torch.uint8)  # bit 0: stopped, bit 1: a chosen token ending in "="
+            flags = torch.isin(tok, stops).to(torch.uint8)
             if calculator is not None:
                 flags |= (opens[tok] & (chosen > 0)).to(torch.uint8) << 1
-            flags = flags.tolist()  # the step's one host sync
-            stop = [r for r, f in enumerate(flags) if f & 1]
-            for r in (r for r, f in enumerate(flags) if f & 2):  # rare
-                force = _calculation(tokenizer, calculator, tokens[live[r], : t + 1].tolist())
-                if force:
-                    forced[r] = force
-        if stop:
-            done = torch.tensor([live[r] for r in stop], device=device)
-            finished[done] = True
-            lengths[done] = t + 1
-        if t == max_new_tokens - 1 or len(stop) == len(live):
-            break
-        if stop:  # drop finished rows: kept rows at the front stay put, rows from the end fill the holes
-            n = len(live) - len(stop)
-            tail = [r for r in range(n, len(live)) if not flags[r] & 1]  # live rows beyond the new end
-            keep_list = list(range(n))
-            for hole, r in zip([r for r in stop if r < n], tail):
-                keep_list[hole] = r
-            keep = torch.tensor(keep_list, device=device)  # (n,) old batch rows
-            cache.keep(keep)
-            rows, tok, next_pos = rows[keep], tok[keep], next_pos[keep]
-            live = [live[r] for r in keep_list]
-            if forced:
-                new_row = {old: new for new, old in enumerate(keep_list) if old in forced}
-                forced = {new_row[r]: f for r, f in forced.items() if r in new_row}
+            pending = _start_copy_to_host(flags)
+        if t == max_new_tokens - 1:
+            continue  # the last token is never fed; its flags are read above
         # BEGIN SOLUTION sampler
         # HINT: feed the new token of every live row (one position each) through the model with the cache
         cache.valid[:, cache.length] = True  # every row in the batch writes a real token into this slot
