@@ -50,7 +50,7 @@ class Config:
     run_name: str = ""  # default: <task>-<method>-s<seed> (torchrun would take --run= as its own --run-path)
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"  # float32 | bfloat16 (autocast, on GPU)
-    fused_head: str = "auto"  # auto | on | off: log-probs from the hidden states, never the (N, L, V) logits (auto: V >= 32768)
+    fused_head: str = "auto"  # auto | on | off: log-probs from hidden states, no (N, L, V) logits (auto: V >= 32768)
     threads: int = 0  # torch CPU threads (0: torch's default)
     # SFT: next-token loss on the solution tokens only
     sft_steps: int = 1200
@@ -182,7 +182,7 @@ def response_logprobs(model, idx, mask, cfg):
     """Log-probs (N, L-1) of each next token (kernel: no (N, L, V) float32 copy) and the entropy at each position.
 
     Fused head (--fused_head, auto: when the vocabulary has >= 32,768 entries): the model returns its hidden states
-    and linear_token_logprobs applies the LM head a block of rows at a time, so even the (N, L-1, V) logits never
+    and linear_token_logprobs applies the LM head in blocks, so even the (N, L-1, V) logits never
     exist (GPT-2's 50,257 x 460 tokens x 32 rows is 1.5 GB in bf16, and as much for its gradient), for one more
     matmul in backward. Below 32,768 (the built-in task's 257) the logits are small and the plain path is cheaper.
     """
