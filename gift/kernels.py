@@ -401,8 +401,9 @@ def _run_linear(hidden, weight, targets, temperature, backend, with_entropy):
     _check_targets(targets, weight.shape[0], backend)
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
     flat_targets = targets.reshape(-1).long().contiguous()
-    logprobs, entropy = _LinearTokenLogprobs.apply(flat_hidden, weight, flat_targets, float(temperature), backend,
-                                                   with_entropy)
+    with torch.autocast(hidden.device.type, enabled=False):  # logits in the inputs' dtype, forward and backward
+        logprobs, entropy = _LinearTokenLogprobs.apply(flat_hidden, weight, flat_targets, float(temperature),
+                                                       backend, with_entropy)
     return logprobs.view(targets.shape), (entropy.view(targets.shape) if entropy is not None else None)
 
 
@@ -412,6 +413,7 @@ def linear_token_logprobs(hidden, weight, targets, temperature=1.0, backend="aut
     hidden: (N, d) (or (..., d)), e.g. a model's final-normed hidden states.  weight: (V, d), the LM head, same dtype.
     targets: (N,) (or (...)) int64 in [0, V). Returns (N,) float32, differentiable in hidden and weight (gradients in
     their dtype). Extra memory: one block of LINEAR_CHUNK_ELEMENTS logits plus the gradients, O(N d + V d).
+    The logits are computed in the inputs' dtype, also under autocast (cast hidden and weight to choose it).
     backend as in token_logprobs: "auto" is triton on CUDA (the chunked torch fallback is several times slower than
     eager there), torch on CPU.
     """

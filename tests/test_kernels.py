@@ -278,6 +278,9 @@ def test_linear_gradient_only_where_asked_and_empty_rows():
     W = weight.clone().requires_grad_()
     linear_token_logprobs(hidden, W, targets).sum().backward()  # hidden needs no gradient
     assert W.grad is not None and torch.isfinite(W.grad).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # ignored: the inputs' dtype decides
+        under_autocast = linear_token_logprobs(hidden, weight, targets)
+    assert torch.equal(under_autocast, linear_token_logprobs(hidden, weight, targets))
     empty = linear_token_logprobs(hidden[:0], W, targets[:0])
     W.grad = None
     empty.sum().backward()
