@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from eval import evaluate, load_model
 from gift import data
-from gift.kernels import token_logprobs_and_entropy
+from gift.kernels import linear_token_logprobs_and_entropy, token_logprobs_and_entropy
 from gift.loss import gift_loss, group_advantages, grpo_loss, kl_k3
 from gift.sampler import generate
 from gift.tokenizer import response_text, stop_ids
@@ -50,6 +50,7 @@ class Config:
     run_name: str = ""  # default: <task>-<method>-s<seed> (torchrun would take --run= as its own --run-path)
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"  # float32 | bfloat16 (autocast, on GPU)
+    fused_head: str = "auto"  # auto | on | off: log-probs from hidden states, no (N, L, V) logits (auto: V >= 32768)
     threads: int = 0  # torch CPU threads (0: torch's default)
     # SFT: next-token loss on the solution tokens only
     sft_steps: int = 1200
@@ -92,7 +93,8 @@ class Config:
 
 
 # fields that may differ when resuming (they do not change what the run computes)
-RESUMABLE = {"resume", "stop_after", "log_every", "eval_batch", "threads", "device", "ckpt_every", "max_bad_steps"}
+RESUMABLE = {"resume", "stop_after", "log_every", "eval_batch", "threads", "device", "ckpt_every", "max_bad_steps",
+             "fused_head"}
 
 
 def parse_args(argv):
@@ -127,7 +129,8 @@ def parse_args(argv):
         setattr(cfg, key, value)
         i += 1
     choices = dict(task=("builtin", "gsm8k"), method=("gift", "grpo"), ref=("old", "frozen", "refresh"),
-                   agg=("token-mean", "seq-mean", "constant"), dtype=("float32", "bfloat16"))
+                   agg=("token-mean", "seq-mean", "constant"), dtype=("float32", "bfloat16"),
+                   fused_head=("auto", "on", "off"))
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise SystemExit(f"error: --{key}={getattr(cfg, key)!r} must be one of {allowed}")
@@ -184,8 +187,22 @@ def pad_rows(rows, resp_start, mask_rows=None):
 
 
 def response_logprobs(model, idx, mask, cfg):
-    """Log-probs (N, L-1) of each next token (kernel: no (N, L, V) float32 copy) and the entropy at each position."""
-    with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16"):
+    """Log-probs (N, L-1) of each next token (kernel: no (N, L, V) float32 copy) and the entropy at each position.
+
+    Fused head (--fused_head, auto: when the vocabulary has >= 32,768 entries): the model returns its hidden states
+    and linear_token_logprobs applies the LM head in blocks, so even the (N, L-1, V) logits never
+    exist (GPT-2's 50,257 x 460 tokens x 32 rows is 1.5 GB in bf16, and as much for its gradient), for one more
+    matmul in backward. Below 32,768 (the built-in task's 257) the logits are small and the plain path is cheaper.
+    """
+    bf16 = cfg.dtype == "bfloat16"
+    head = (model.module if isinstance(model, DDP) else model).lm_head.weight  # (V, C)
+    if cfg.fused_head == "on" or (cfg.fused_head == "auto" and head.shape[0] >= 32768):
+        with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=bf16):
+            hidden = model(idx[:, :-1], return_hidden=True)  # (N, L-1, C)
+        dtype = torch.bfloat16 if bf16 else hidden.dtype  # the logits' dtype under autocast, as the plain path
+        logp, entropy = linear_token_logprobs_and_entropy(hidden.to(dtype), head.to(dtype), idx[:, 1:])
+        return logp * mask, entropy
+    with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(idx[:, :-1])  # (N, L-1, V)
     logp, entropy = token_logprobs_and_entropy(logits, idx[:, 1:])
     return logp * mask, entropy
@@ -233,6 +250,7 @@ def rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world):
     t0 = time.time()
     out = generate(policy, prompts, num_samples=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                    stop_tokens=stop_ids(enc), calculator=calculate, tokenizer=enc,
+                   dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None,  # bf16 weights and KV cache
                    seed=[(cfg.seed * 1_000_003 + base + j) % 2**62 for j in slots])  # per prompt: rank-invariant
     sample_time = time.time() - t0
 

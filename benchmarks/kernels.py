@@ -183,8 +183,8 @@ def main():
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--peak-gbs", type=float, default=3350.0, help="the GPU's memory bandwidth, for the %% "
                                                                         "column (H100 SXM: 3350, H100 PCIe: 2000)")
-    parser.add_argument("--block", type=int, default=kernels.BLOCK_SIZE, help="Triton BLOCK_SIZE to try")
-    parser.add_argument("--warps", type=int, default=kernels.NUM_WARPS, help="Triton num_warps to try")
+    parser.add_argument("--block", type=int, default=kernels.BLOCK_SIZE, help="Triton BLOCK_SIZE to try (default: the table, kernels.launch_config)")
+    parser.add_argument("--warps", type=int, default=kernels.NUM_WARPS, help="Triton num_warps to try (default: the table)")
     args = parser.parse_args()
 
     device = args.device

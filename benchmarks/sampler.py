@@ -119,7 +119,7 @@ def main():
         ids = torch.tensor(prompts, device=device)
         with torch.inference_mode():
             ours = model(ids)
-            err = (hf(ids).logits - ours).abs().max().item()
+            err = (hf(ids, attention_mask=torch.ones_like(ids)).logits - ours).abs().max().item()
         assert err < 1e-3 * max(1.0, ours.abs().max().item()), f"transformers copy differs from ours: {err}"
         hf_kwargs = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=args.new_tokens,
                          num_return_sequences=args.samples)

@@ -30,6 +30,10 @@ Everything is computed in float32 inside, whatever the logits' dtype. Edge cases
 - A row whose logits are all -inf has no distribution: its outputs are NaN, as with torch.log_softmax.
 - Tiny target probabilities are fine: the target is never exponentiated, log p = (x_y - m) / T - log s.
 
+`linear_token_logprobs(hidden, weight, targets)` goes one step further for a model's LM head: it applies
+logits = hidden @ weight.T a block of rows at a time inside the same computation, so even the (tokens x vocab)
+logits never exist (see the section at the end of this file).
+
 Triton is optional: without it (macOS, CPU-only installs) this module still imports and backend="auto" uses torch.
 Set TRITON_INTERPRET=1 before importing it to run the real kernels on CPU tensors (slow, used by the tests).
 """
@@ -44,8 +48,25 @@ except ImportError:
     triton = None
 
 CHUNK_ELEMENTS = 2**22  # torch backend: float32 elements per chunk (16 MiB per temporary), i.e. rows = this // vocab
-BLOCK_SIZE = 4096       # triton backend: vocabulary entries handled per loop iteration (capped at the vocab size)
-NUM_WARPS = 8           # triton backend: warps per program (one program per row)
+LINEAR_CHUNK_ELEMENTS = 2**26  # linear_token_logprobs: logits elements alive at once (128 MiB in bf16)
+BLOCK_SIZE = None       # triton backend: force this many vocabulary entries per loop iteration (None: the table)
+NUM_WARPS = None        # triton backend: force this many warps per program (None: the table)
+
+
+def launch_config(V):
+    """(BLOCK, num_warps) of the Triton kernels for a vocabulary of V entries (one program per row).
+
+    The forward is memory-bound: it must keep enough bytes in flight to cover DRAM latency (Little's law: about
+    3.35 TB/s x 0.6 us = 2 MB on an H100, ~16 KB per SM). Each thread handles 16 entries per iteration (two 16-byte
+    loads in bf16, ~64 registers), which lets 2-4 programs share an SM; the block is 4096 entries (8 warps) up to
+    65,536 (GPT-2's 50,257: 13 iterations, the last 27% full) and 8192 (16 warps) above, where rows are long enough
+    that doubling the bytes per program in flight pays (Qwen2's 151,936: 19 iterations, the last 55% full).
+    Small vocabularies take one power-of-two block. `benchmarks/gpu.py` sweeps the neighbours of this choice.
+    """
+    block = min(4096 if V <= 65536 else 8192, triton.next_power_of_2(V)) if BLOCK_SIZE is None else \
+        min(BLOCK_SIZE, triton.next_power_of_2(V))
+    warps = max(1, min(16, block // 512)) if NUM_WARPS is None else NUM_WARPS
+    return block, warps
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Triton kernels
@@ -80,9 +101,10 @@ if triton is not None:
             m = m_new
         log_s = tl.log(s)  # -inf if the whole row is -inf
         target = tl.load(targets_ptr + row)
-        x_target = tl.load(row_ptr + target).to(tl.float32)  # one extra 2-4 byte read, usually still in cache
+        ok = (target >= 0) & (target < V)  # on CUDA targets are not checked on the host (a sync): never read outside
+        x_target = tl.load(row_ptr + tl.where(ok, target, 0)).to(tl.float32)  # one extra read, usually in cache
         # subtract the max before scaling: exact even when the logits are huge (fp16 near 65504)
-        tl.store(logprobs_ptr + row, (x_target - m) * inv_temp - log_s)
+        tl.store(logprobs_ptr + row, tl.where(ok, (x_target - m) * inv_temp - log_s, float("nan")))
         tl.store(max_ptr + row, m)
         tl.store(logsum_ptr + row, log_s)
         if WITH_ENTROPY:
@@ -115,21 +137,24 @@ def _triton_forward(logits, targets, temperature, with_entropy):
     logprobs = torch.empty(N, dtype=torch.float32, device=logits.device)
     row_max, log_sum = torch.empty_like(logprobs), torch.empty_like(logprobs)
     entropy = torch.empty_like(logprobs) if with_entropy else None
+    block, warps = launch_config(V)
     _logprobs_fwd_kernel[(N,)](
         logits, targets, logprobs, row_max, log_sum, entropy if with_entropy else log_sum,  # dummy when unused
         V, logits.stride(0), 1.0 / temperature,
-        BLOCK=min(BLOCK_SIZE, triton.next_power_of_2(V)), WITH_ENTROPY=with_entropy, num_warps=NUM_WARPS)
+        BLOCK=block, WITH_ENTROPY=with_entropy, num_warps=warps)
     return logprobs, (row_max, log_sum), entropy
 
 
-def _triton_backward(grad_out, logits, targets, stats, temperature):
-    """grad_out (N,) float32, stats from forward -> grad_logits (N, V) in the logits' dtype."""
+def _triton_backward(grad_out, logits, targets, stats, temperature, out=None):
+    """grad_out (N,) float32, stats from forward -> grad_logits (N, V) in the logits' dtype.
+    out=logits writes the gradient over the logits (each program reads its block before it writes it)."""
     N, V = logits.shape
-    grad = torch.empty((N, V), dtype=logits.dtype, device=logits.device)
+    grad = torch.empty((N, V), dtype=logits.dtype, device=logits.device) if out is None else out
+    block, warps = launch_config(V)
     _logprobs_bwd_kernel[(N,)](
         logits, targets, *stats, grad_out, grad,
         V, logits.stride(0), grad.stride(0), 1.0 / temperature,
-        BLOCK=min(BLOCK_SIZE, triton.next_power_of_2(V)), num_warps=NUM_WARPS)
+        BLOCK=block, num_warps=warps)
     return grad
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -158,17 +183,20 @@ def _torch_forward(logits, targets, temperature, with_entropy):
     return logprobs, (row_max, log_sum), entropy
 
 
-def _torch_backward(grad_out, logits, targets, stats, temperature):
-    """grad_out (N,) float32, stats from forward -> grad_logits (N, V) in the logits' dtype."""
+def _torch_backward(grad_out, logits, targets, stats, temperature, out=None):
+    """grad_out (N,) float32, stats from forward -> grad_logits (N, V) in the logits' dtype (out=logits: in place)."""
     N, V = logits.shape
     row_max, log_sum = stats
-    grad = torch.empty_like(logits)
+    grad = torch.empty_like(logits) if out is None else out
     rows = max(1, CHUNK_ELEMENTS // V)
     for i in range(0, N, rows):
         j = min(N, i + rows)
         z = logits[i:j].to(torch.float32, copy=True).sub_(row_max[i:j, None]).div_(temperature)  # as in forward
         g = z.sub_(log_sum[i:j, None]).exp_().neg_()  # -softmax, in place
-        g[torch.arange(j - i, device=g.device), targets[i:j]] += 1.0  # onehot(target) - softmax
+        # onehot(target) - softmax; a target outside [0, V) adds nothing (linear_token_logprobs passes a vocabulary
+        # slice's targets shifted by its start, and the rows whose target lies elsewhere get -softmax only)
+        t = targets[i:j, None]
+        g.scatter_add_(1, t.clamp(0, V - 1), ((t >= 0) & (t < V)).to(g.dtype))
         grad[i:j] = g.mul_(grad_out[i:j, None] / temperature)  # cast to the logits' dtype on copy
     return grad
 
@@ -211,6 +239,17 @@ def _resolve_backend(backend, logits):
     return backend
 
 
+def _check_targets(targets, V, backend):
+    """Targets must lie in [0, V). Checking costs a host sync, which on a GPU leaves it idle while Python launches
+    the next kernel (~0.1 ms per call, a third of the forward at 4096 x 50,257): the Triton kernels on CUDA skip the
+    check and give NaN for an out-of-range target instead (they never read outside the row). torch's gather would
+    fail with a device assert, so the torch backend always checks."""
+    if targets.numel() > 0 and not (backend == "triton" and targets.is_cuda):
+        low, high = targets.aminmax()
+        if bool((low < 0) | (high >= V)):
+            raise ValueError(f"targets must lie in [0, {V}), got values in [{int(low)}, {int(high)}]")
+
+
 def _run(logits, targets, temperature, backend, with_entropy):
     if not isinstance(logits, torch.Tensor) or logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"logits must be a float32, bfloat16 or float16 tensor, got "
@@ -227,11 +266,8 @@ def _run(logits, targets, temperature, backend, with_entropy):
     if not 0 < float(temperature) < float("inf"):
         raise ValueError(f"temperature must be a positive finite number, got {temperature}")
     V = logits.shape[-1]
-    if targets.numel() > 0:
-        low, high = targets.aminmax()
-        if bool((low < 0) | (high >= V)):  # one host sync; an out-of-range index would read outside the row
-            raise ValueError(f"targets must lie in [0, {V}), got values in [{int(low)}, {int(high)}]")
     backend = _resolve_backend(backend, logits)
+    _check_targets(targets, V, backend)
 
     flat_logits = logits.reshape(-1, V)  # a view when possible; the kernels need unit stride along the vocab
     if flat_logits.stride(-1) != 1:
@@ -248,7 +284,9 @@ def token_logprobs(logits, targets, temperature=1.0, backend="auto"):
     logits: (..., V) float32, bfloat16 or float16.  targets: (...) int64 in [0, V).
     Returns (...) float32. The gradient flows back to logits in their dtype and shape.
     backend: "triton" (CUDA tensors, or CPU under TRITON_INTERPRET=1), "torch" (chunked, any device),
-    or "auto" (triton on CUDA tensors when triton is installed, torch otherwise).
+    or "auto" (triton on CUDA tensors when triton is installed, torch otherwise: the chunked torch fallback works on
+    CUDA but at about a sixth of eager's speed there, many small launches).
+    On CUDA with the triton backend an out-of-range target gives NaN rather than an error (see _check_targets).
     """
     return _run(logits, targets, temperature, backend, with_entropy=False)[0]
 
@@ -260,3 +298,128 @@ def token_logprobs_and_entropy(logits, targets, temperature=1.0, backend="auto")
     diagnostic (entropy collapse is the usual sign of an RL run going wrong): it carries no gradient.
     """
     return _run(logits, targets, temperature, backend, with_entropy=True)
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Log-probabilities straight from the hidden states: the LM head fused with the above, in blocks
+#
+# A language model's logits are hidden @ weight.T, (N, d) @ (d, V). Even in bf16 they are the largest tensor of a
+# training step (16,384 tokens x 151,936 = 5 GB, and as much again for their gradient). With the loss needing one
+# log-prob per token, they never have to exist all at once:
+#
+#   forward, rows i:j:       logits = hidden[i:j] @ weight.T  (n, V)  ->  log p, row max m, log s (token_logprobs'
+#                            forward on the block), then freed
+#   backward, vocab v0:v1:   logits = hidden @ weight[v0:v1].T  (N, c) again; with the saved m and log s,
+#                            G = grad * (onehot(y) - softmax(logits / T)) / T  (N, c), written over the logits;
+#                            grad_weight[v0:v1] = G.T @ hidden  (c, d): one matmul over all rows, written once;
+#                            grad_hidden += G @ weight[v0:v1]  (N, d), float32
+#
+# so the extra memory is one block of LINEAR_CHUNK_ELEMENTS logits plus the O(N d + V d) gradients, for one more
+# matmul (backward recomputes the logits; Liger-Kernel's fused linear cross-entropy recomputes too). Backward walks
+# the vocabulary rather than the rows so that grad_weight (V x d, the big one) is written once, not accumulated over
+# every block of rows (at Qwen2's head that would move ~1 GB per block). The elementwise part of each block is
+# token_logprobs' code (Triton kernels or the chunked torch fallback), so the results match
+# token_logprobs(hidden @ weight.T, ...) computed in the same dtype.
+
+
+class _LinearTokenLogprobs(torch.autograd.Function):
+    """Saves hidden and weight (already alive), the targets and (row max, log sum): no (N, V) tensor."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature, backend, with_entropy):
+        forward = _triton_forward if backend == "triton" else _torch_forward
+        N, V = hidden.shape[0], weight.shape[0]
+        logprobs = torch.empty(N, dtype=torch.float32, device=hidden.device)
+        row_max, log_sum = torch.empty_like(logprobs), torch.empty_like(logprobs)
+        entropy = torch.empty_like(logprobs) if with_entropy else None
+        rows = max(1, LINEAR_CHUNK_ELEMENTS // V)
+        for i in range(0, N, rows):
+            j = min(N, i + rows)
+            logits = hidden[i:j] @ weight.t()  # (n, V) in the inputs' dtype: the only vocabulary-sized tensor
+            out, (m, log_s), ent = forward(logits, targets[i:j], temperature, with_entropy)
+            logprobs[i:j], row_max[i:j], log_sum[i:j] = out, m, log_s
+            if with_entropy:
+                entropy[i:j] = ent
+            del logits  # freed before the next block's logits are allocated
+        ctx.save_for_backward(hidden, weight, targets, row_max, log_sum)
+        ctx.temperature, ctx.backend = temperature, backend
+        if entropy is not None:
+            ctx.mark_non_differentiable(entropy)
+        return logprobs, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logprobs, grad_entropy):
+        hidden, weight, targets, row_max, log_sum = ctx.saved_tensors
+        backward = _triton_backward if ctx.backend == "triton" else _torch_backward
+        grad_out = grad_logprobs.float().contiguous()
+        want_hidden, want_weight = ctx.needs_input_grad[:2]
+        N, V = hidden.shape[0], weight.shape[0]
+        # summed over every vocabulary block: float32, whatever the dtype, so rounding does not pile up
+        grad_hidden = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device) if want_hidden else None
+        grad_weight = (torch.empty_like(weight) if N > 0 else torch.zeros_like(weight)) if want_weight else None
+        cols = max(1, LINEAR_CHUNK_ELEMENTS // max(N, 1))
+        for v0 in range(0, V if N > 0 else 0, cols):
+            v1 = min(V, v0 + cols)
+            w = weight[v0:v1]  # (c, d), a view
+            logits = hidden @ w.t()  # (N, c), recomputed
+            # the block's columns are a vocabulary of c entries whose targets are shifted by v0 (outside: no onehot);
+            # softmax comes from the whole row's saved statistics, so this is the block of the full gradient
+            g = backward(grad_out, logits, targets - v0, (row_max, log_sum), ctx.temperature, out=logits)
+            if want_weight:
+                torch.mm(g.t(), hidden, out=grad_weight[v0:v1])  # (c, d), written once
+            if want_hidden:
+                if g.dtype == torch.float32:
+                    grad_hidden.addmm_(g, w)  # (N, d), in place
+                else:
+                    grad_hidden += g @ w  # an (N, d) temporary in the inputs' dtype
+            del logits, g
+        if want_hidden:
+            grad_hidden = grad_hidden.to(hidden.dtype)
+        return grad_hidden, grad_weight, None, None, None, None
+
+
+def _run_linear(hidden, weight, targets, temperature, backend, with_entropy):
+    for name, x in (("hidden", hidden), ("weight", weight)):
+        if not isinstance(x, torch.Tensor) or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise TypeError(f"{name} must be a float32, bfloat16 or float16 tensor, got {getattr(x, 'dtype', type(x))}")
+    if weight.dim() != 2 or hidden.dim() == 0 or hidden.shape[-1] != weight.shape[1] or weight.shape[0] == 0:
+        raise ValueError(f"hidden must be (..., d) and weight (V, d) with V >= 1, got {tuple(hidden.shape)} and "
+                         f"{tuple(weight.shape)}")
+    if hidden.dtype != weight.dtype:
+        raise TypeError(f"hidden ({hidden.dtype}) and weight ({weight.dtype}) must have the same dtype: cast one "
+                        f"(the logits are computed in that dtype)")
+    if not isinstance(targets, torch.Tensor) or targets.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"targets must be an int64 tensor, got {getattr(targets, 'dtype', type(targets))}")
+    if targets.shape != hidden.shape[:-1]:
+        raise ValueError(f"targets shape {tuple(targets.shape)} must equal hidden shape without the last dim "
+                         f"{tuple(hidden.shape[:-1])}")
+    if targets.device != hidden.device or weight.device != hidden.device:
+        raise ValueError(f"hidden, weight and targets must be on one device, got {hidden.device}, {weight.device}, "
+                         f"{targets.device}")
+    if not 0 < float(temperature) < float("inf"):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+    backend = _resolve_backend(backend, hidden)
+    _check_targets(targets, weight.shape[0], backend)
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1])
+    flat_targets = targets.reshape(-1).long().contiguous()
+    with torch.autocast(hidden.device.type, enabled=False):  # logits in the inputs' dtype, forward and backward
+        logprobs, entropy = _LinearTokenLogprobs.apply(flat_hidden, weight, flat_targets, float(temperature),
+                                                       backend, with_entropy)
+    return logprobs.view(targets.shape), (entropy.view(targets.shape) if entropy is not None else None)
+
+
+def linear_token_logprobs(hidden, weight, targets, temperature=1.0, backend="auto"):
+    """log softmax(hidden @ weight.T / temperature)[targets] without materialising the (N, V) logits.
+
+    hidden: (N, d) (or (..., d)), e.g. a model's final-normed hidden states.  weight: (V, d), the LM head, same dtype.
+    targets: (N,) (or (...)) int64 in [0, V). Returns (N,) float32, differentiable in hidden and weight (gradients in
+    their dtype). Extra memory: one block of LINEAR_CHUNK_ELEMENTS logits plus the gradients, O(N d + V d).
+    The logits are computed in the inputs' dtype, also under autocast (cast hidden and weight to choose it).
+    backend as in token_logprobs: "auto" is triton on CUDA (the chunked torch fallback is several times slower than
+    eager there), torch on CPU.
+    """
+    return _run_linear(hidden, weight, targets, temperature, backend, with_entropy=False)[0]
+
+
+def linear_token_logprobs_and_entropy(hidden, weight, targets, temperature=1.0, backend="auto"):
+    """Same as linear_token_logprobs, plus the entropy of each row's softmax (no gradient), from the same pass."""
+    return _run_linear(hidden, weight, targets, temperature, backend, with_entropy=True)

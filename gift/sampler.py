@@ -9,9 +9,11 @@ How `generate` does it, top to bottom:
    padded batch gives exactly the logits each prompt would give alone.
 2. Share. The cache and the last logits are repeated N times (`KVCache.repeat_interleave`): the N samples of a prompt
    start from one prefill instead of N.
-3. Decode. One token per row per step: sample from softmax(logits / T) (optionally truncated by top-k / top-p), feed
-   the B*N new tokens through the model (one position each), repeat. A row that emits a stop token is dropped from
-   the batch (`KVCache.keep`; rows from the end of the batch move into its place), so finished rows cost nothing.
+3. Decode. One token per row per step: sample from softmax(logits / T) (optionally truncated by top-k / top-p) by
+   inverse CDF with one counter-based uniform per row (`uniforms`: a hash of the prompt's seed, the sample and the
+   step, all computed at once), feed the B*N new tokens through the model (one position each), repeat. A row that
+   emits a stop token is dropped from the batch one step later (`KVCache.keep`; rows from the end of the batch move
+   into its place), so finished rows cost one extra position, then nothing.
 4. Calculator (optional). GSM8K solutions write arithmetic as `<<48/2=24>>`. When a row's text ends inside an open
    `<<expr=`, we compute expr and *force* the result and the closing `>>`: those tokens are fed through the model like
    any other (so the next choice sees them) but get mask 0, because the policy did not choose them and the loss must
@@ -21,6 +23,7 @@ Every chosen token also records its sampling log-probability log pi(y_t | x, y_<
 drawn from; RL code uses the mask and, for diagnostics, these log-probabilities.
 """
 
+import copy
 import functools
 import math
 from dataclasses import dataclass
@@ -65,13 +68,48 @@ def format_result(value):
     return "0" if text in ("", "-0") else text
 
 
-def _choose(logits, temperature, top_k, top_p, uniform):
+# Random numbers: one uniform per row per step, from a counter-based generator. Row r (sample j of prompt b) at step
+# t gets u = hash(prompt seed_b, j, t): a pure function of those three integers, so a prompt's samples do not depend
+# on the batch, the DDP rank or the device, and all R x max_new_tokens uniforms come from one batched computation
+# (no per-prompt generator, no launch per prompt per step). The hash is splitmix64's finaliser (Steele et al., 2014):
+# multiply-xorshift rounds that scramble every input bit into every output bit, in wrapping int64 arithmetic.
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: splitmix64's counter increment, decorrelates consecutive counters
+_MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+
+
+def _int64(c):
+    """A 64-bit constant as the signed int64 with the same bits."""
+    return c - 2**64 if c >= 2**63 else c
+
+
+def _shr(x, k):
+    """Logical right shift of int64 bits (torch's >> is arithmetic: it would copy the sign bit)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def mix64(x):
+    """splitmix64's finaliser on an int64 tensor (bit-exact with the uint64 reference, read as signed)."""
+    x = (x ^ _shr(x, 30)) * _int64(_MIX[0])
+    x = (x ^ _shr(x, 27)) * _int64(_MIX[1])
+    return x ^ _shr(x, 31)
+
+
+def uniforms(seeds, num_samples, steps, device=None):
+    """U(0, 1) float64 numbers (B * num_samples, steps): row b * num_samples + j, column t is a hash of
+    (seeds[b], j, t), its top 32 bits / 2**32. seeds: (B,) int64 tensor."""
+    golden = _int64(_GOLDEN)
+    stream = mix64(mix64(seeds.to(device)[:, None] + golden) + golden * (1 + torch.arange(num_samples, device=device)))
+    bits = mix64(stream.reshape(-1, 1) + golden * (1 + torch.arange(steps, device=device)))  # (R, steps)
+    return _shr(bits, 32).double() / 2**32
+
+
+def _choose(logits, temperature, top_k, top_p, u):
     """Pick one token per row. logits (R, V) -> tokens (R,) long, log-probabilities (R,) float32.
 
     temperature 0 is greedy (log-probability under softmax(logits)). Otherwise the logits are divided by T, cut to the
     top_k largest (ties with the k-th are kept), then to the smallest set of tokens whose probability reaches top_p,
     and the token is drawn from the renormalised distribution, whose log-probability is returned.
-    uniform(shape) supplies the U(0, 1) random numbers (see `generate`'s seed).
+    u: (R,) float64 uniforms in [0, 1), one per row (see `uniforms`).
     """
     logits = logits.float()
     if temperature == 0:
@@ -89,10 +127,11 @@ def _choose(logits, temperature, top_k, top_p, uniform):
         drop = (probs.cumsum(dim=-1) - probs) >= top_p  # the mass before this token already reaches top_p
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))  # back to vocabulary order
     logp = F.log_softmax(logits, dim=-1)
-    # Gumbel-max trick: argmax(log p + G) with G = -log(-log U), U ~ uniform(0, 1), is an exact sample from p
-    # (three times faster than torch.multinomial on CPU). Truncated tokens have log p = -inf and are never drawn.
-    gumbel = uniform(logp.shape).log_().neg_().log_().neg_()
-    tok = (logp + gumbel).argmax(dim=-1)  # (R,)
+    # Inverse CDF: the first token whose cumulative probability exceeds u * total is a sample from p, with one
+    # uniform per row (the Gumbel-max trick needs V). The sum runs in float64, so the total is exact to ~1e-16 and
+    # u * total < total; truncated tokens (p = 0) add nothing to the sum and are never the first to exceed it.
+    cdf = logp.exp().double().cumsum_(dim=-1)  # (R, V)
+    tok = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]  # (R,)
     return tok, logp.gather(1, tok[:, None])[:, 0]
 
 
@@ -155,37 +194,53 @@ def _check_inputs(model, prompts, num_samples, max_new_tokens, temperature, top_
             raise ValueError(f"stop token {s} is outside [0, {config.vocab_size})")
 
 
+def _start_copy_to_host(x):
+    """Start copying a small tensor to the host; returns a function that waits for it and gives x.tolist().
+    On a GPU the copy goes to pinned memory behind an event, so waiting for it does not wait for later kernels."""
+    if x.device.type != "cuda":
+        values = x.tolist()
+        return lambda: values
+    host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+    host.copy_(x, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return lambda: (event.synchronize(), host.tolist())[1]
+
+
 @torch.inference_mode()
 def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0, top_k=None, top_p=None,
-             stop_tokens=(), calculator=None, seed=None, tokenizer=None):
+             stop_tokens=(), calculator=None, seed=None, tokenizer=None, dtype=None):
     """Sample num_samples responses for each prompt. Returns a `Generation` (see its docstring for the shapes).
 
     prompts: list of B token-id lists (any lengths >= 1). temperature 0 is greedy. stop_tokens: ids that end a
     response (included in it). calculator: calculate(expr) -> int | float | None, used with tokenizer (a
-    tiktoken.Encoding) to force the results of `<<expr=`. seed: an int makes the samples reproducible (for the same
-    prompts, settings and device: the random numbers are drawn for the whole batch at once); a list of B ints gives
-    each prompt its own random stream, so a prompt's samples do not depend on the other prompts in the batch (DDP
-    ranks then sample exactly what one process would).
+    tiktoken.Encoding) to force the results of `<<expr=`. seed: a list of B ints gives each prompt its own random
+    stream, so a prompt's samples do not depend on the other prompts in the batch (DDP ranks then sample exactly what
+    one process would); an int seed s gives prompt b the stream of mix64(s) + b; None draws s from torch's global RNG.
+    dtype: sample with the weights and the KV cache in this dtype (e.g. torch.bfloat16 on a GPU: half the bytes a
+    decode step reads); a copy of the model is cast once per call. None keeps the model's dtype.
     """
     stop_tokens = tuple(stop_tokens)
     _check_inputs(model, prompts, num_samples, max_new_tokens, temperature, top_k, top_p, stop_tokens, calculator,
                   tokenizer)
     param = next(model.parameters())
+    if dtype is not None and dtype != param.dtype:
+        # a copy whose parameters are cast on the way (the memo maps each original tensor to its cast; tied weights
+        # stay tied), so no full-precision copy is made; the caller's model is untouched
+        memo = {id(p): torch.nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in model.parameters()}
+        memo.update({id(b): b.to(dtype) if b.is_floating_point() else b.clone() for b in model.buffers()})
+        model = copy.deepcopy(model, memo)
+        param = next(model.parameters())
     device, dtype = param.device, param.dtype
     B, N = len(prompts), num_samples
-    if isinstance(seed, (list, tuple)):  # one stream per prompt: draw for all its N rows, keep the live ones
+    if isinstance(seed, (list, tuple)):
         if len(seed) != B:
             raise ValueError(f"seed is a list of {len(seed)} ints, one per prompt was expected ({B})")
-        streams = [torch.Generator(device=device).manual_seed(int(s)) for s in seed]
-
-        def uniform(shape):
-            u = torch.cat([torch.rand(N, shape[-1], generator=g, device=device) for g in streams])  # (B*N, V)
-            return u[rows]  # `rows`: the output rows still in the batch (set in step 3)
+        seeds = torch.tensor([int(s) for s in seed], dtype=torch.long)
     else:
-        generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-
-        def uniform(shape):
-            return torch.rand(shape, generator=generator, device=device)
+        first = int(torch.randint(2**62, ())) if seed is None else int(seed)
+        seeds = mix64(torch.tensor(first)) + torch.arange(B)  # hashed: seeds s and s + 1 share no stream
+    u_all = uniforms(seeds, N, max_new_tokens, device)  # (B*N, max_new_tokens): every random number of the call
     was_training = model.training
     model.eval()
 
@@ -221,8 +276,42 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         opens = _ends_with_equals(tokenizer, logits.shape[-1], device)
     forced = {}  # batch row -> token ids the calculator still has to force, one per step
 
-    for t in range(max_new_tokens):
-        tok, logp = _choose(logits, temperature, top_k, top_p, uniform)
+    # What the host must know (which rows stopped, which opened a calculation) comes from ONE small copy per step, and
+    # is read one step late: the copy of step t's flags is started, step t's tokens are fed to the model, and only
+    # then does the host wait for the flags (on a GPU the forward is already queued, so the GPU never idles while
+    # Python reacts). So a row that stops at step t is fed once more and leaves the batch at step t + 1, and a
+    # calculation opened at step t is forced from step t + 1 on, which is when its first token is due anyway.
+    live = list(range(R))  # host copy of `rows`
+    pending = None  # step t - 1's flags, on their way to the host
+    for t in range(max_new_tokens + 1):
+        if pending is not None:
+            flags = pending()  # bit 0: stopped at step t - 1; bit 1: chose a token ending in "=" at step t - 1
+            stop = [r for r, f in enumerate(flags) if f & 1]
+            for r in (r for r, f in enumerate(flags) if f & 2):  # rare
+                force = _calculation(tokenizer, calculator, tokens[live[r], :t].tolist())
+                if force:
+                    forced[r] = force
+            if stop:
+                done = torch.tensor([live[r] for r in stop], device=device)
+                finished[done] = True
+                lengths[done] = t
+            if t == max_new_tokens or len(stop) == len(live):
+                break
+            if stop:  # drop finished rows: kept rows at the front stay put, rows from the end fill the holes
+                n = len(live) - len(stop)
+                keep_list = list(range(n))
+                for hole, r in zip([r for r in stop if r < n], [r for r in range(n, len(live)) if not flags[r] & 1]):
+                    keep_list[hole] = r
+                keep = torch.tensor(keep_list, device=device)  # (n,) old batch rows
+                cache.keep(keep)
+                rows, logits, next_pos = rows[keep], logits[keep], next_pos[keep]
+                live = [live[r] for r in keep_list]
+                if forced:
+                    new_row = {old: new for new, old in enumerate(keep_list) if old in forced}
+                    forced = {new_row[r]: f for r, f in forced.items() if r in new_row}
+        elif t == max_new_tokens:
+            break
+        tok, logp = _choose(logits, temperature, top_k, top_p, u_all[rows, t])
         chosen = torch.ones_like(logp)
         if forced:  # forced tokens replace the sample; the policy did not choose them
             forced_rows = list(forced)
@@ -232,27 +321,13 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         tokens[rows, t] = tok
         logprobs[rows, t] = logp * chosen
         mask[rows, t] = chosen
-        if calculator is not None:
-            for r in torch.nonzero(opens[tok] & (chosen > 0)).flatten().tolist():  # rare: a chosen token ends in "="
-                force = _calculation(tokenizer, calculator, tokens[rows[r], : t + 1].tolist())
-                if force:
-                    forced[r] = force
-        stop = torch.isin(tok, stops)
-        if stop.any():
-            finished[rows[stop]] = True
-            lengths[rows[stop]] = t + 1
-        if t == max_new_tokens - 1 or stop.all():
-            break
-        if stop.any():  # drop finished rows: kept rows at the front stay put, rows from the end fill the holes
-            alive = ~stop
-            n = int(alive.sum())
-            keep = torch.arange(n, device=device)
-            keep[torch.nonzero(stop[:n]).flatten()] = torch.nonzero(alive[n:]).flatten() + n  # (n,) old batch rows
-            cache.keep(keep)
-            rows, tok, next_pos = rows[keep], tok[keep], next_pos[keep]
-            if forced:
-                new_row = {old: new for new, old in enumerate(keep.tolist()) if old in forced}
-                forced = {new_row[r]: f for r, f in forced.items() if r in new_row}
+        if stops.numel() or calculator is not None:
+            flags = torch.isin(tok, stops).to(torch.uint8)
+            if calculator is not None:
+                flags |= (opens[tok] & (chosen > 0)).to(torch.uint8) << 1
+            pending = _start_copy_to_host(flags)
+        if t == max_new_tokens - 1:
+            continue  # the last token is never fed; its flags are read above
         # BEGIN SOLUTION sampler
         # HINT: feed the new token of every live row (one position each) through the model with the cache
         cache.valid[:, cache.length] = True  # every row in the batch writes a real token into this slot

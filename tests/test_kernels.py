@@ -12,7 +12,8 @@ import torch
 
 from benchmarks.kernels import peak_cpu_bytes
 from gift import kernels
-from gift.kernels import token_logprobs, token_logprobs_and_entropy
+from gift.kernels import (linear_token_logprobs, linear_token_logprobs_and_entropy, token_logprobs,
+                          token_logprobs_and_entropy)
 
 BACKENDS = ["torch", "triton"]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -213,3 +214,133 @@ def test_imports_and_falls_back_without_triton(monkeypatch):
     torch.testing.assert_close(module.token_logprobs(logits, targets), expected)
     with pytest.raises(RuntimeError, match="triton package"):
         module.token_logprobs(logits, targets, backend="triton")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# linear_token_logprobs: the LM head and the log-softmax in blocks of rows, never the (N, V) logits
+
+
+def linear_inputs(N, d, V, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(N, d, generator=g).to(dtype)
+    weight = (torch.randn(V, d, generator=g) * 3 / math.sqrt(d)).to(dtype)  # logits with std ~3
+    return hidden, weight, torch.randint(0, V, (N,), generator=g)
+
+
+# logits are computed in the inputs' dtype (as the unfused lm_head does), so bf16 rounds each logit (~3 * 2**-9)
+LINEAR_TOL = {torch.float32: dict(atol=2e-5, rtol=1e-5), torch.bfloat16: dict(atol=0.05, rtol=0.02)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_linear_matches_float64_reference(backend, dtype, temperature, monkeypatch):
+    N, d, V = 10, 24, 300
+    monkeypatch.setattr(kernels, "LINEAR_CHUNK_ELEMENTS", 4 * V)  # blocks of 4 rows: 4 + 4 + 2
+    monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", 3 * V)  # the torch log-softmax chunks each block again
+    monkeypatch.setattr(kernels, "BLOCK_SIZE", 128)  # triton: three vocabulary blocks, the last one partial
+    hidden, weight, targets = linear_inputs(N, d, V, dtype)
+    hidden, targets = hidden.view(2, 5, d), targets.view(2, 5)  # leading dims are flattened
+    w_out = torch.randn(2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    h64, W64 = hidden.double().requires_grad_(), weight.double().requires_grad_()
+    all_logprobs = torch.log_softmax(h64 @ W64.T / temperature, dim=-1)
+    ref = all_logprobs.gather(-1, targets[..., None]).squeeze(-1)
+    (ref * w_out).sum().backward()
+    ref_entropy = torch.special.entr(all_logprobs.exp()).sum(-1)
+
+    h, W = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+    logprobs, entropy = linear_token_logprobs_and_entropy(h, W, targets, temperature, backend=backend)
+    (logprobs * w_out.float()).sum().backward()
+    assert logprobs.dtype == torch.float32 and logprobs.shape == (2, 5) and entropy.grad_fn is None
+    assert h.grad.dtype == W.grad.dtype == dtype and h.grad.shape == hidden.shape and W.grad.shape == weight.shape
+    tol = LINEAR_TOL[dtype]
+    torch.testing.assert_close(logprobs.double(), ref.detach(), **tol)
+    torch.testing.assert_close(entropy.double(), ref_entropy.detach(), **tol)
+    for grad, ref_grad in ((h.grad, h64.grad), (W.grad, W64.grad)):  # errors relative to the gradient's scale
+        torch.testing.assert_close(grad.double() / ref_grad.abs().max(), ref_grad / ref_grad.abs().max(), **tol)
+    plain = linear_token_logprobs(hidden, weight, targets, temperature, backend=backend)
+    assert torch.equal(plain, logprobs.detach())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_linear_equals_token_logprobs_of_the_logits(backend, monkeypatch):
+    """Same dtype, same blocks: the fused path gives what token_logprobs gives on hidden @ weight.T (fp32)."""
+    monkeypatch.setattr(kernels, "LINEAR_CHUNK_ELEMENTS", 5 * 211)
+    hidden, weight, targets = linear_inputs(12, 16, 211, torch.float32, seed=2)
+    fused = linear_token_logprobs(hidden, weight, targets, 1.3, backend=backend)
+    unfused = token_logprobs(hidden @ weight.T, targets, 1.3, backend=backend)
+    torch.testing.assert_close(fused, unfused, atol=1e-6, rtol=1e-6)
+
+
+def test_linear_gradient_only_where_asked_and_empty_rows():
+    hidden, weight, targets = linear_inputs(6, 8, 50, torch.float32)
+    W = weight.clone().requires_grad_()
+    linear_token_logprobs(hidden, W, targets).sum().backward()  # hidden needs no gradient
+    assert W.grad is not None and torch.isfinite(W.grad).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # ignored: the inputs' dtype decides
+        under_autocast = linear_token_logprobs(hidden, weight, targets)
+    assert torch.equal(under_autocast, linear_token_logprobs(hidden, weight, targets))
+    empty = linear_token_logprobs(hidden[:0], W, targets[:0])
+    W.grad = None
+    empty.sum().backward()
+    assert empty.shape == (0,) and W.grad.eq(0).all()
+
+
+def test_kernel_out_of_range_target_gives_nan_without_reading_outside():
+    """On CUDA the host check is skipped (it is a sync); the kernel itself must then be safe: NaN, not a bad read."""
+    logits = torch.randn(3, 70)
+    out, _, _ = kernels._triton_forward(logits, torch.tensor([5, 70, -1]), 1.0, False)
+    assert torch.isfinite(out[0]) and torch.isnan(out[1:]).all()
+
+
+def test_linear_torch_backend_memory_is_bounded_by_the_block(monkeypatch):
+    N, d, V, rows = 512, 32, 1000, 16
+    monkeypatch.setattr(kernels, "LINEAR_CHUNK_ELEMENTS", rows * V)
+    monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", rows * V)
+    hidden, weight, targets = linear_inputs(N, d, V, torch.float32)
+    hidden.requires_grad_(), weight.requires_grad_()
+    block_bytes = rows * V * 4        # one block of float32 logits
+    grads = (N * d + V * d) * 4       # the gradients of hidden and weight, which any method has to produce
+    logits_bytes = N * V * 4          # what hidden @ weight.T materialises: 2 MB here
+
+    def fused():
+        linear_token_logprobs(hidden, weight, targets, backend="torch").sum().backward()
+        hidden.grad = weight.grad = None
+
+    def unfused():
+        token_logprobs(hidden @ weight.T, targets, backend="torch").sum().backward()
+        hidden.grad = weight.grad = None
+
+    fused_peak, unfused_peak = peak_cpu_bytes(fused), peak_cpu_bytes(unfused)
+    # the block's logits, the log-softmax's float32 temporary and the in-place gradient, at most 3 blocks at once
+    bound = grads + 3 * block_bytes + 64 * N
+    assert grads < fused_peak <= bound, (fused_peak, bound)
+    assert unfused_peak > 2 * logits_bytes  # the measurement does see the logits and their gradient
+    with torch.no_grad():  # the reference model's pass: no gradients, only block-sized temporaries
+        forward_peak = peak_cpu_bytes(lambda: linear_token_logprobs(hidden, weight, targets, backend="torch"))
+    assert forward_peak <= 3 * block_bytes + 64 * N, forward_peak
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: linear_token_logprobs(torch.zeros(2, 4), torch.zeros(5, 4).bfloat16(), torch.zeros(2, dtype=torch.long)),
+     TypeError, "same dtype"),
+    (lambda: linear_token_logprobs(torch.zeros(2, 4), torch.zeros(5, 3), torch.zeros(2, dtype=torch.long)),
+     ValueError, r"\(V, d\)"),
+    (lambda: linear_token_logprobs(torch.zeros(2, 4), torch.zeros(5, 4), torch.zeros(3, dtype=torch.long)),
+     ValueError, "targets shape"),
+    (lambda: linear_token_logprobs(torch.zeros(2, 4), torch.zeros(5, 4), torch.tensor([0, 5])), ValueError,
+     r"\[0, 5\)"),
+    (lambda: linear_token_logprobs(torch.zeros(2, 4), torch.zeros(5, 4), torch.zeros(2, dtype=torch.long), -1.0),
+     ValueError, "temperature"),
+])
+def test_linear_bad_inputs_raise_clear_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_launch_table():
+    """16 entries per thread; 4096-wide blocks up to 65,536 entries, 8192 above; overrides win."""
+    assert kernels.launch_config(257) == (512, 1)
+    assert kernels.launch_config(50257) == (4096, 8)
+    assert kernels.launch_config(151936) == (8192, 16)

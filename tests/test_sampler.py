@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from gift.model import GPT, GPTConfig
-from gift.sampler import format_result, generate
+from gift.sampler import format_result, generate, mix64, uniforms
 from gift.tokenizer import builtin_tokenizer
 
 EOT = 256  # the byte tokenizer's <|endoftext|>
@@ -242,3 +242,56 @@ def test_clear_errors():
         generate(model, [])
     with pytest.raises(ValueError, match="outside"):
         generate(model, [[1, 61]], max_new_tokens=8)
+
+
+def splitmix64_reference(x):
+    """The uint64 reference finaliser, in Python integers."""
+    m = 2**64 - 1
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m
+    return x ^ (x >> 31)
+
+
+def test_mix64_is_splitmix64_in_wrapping_int64():
+    values = [0, 1, 2, 12345, 2**62 + 7, 2**63 - 1, -1, -(2**63), -987654321]
+    got = mix64(torch.tensor(values)).tolist()
+    assert got == [(lambda h: h - 2**64 if h >= 2**63 else h)(splitmix64_reference(v % 2**64)) for v in values]
+
+
+def test_uniforms_are_a_function_of_seed_sample_and_step():
+    """Row b * N + j, column t depends on (seeds[b], j, t) only; the values look uniform and independent."""
+    u = uniforms(torch.tensor([5, 9, 5]), 4, 300)
+    assert u.shape == (12, 300) and u.dtype == torch.float64 and 0 <= u.min() and u.max() < 1
+    assert torch.equal(u[:4], u[8:]) and not torch.equal(u[:4], u[4:8])  # same seed, same stream
+    assert torch.equal(uniforms(torch.tensor([9]), 2, 100), u[4:6, :100])  # fewer samples or steps: a prefix
+    x = uniforms(torch.arange(100), 10, 100).flatten()  # 100,000 numbers from consecutive seeds
+    assert abs(x.mean() - 0.5) < 0.005 and abs(x.var() - 1 / 12) < 0.002
+    assert abs(torch.corrcoef(torch.stack([x[:-1], x[1:]]))[0, 1]) < 0.01
+    counts = torch.histc(x.float(), bins=20, min=0, max=1).double()
+    assert chi_square(counts, torch.full((20,), 0.05, dtype=torch.float64)) < 45.3  # 99.9% quantile, 19 d.o.f.
+
+
+def test_int_and_none_seeds():
+    model = random_model(seed=3)
+    torch.manual_seed(0)
+    a = generate(model, PROMPTS, num_samples=2, max_new_tokens=8)
+    torch.manual_seed(0)
+    b = generate(model, PROMPTS, num_samples=2, max_new_tokens=8)
+    assert a.sequences == b.sequences  # seed=None follows torch.manual_seed
+    c = generate(model, PROMPTS[1:], num_samples=2, max_new_tokens=8, seed=7)
+    d = generate(model, PROMPTS, num_samples=2, max_new_tokens=8, seed=6)
+    assert c.sequences[:2] != d.sequences[2:4]  # seed 7's first stream is not seed 6's second
+
+
+def test_sampling_in_bfloat16_leaves_the_model_alone():
+    """dtype=bfloat16: a bf16 copy samples with a bf16 cache; the logprobs are the copy's (full forward), and the
+    caller's float32 model is untouched."""
+    model = random_model(seed=2).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = generate(model, PROMPTS, num_samples=2, max_new_tokens=10, seed=[1, 2, 3], dtype=torch.bfloat16)
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    copy16 = random_model(seed=2).to(torch.bfloat16)
+    for i, seq in enumerate(out.sequences):
+        expected = full_logprobs(copy16, PROMPTS[i // 2], seq).float()
+        assert torch.allclose(out.logprobs[i, : len(seq)], expected, atol=0.1)
+        assert not torch.allclose(out.logprobs[i, : len(seq)], full_logprobs(model, PROMPTS[i // 2], seq), atol=1e-4)

@@ -265,3 +265,31 @@ def test_plot_draws_a_png_and_names_bad_input(tmp_path):
     (tmp_path / "bad" / "metrics.jsonl").write_text('{"step": 0}\nnot json\n')
     with pytest.raises(SystemExit, match=r"metrics.jsonl:2: not valid JSON"):
         plot.main([str(tmp_path / "bad")])
+
+
+def test_fused_head_gives_the_plain_log_probs_entropy_and_gradients():
+    """--fused_head=on (hidden states + linear_token_logprobs) against off (logits + token_logprobs), fp32."""
+    from gift.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=97))
+    idx = torch.randint(0, 97, (3, 12))
+    mask = (torch.rand(3, 11) < 0.7).float()
+    hidden = model(idx, return_hidden=True)
+    assert hidden.shape == (3, 12, 16)
+    torch.testing.assert_close(hidden @ model.lm_head.weight.T, model(idx))
+    results = {}
+    for mode in ("on", "off"):
+        model.zero_grad()
+        cfg = train.parse_args([f"--fused_head={mode}"])
+        logp, entropy = train.response_logprobs(model, idx, mask, cfg)
+        logp.sum().backward()
+        results[mode] = logp.detach(), entropy, [p.grad.clone() for p in model.parameters()]
+    (lp_on, ent_on, g_on), (lp_off, ent_off, g_off) = results["on"], results["off"]
+    torch.testing.assert_close(lp_on, lp_off, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent_on, ent_off, atol=1e-5, rtol=1e-5)
+    assert lp_on[mask == 0].eq(0).all() and lp_on[mask == 1].lt(0).all()
+    for a, b in zip(g_on, g_off):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    with pytest.raises(SystemExit, match="fused_head"):
+        train.response_logprobs(model, idx, mask, train.parse_args(["--fused_head=yes"]))

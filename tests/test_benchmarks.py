@@ -1,0 +1,36 @@
+"""benchmarks/gpu.py: the unattended GPU run refuses clearly without CUDA, and every section runs (--smoke, CPU)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_gpu_script(*args):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # interpreted Triton: minutes
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given on a machine without CUDA")
+def test_gpu_script_without_cuda_says_so():
+    proc = run_gpu_script()
+    assert proc.returncode == 1 and proc.stderr.strip().startswith("error:") and "CUDA" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_gpu_script_smoke_runs_every_section():
+    proc = run_gpu_script("--smoke")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for heading in ("### Sampler: 2 prompts x 3 samples", "### Sampler: 3 prompts x 2 samples",
+                    "### (tokens, V) = (64, 1000)", "### linear_token_logprobs, N = 64", "### Worst absolute error",
+                    "### linear_token_logprobs vs float64"):
+        assert heading in out, heading
+    assert "failed" not in out
+    assert out.count("| bfloat16 | gift generate") == 2 and "| float32 | transformers generate |" in out
+    assert "| fused linear_token_logprobs (torch) |" in out
