@@ -63,25 +63,25 @@ class Config:
     sft_warmup: int = 30  # SFT steps of linear warm-up
     # RL
     method: str = "gift"  # gift | grpo
-    rl_steps: int = 50
+    rl_steps: int = 50  # optimiser steps of RL after SFT (0: SFT only)
     rl_pool: int = 0  # RL prompts cycle through this many training problems (0: a new problem every time)
     prompts: int = 16  # B prompts per step (global, over all ranks)
     group_size: int = 8  # G samples per prompt
-    rl_lr: float = 1e-4
+    rl_lr: float = 1e-4  # RL learning rate (constant)
     inner_steps: int = 1  # optimiser steps on each batch of samples
     ref: str = "old"  # GIFT's pi_ref: old (the sampling policy of each batch) | frozen (the SFT model) | refresh
-    ref_every: int = 10
+    ref_every: int = 10  # --ref=refresh: RL steps between copies of the policy into pi_ref
     std_floor: float = 1.0  # GIFT: floor on the group std of the log-ratio, in nats (gift/loss.py)
     detach_std: bool = False  # GIFT: treat the logratio std as a constant (holds the logratio scale, see README)
     clip_eps: float = 0.2  # GRPO
     kl_coef: float = 0.0  # GRPO: k3 KL penalty to the frozen SFT model
     agg: str = "token-mean"  # GRPO: token-mean | seq-mean | constant
     scale_by_std: bool = True  # GRPO: divide advantages by the group std (False: Dr. GRPO)
-    temperature: float = 1.0
-    max_new_tokens: int = 96
+    temperature: float = 1.0  # sampling temperature of the RL responses
+    max_new_tokens: int = 96  # longest response, in tokens (RL samples and evaluations)
     micro_batch: int = 0  # groups per forward/backward pass (0: all at once); gradients are accumulated
-    grad_clip: float = 1.0
-    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # clip the gradient norm at this (SFT and RL)
+    weight_decay: float = 0.0  # AdamW weight decay (SFT and RL)
     # evaluation and bookkeeping
     eval_problems: int = 1000  # held-out problems, greedy (standard error ~1.6 points at 1000)
     eval_every: int = 0  # RL steps between held-out evaluations (0: after SFT and at the end); --rl_pool: the pool too
