@@ -2,6 +2,7 @@
 
     python train.py                                  # built-in task on a CPU, no download (a few minutes)
     python train.py --method=grpo --seed=1           # any Config field can be overridden with --key=value
+    python train.py --help                           # every setting with its default and meaning
     python train.py --task=gsm8k --init=gpt2 ...     # GSM8K from GPT-2 (see README for GPU settings)
     torchrun --standalone --nproc-per-node=2 train.py ...  # DDP: prompts are sharded over ranks, a group never spans two
 
@@ -11,7 +12,8 @@ reference (gift/kernels.py), form the loss (gift/loss.py), take an optimiser ste
 nothing else, so GIFT and GRPO see the same prompts, samples and optimiser.
 
 Outputs in out/<run>/: metrics.jsonl (one line per step), ckpt.pt (model, optimiser, RNG states, step; written
-atomically), summary.json (held-out accuracies, config, seed, wall time).
+atomically), summary.json (held-out accuracies, config, seed, wall time). A folder that holds a run is never
+overwritten silently: --resume continues it, --overwrite starts afresh.
 """
 
 import copy
