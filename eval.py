@@ -155,7 +155,7 @@ def main(argv=None):
             raise SystemExit(f"error: {e}") from None
     model, enc = load_model(args.model, args.task)
     model.to(args.device)
-    saved = load_checkpoint(args.model, mmap=True)["config"] if args.model.endswith(".pt") else {}  # the run's own settings
+    saved = load_checkpoint(args.model, mmap=True)["config"] if args.model.endswith(".pt") else {}  # the run's config
     if args.task == "builtin":  # the held-out problems of the run's own task settings, when we know them
         knobs = dict(max_steps=saved.get("max_events", 1))
         examples = [data.builtin_example("test", i, **knobs) for i in range(args.problems)]

@@ -99,7 +99,8 @@ class Config:
 # fields that may differ when resuming (they do not change what the run computes)
 RESUMABLE = {"resume", "stop_after", "log_every", "eval_batch", "threads", "device", "ckpt_every", "max_bad_steps",
              "overwrite"}
-OUTPUTS = ("ckpt.pt", "ckpt.pt.tmp", "sft.pt", "metrics.jsonl", "summary.json", "eval.json", "curves.png")  # --overwrite
+# what --overwrite deletes: the files train.py writes, and eval.py's and gift.plot's default outputs made from them
+OUTPUTS = ("ckpt.pt", "ckpt.pt.tmp", "sft.pt", "metrics.jsonl", "summary.json", "eval.json", "curves.png")
 
 
 def config_help():

@@ -12,11 +12,12 @@ The reference code marks each solution region with comment lines, and nothing el
 
 `build` copies the repository (git-tracked files and untracked ones git does not ignore; never .git, out/ or data/)
 to OUT; from a source archive without git (a downloaded zip) it walks the tree instead, skipping out/, data/, virtual
-environments and caches. In every Python file a region of a chosen part becomes `raise NotImplementedError("<part>: <hint>")` at the
-region's indentation, so the function's signature and docstring (shapes, equations) stay; regions of the other parts
-keep their code and lose only the marker lines. Lines between the comment lines "# BEGIN INSTRUCTOR ONLY" and
-"# END INSTRUCTOR ONLY" are dropped (the builder's own tests, which need the marked sources). Each part gets a handout,
-OUT/assignments/<part>/ASSIGNMENT.md, and OUT/assignments/parts.json records the parts removed.
+environments and caches. In every Python file a region of a chosen part becomes
+`raise NotImplementedError("<part>: <hint>")` at the region's indentation, so the function's signature and docstring
+(shapes, equations) stay; regions of the other parts keep their code and lose only the marker lines. Lines between
+the comment lines "# BEGIN INSTRUCTOR ONLY" and "# END INSTRUCTOR ONLY" are dropped (the builder's own tests, which
+need the marked sources). Each part gets a handout, OUT/assignments/<part>/ASSIGNMENT.md, and
+OUT/assignments/parts.json records the parts removed.
 
 `grade` runs each part's graded tests inside OUT (pytest in a subprocess, cwd=OUT, TRITON_INTERPRET=1 so the Triton
 kernel runs on a CPU) and prints a score table: points x tests passed / tests graded. A part is graded only by tests
@@ -307,8 +308,8 @@ def list_files(root=ROOT):
     listing = None
     if os.path.exists(os.path.join(root, ".git")):  # a directory, or a file in a git worktree
         try:
-            listing = subprocess.run(["git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                                     capture_output=True, text=True, check=True).stdout.split("\0")
+            command = ["git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+            listing = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split("\0")
         except (OSError, subprocess.CalledProcessError):
             listing = None  # no git program: walk the tree as for an archive
     if listing is None:
