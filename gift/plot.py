@@ -116,7 +116,7 @@ def plot(run_dirs, out):
         if note:
             notes.append(note if len(run_dirs) == 1 else f"{label}: {note}")
     if notes:
-        axes[3].text(0.5, 0.5, "\n".join(textwrap.fill(n, 40) for n in notes), transform=axes[3].transAxes,
+        axes[3].text(0.5, 0.75, "\n".join(textwrap.fill(n, 40) for n in notes), transform=axes[3].transAxes,
                      ha="center", va="center", fontsize=8, bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     axes[0].legend(fontsize=8)
     fig.tight_layout()
