@@ -22,6 +22,19 @@ from gift.tokenizer import builtin_tokenizer, get_tokenizer, response_text, stop
 from gift.verifier import calculate, is_correct
 
 
+def load_checkpoint(path, map_location="cpu", **kwargs):
+    """A .pt file written by train.py (ckpt.pt, sft.pt); a missing, truncated or unreadable file is one error line
+    naming it, not a traceback."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: checkpoint {path!r} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False, **kwargs)
+    except Exception as e:  # a truncated zip (a copy cut short, a full disk) fails deep inside torch.load
+        raise SystemExit(f"error: cannot read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                         f"the file is truncated or not a torch checkpoint: copy it again, or start the run afresh "
+                         f"(train.py --overwrite)") from None
+
+
 def load_model(init, task):
     """(model, tokenizer) from a preset name (random init), one of our ckpt.pt files, an HF directory or a hub name.
     On GSM8K the names of the published GPT-2 models (gpt2, gpt2-medium, ...) load their weights, not a random init.
@@ -31,9 +44,7 @@ def load_model(init, task):
     """
     ckpt = None
     if init.endswith(".pt"):
-        if not os.path.isfile(init):
-            raise SystemExit(f"error: checkpoint {init!r} does not exist")
-        ckpt = torch.load(init, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(init)
         if "model_config" not in ckpt or ckpt.get("config", {}).get("task") != task:
             raise SystemExit(f"error: {init} is not a gift checkpoint for --task {task}")
     source = ckpt["config"]["init"] if ckpt else init
@@ -105,7 +116,21 @@ def evaluate(model, enc, examples, n=1, ks=(1,), temperature=0.0, batch_size=250
     return results
 
 
-def main():
+def fit_max_new_tokens(asked, saved, block_size, longest_prompt):
+    """max_new_tokens for eval.py: the value asked for, else the run's own (a train.py checkpoint's config), else 256;
+    prompt + response must fit in the model's block size (position embeddings), so an unasked default is cut to fit
+    and an asked value that cannot fit is an error."""
+    room = block_size - longest_prompt if block_size else None
+    if asked is not None:
+        if room is not None and asked > room:
+            raise SystemExit(f"error: --max_new_tokens={asked} does not fit: the longest prompt has {longest_prompt} "
+                             f"tokens and the model's block size is {block_size}; use at most {room}")
+        return asked
+    default = saved.get("max_new_tokens", 256)
+    return default if room is None else min(default, room)
+
+
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a ckpt.pt from train.py, an HF-layout directory, or a hub name such as gpt2")
     p.add_argument("--task", choices=("builtin", "gsm8k"), required=True)
@@ -113,29 +138,35 @@ def main():
     p.add_argument("--n", type=int, default=1, help="samples per problem (1 with temperature 0: greedy)")
     p.add_argument("--k", default="1", help="comma-separated k values for pass@k, each <= n")
     p.add_argument("--temperature", type=float, default=None, help="default: 0 (greedy) when n=1, else 1.0")
-    p.add_argument("--max_new_tokens", type=int, default=256)
+    p.add_argument("--max_new_tokens", type=int, default=None,
+                   help="default: the run's own for a train.py checkpoint, else 256 (cut to fit the block size)")
     p.add_argument("--batch_size", type=int, default=250)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_root", default="data/gsm8k", help="where python -m gift.data gsm8k put GSM8K")
     p.add_argument("--out", default=None, help="JSON results path (default: beside the checkpoint or ./eval.json)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     ks = [int(k) for k in args.k.split(",")]
     if any(k < 1 or k > args.n for k in ks):
         p.error(f"every k must be in 1..n={args.n}, got {ks}")
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n == 1 else 1.0)
 
+    if args.task == "gsm8k":  # the data first: a missing download is reported before any model is loaded
+        try:
+            examples = data.load_gsm8k("test", args.data_root)[: args.problems]
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
     model, enc = load_model(args.model, args.task)
     model.to(args.device)
+    saved = load_checkpoint(args.model, mmap=True)["config"] if args.model.endswith(".pt") else {}  # the run's config
     if args.task == "builtin":  # the held-out problems of the run's own task settings, when we know them
-        saved = torch.load(args.model, map_location="cpu", weights_only=False)["config"] if args.model.endswith(".pt") else {}
         knobs = dict(max_steps=saved.get("max_events", 1))
         examples = [data.builtin_example("test", i, **knobs) for i in range(args.problems)]
-    else:
-        examples = data.load_gsm8k("test", args.data_root)[: args.problems]
+    longest = max(len(enc.encode(data.format_prompt(ex.question))) for ex in examples)
+    max_new_tokens = fit_max_new_tokens(args.max_new_tokens, saved, getattr(model.config, "block_size", None), longest)
     modes = ("strict", "flexible") if args.task == "gsm8k" else ("strict",)
     res = evaluate(model, enc, examples, n=args.n, ks=ks, temperature=temperature, batch_size=args.batch_size,
-                   max_new_tokens=args.max_new_tokens, seed=args.seed, modes=modes)
+                   max_new_tokens=max_new_tokens, seed=args.seed, modes=modes)
 
     print(f"| {'metric':<18} | {'value':>7} | {'95% CI':>8} |\n|{'-' * 20}|{'-' * 9}|{'-' * 10}|")
     for key in [k for k in res if k.startswith(("pass", "flexible")) and not k.endswith("_ci")]:
@@ -143,6 +174,7 @@ def main():
     out = args.out or (os.path.join(os.path.dirname(args.model), "eval.json") if args.model.endswith(".pt") else "eval.json")
     with open(out, "w") as f:
         json.dump(dict(model=args.model, task=args.task, problems=len(examples), n=args.n, temperature=temperature,
+                       max_new_tokens=max_new_tokens,
                        **{k: v for k, v in res.items() if k.startswith(("pass", "flexible"))}), f, indent=2)
     print(f"wrote {out}")
 

@@ -2,6 +2,7 @@
 
     python train.py                                  # built-in task on a CPU, no download (a few minutes)
     python train.py --method=grpo --seed=1           # any Config field can be overridden with --key=value
+    python train.py --help                           # every setting with its default and meaning
     python train.py --task=gsm8k --init=gpt2 ...     # GSM8K from GPT-2 (see README for GPU settings)
     torchrun --standalone --nproc-per-node=2 train.py ...  # DDP: prompts are sharded over ranks, a group never spans two
 
@@ -11,16 +12,22 @@ reference (gift/kernels.py), form the loss (gift/loss.py), take an optimiser ste
 nothing else, so GIFT and GRPO see the same prompts, samples and optimiser.
 
 Outputs in out/<run>/: metrics.jsonl (one line per step), ckpt.pt (model, optimiser, RNG states, step; written
-atomically), summary.json (held-out accuracies, config, seed, wall time).
+atomically), summary.json (held-out accuracies, config, seed, wall time). A folder that holds a run is never
+overwritten silently: --resume continues it, --overwrite starts afresh.
 """
 
 import copy
+import difflib
+import inspect
+import io
 import json
 import math
 import os
 import random
+import re
 import sys
 import time
+import tokenize
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -28,7 +35,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from eval import evaluate, load_model
+from eval import evaluate, load_checkpoint, load_model
 from gift import data
 from gift.kernels import linear_token_logprobs_and_entropy, token_logprobs_and_entropy
 from gift.loss import gift_loss, group_advantages, grpo_loss, kl_k3
@@ -45,29 +52,29 @@ class Config:
     max_events: int = 1  # built-in task: events per problem, 1..max_events (gift/data.py)
     tool_fraction: float = 0.5  # built-in task: share of SFT solutions written with the calculator
     init: str = "micro"  # a model preset trained from scratch, a hub name (gpt2), an HF directory, or a ckpt.pt
-    seed: int = 0
-    out_dir: str = "out"
+    seed: int = 0  # model initialisation, training data order and sampling
+    out_dir: str = "out"  # runs are written to <out_dir>/<run_name>/
     run_name: str = ""  # default: <task>-<method>-s<seed> (torchrun would take --run= as its own --run-path)
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"  # float32 | bfloat16 (autocast, on GPU)
     fused_head: str = "auto"  # auto | on | off: log-probs from hidden states, no (N, L, V) logits (auto: V >= 32768)
     threads: int = 0  # torch CPU threads (0: torch's default)
     # SFT: next-token loss on the solution tokens only
-    sft_steps: int = 1200
-    sft_batch: int = 16
-    sft_lr: float = 3e-3
-    sft_warmup: int = 30
+    sft_steps: int = 1200  # optimiser steps of SFT (0: start RL from --init as it is)
+    sft_batch: int = 16  # solutions per SFT step (global, over all ranks)
+    sft_lr: float = 3e-3  # peak SFT learning rate (cosine decay to a tenth)
+    sft_warmup: int = 30  # SFT steps of linear warm-up
     # RL
     method: str = "gift"  # gift | grpo
-    rl_steps: int = 50
+    rl_steps: int = 50  # optimiser steps of RL after SFT (0: SFT only)
     rl_pool: int = 0  # RL prompts cycle through this many training problems (0: a new problem every time)
     prompts: int = 16  # B prompts per step (global, over all ranks)
     group_size: int = 8  # G samples per prompt
-    rl_lr: float = 1e-4
+    rl_lr: float = 1e-4  # RL learning rate (constant)
     minibatches: int = 4  # K: a step's prompts split into K mini-batches of whole groups, one optimiser step each
     inner_steps: int = 1  # passes over the step's samples (each pass: K optimiser steps)
     ref: str = "old"  # GIFT's pi_ref: old (the sampling policy of each step) | frozen (the SFT model) | refresh
-    ref_every: int = 10
+    ref_every: int = 10  # --ref=refresh: RL steps between copies of the policy into pi_ref
     std_floor: float = 1e-3  # GIFT: floor on the group std of the log-ratio, in nats (1: the trust-region variant)
     detach_std: bool = True  # GIFT: the logratio's group std is a constant (the author's choice)
     mask_degenerate: bool = False  # GIFT: zero loss for groups with equal rewards (default: kept, as the author does)
@@ -75,26 +82,56 @@ class Config:
     kl_coef: float = 0.0  # GRPO: k3 KL penalty to the frozen SFT model
     agg: str = "token-mean"  # GRPO: token-mean | seq-mean | constant
     scale_by_std: bool = True  # GRPO: divide advantages by the group std (False: Dr. GRPO)
-    temperature: float = 1.0
-    max_new_tokens: int = 96
+    temperature: float = 1.0  # sampling temperature of the RL responses
+    max_new_tokens: int = 96  # longest response, in tokens (RL samples and evaluations)
     micro_batch: int = 0  # groups per forward/backward pass (0: a whole mini-batch); gradients are accumulated
-    grad_clip: float = 1.0
-    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # clip the gradient norm at this (SFT and RL)
+    weight_decay: float = 0.0  # AdamW weight decay (SFT and RL)
     # evaluation and bookkeeping
     eval_problems: int = 1000  # held-out problems, greedy (standard error ~1.6 points at 1000)
-    eval_every: int = 0  # RL steps between held-out evaluations (0: only after SFT and at the end)
-    # (with --rl_pool each evaluation also scores the pool's problems: train_accuracy, the overfitting gap)
-    eval_batch: int = 250
-    ckpt_every: int = 25
-    log_every: int = 10
-    resume: bool = False
+    eval_every: int = 0  # RL steps between held-out evaluations (0: after SFT and at the end); --rl_pool: the pool too
+    eval_batch: int = 250  # problems per sampling batch in evaluations
+    ckpt_every: int = 25  # steps between checkpoints (ckpt.pt; also written after SFT and at the end)
+    log_every: int = 10  # steps between progress lines
+    resume: bool = False  # continue <out_dir>/<run_name>/ckpt.pt (bit-identical on CPU)
+    overwrite: bool = False  # start afresh over an earlier run of the same name, deleting its outputs
     stop_after: int = 0  # stop (with a checkpoint) after this many steps in total: for tests and time-boxed runs
     max_bad_steps: int = 5  # stop after this many non-finite losses in a row
 
 
 # fields that may differ when resuming (they do not change what the run computes)
 RESUMABLE = {"resume", "stop_after", "log_every", "eval_batch", "threads", "device", "ckpt_every", "max_bad_steps",
-             "fused_head"}
+             "fused_head", "overwrite"}
+# what --overwrite deletes: the files train.py writes, and eval.py's and gift.plot's default outputs made from them
+OUTPUTS = ("ckpt.pt", "ckpt.pt.tmp", "sft.pt", "metrics.jsonl", "summary.json", "eval.json", "curves.png")
+
+
+def config_help():
+    """[(section, key, default, meaning)] for every Config field, read from Config's own source: a field's trailing
+    comment is its meaning, a comment line above a group of fields is their section. So `--help` cannot drift."""
+    meaning, section_of, section = {}, {}, ""
+    for tok in tokenize.generate_tokens(io.StringIO(inspect.getsource(Config)).readline):
+        field = re.match(r"\s+(\w+)\s*:", tok.line)  # a field's line: "    name: type = default  # meaning"
+        if field:
+            section_of.setdefault(field.group(1), section)
+            if tok.type == tokenize.COMMENT:
+                meaning[field.group(1)] = tok.string.lstrip("# ")
+        elif tok.type == tokenize.COMMENT:  # a comment line: the section of the fields below it
+            section = tok.string.lstrip("# ")
+    return [(section_of[f.name], f.name, f.default, meaning.get(f.name, "")) for f in fields(Config)]
+
+
+def help_text():
+    lines = ["usage: python train.py [--key=value ...]   (or --key value; a bare --flag sets a bool to true)", "",
+             __doc__.split("\n\n")[0].strip(), ""]
+    section = None
+    for sec, key, default, meaning in config_help():
+        if sec != section:
+            lines += ["", sec + ":"] if section is not None else [sec + ":"]
+            section = sec
+        setting = f"--{key}={str(default).lower() if isinstance(default, bool) else default}"
+        lines.append(f"  {setting:<27} {meaning}")
+    return "\n".join(lines)
 
 
 def parse_args(argv):
@@ -103,12 +140,17 @@ def parse_args(argv):
     i = 0
     while i < len(argv):
         arg = argv[i]
+        if arg in ("-h", "--help"):
+            print(help_text())
+            raise SystemExit(0)
         if not arg.startswith("--"):
             raise SystemExit(f"error: unexpected argument {arg!r}; use --key=value")
         key, _, value = arg[2:].partition("=")
         key = key.replace("-", "_")
         if key not in types:
-            raise SystemExit(f"error: unknown config key {key!r}; known keys: {', '.join(types)}")
+            near = difflib.get_close_matches(key, types, n=1, cutoff=0.5)
+            raise SystemExit(f"error: unknown config key {key!r}" + (f"; did you mean --{near[0]}?" if near else "")
+                             + " (python train.py --help lists every key with its default)")
         if not _:
             if types[key] == "bool" and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
                 value = "true"  # a bare --resume
@@ -140,6 +182,8 @@ def parse_args(argv):
         raise SystemExit(f"error: --prompts={cfg.prompts} must be divisible by --minibatches={cfg.minibatches}")
     if cfg.rl_pool < 0:
         raise SystemExit(f"error: --rl_pool={cfg.rl_pool} must be >= 0 (0: no pool)")
+    if cfg.resume and cfg.overwrite:
+        raise SystemExit("error: --resume continues a run, --overwrite starts it afresh: choose one")
     if cfg.method == "gift" and cfg.kl_coef:
         raise SystemExit("error: --kl_coef is GRPO's KL penalty; GIFT has no beta (choose --method=grpo)")
     cfg.run_name = cfg.run_name or f"{cfg.task}-{cfg.method}-s{cfg.seed}"
@@ -156,7 +200,10 @@ def make_task(cfg):
         knobs = dict(max_steps=cfg.max_events)
         heldout = [data.builtin_example("test", i, **knobs) for i in range(cfg.eval_problems)]  # same for every seed
         return (lambda i: data.builtin_example("train", i, seed=cfg.seed, tool_fraction=cfg.tool_fraction, **knobs)), heldout
-    train, test = data.load_gsm8k("train", cfg.data_root), data.load_gsm8k("test", cfg.data_root)
+    try:
+        train, test = data.load_gsm8k("train", cfg.data_root), data.load_gsm8k("test", cfg.data_root)
+    except (OSError, ValueError) as e:  # missing (it names the download command) or malformed files
+        raise SystemExit(f"error: {e}") from None
     order = np.random.default_rng(cfg.seed).permutation(len(train))
     return (lambda i: train[order[i % len(train)]]), test[: cfg.eval_problems]
 
@@ -346,6 +393,19 @@ def save_checkpoint(path, cfg, step, model, opt, ref_model, extra):
     os.replace(tmp, path)
 
 
+def check_fresh(run_dir, cfg):
+    """Refuse to start over an earlier run of the same name (its checkpoint, metrics and summary would be replaced
+    while its plots stay) unless --resume continues it or --overwrite replaces it."""
+    if cfg.resume or cfg.overwrite:
+        return
+    if os.path.exists(os.path.join(run_dir, "summary.json")):
+        raise SystemExit(f"error: {run_dir} holds a finished run (summary.json); to run it again pass --overwrite "
+                         f"(deletes its outputs), or choose another --run_name")
+    if os.path.exists(os.path.join(run_dir, "ckpt.pt")):
+        raise SystemExit(f"error: {run_dir} holds an unfinished run (ckpt.pt); continue it with --resume, start it "
+                         f"again with --overwrite (deletes its outputs), or choose another --run_name")
+
+
 def check_resumable(saved, cfg):
     """Refuse a checkpoint written by another config, naming the first field that differs."""
     for key, value in asdict(cfg).items():
@@ -381,7 +441,7 @@ def main(argv):
     master = rank == 0
     run_dir = os.path.join(cfg.out_dir, cfg.run_name)
     ckpt_path = os.path.join(run_dir, "ckpt.pt")
-    os.makedirs(run_dir, exist_ok=True)
+    check_fresh(run_dir, cfg)  # run_dir itself is made only once there is something to write
 
     # seeds: the same on every rank (identical initial weights); sampling seeds are derived per prompt
     torch.manual_seed(cfg.seed)
@@ -406,7 +466,7 @@ def main(argv):
     if cfg.resume:
         if not os.path.exists(ckpt_path):
             raise SystemExit(f"error: --resume but no checkpoint at {ckpt_path}")
-        ckpt = torch.load(ckpt_path, map_location=cfg.device, weights_only=False)
+        ckpt = load_checkpoint(ckpt_path, map_location=cfg.device)
         check_resumable(ckpt["config"], cfg)
         model.load_state_dict(ckpt["model"])
         step = ckpt["step"]
@@ -423,7 +483,13 @@ def main(argv):
         if master:
             print(f"resumed {ckpt_path} at step {step}")
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
-    if master:  # drop metric lines past the resumed step (a killed run may have logged steps it never saved)
+    if master:
+        if cfg.overwrite:  # only now, once the run has started: a failed start deletes nothing
+            for name in OUTPUTS:
+                if os.path.exists(os.path.join(run_dir, name)):
+                    os.remove(os.path.join(run_dir, name))
+        os.makedirs(run_dir, exist_ok=True)
+        # drop metric lines past the resumed step (a killed run may have logged steps it never saved)
         lines = open(metrics_path).read().splitlines() if cfg.resume and os.path.exists(metrics_path) else []
         with open(metrics_path, "w") as f:
             f.writelines(line + "\n" for line in lines if json.loads(line)["step"] < step)
@@ -515,7 +581,8 @@ def main(argv):
     rl_accuracy = final["accuracy"]
     summary = dict(sft_accuracy=extra["sft_accuracy"], rl_accuracy=rl_accuracy, heldout_problems=len(heldout),
                    sft_eval=extra["sft_eval"], rl_eval=final, seed=cfg.seed,
-                   wall_time_s=round(time.time() - start_time, 1), config=asdict(cfg))
+                   wall_time_s=round(time.time() - start_time, 1), torch=torch.__version__,
+                   threads=torch.get_num_threads(), config=asdict(cfg))
     if master:
         log(dict(step=step, stage="final", time=time.time() - start_time, eval_time=extra["eval_time"],
                  **{f"heldout_{k}": v for k, v in final.items()}))

@@ -56,8 +56,9 @@ def scaled_check(args, seed):
 
             train.gift_loss = scaled
             try:
+                resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "ckpt.pt")) else []  # a killed run
                 train.main([f"--{k}={v}" for k, v in run.items()]
-                           + [f"--out_dir={args.runs}", f"--threads={args.threads}"])
+                           + [f"--out_dir={args.runs}", f"--threads={args.threads}", *resume])
             finally:
                 train.gift_loss = gift_loss
         losses = [r["loss"] for r in metrics(args, run["run_name"]) if r.get("stage") == "rl"]

@@ -11,11 +11,13 @@ The reference code marks each solution region with comment lines, and nothing el
     python -m gift.assignments grade OUT [--parts ...]                 # default: the parts OUT was built with
 
 `build` copies the repository (git-tracked files and untracked ones git does not ignore; never .git, out/ or data/)
-to OUT. In every Python file a region of a chosen part becomes `raise NotImplementedError("<part>: <hint>")` at the
-region's indentation, so the function's signature and docstring (shapes, equations) stay; regions of the other parts
-keep their code and lose only the marker lines. Lines between the comment lines "# BEGIN INSTRUCTOR ONLY" and
-"# END INSTRUCTOR ONLY" are dropped (the builder's own tests, which need the marked sources). Each part gets a handout,
-OUT/assignments/<part>/ASSIGNMENT.md, and OUT/assignments/parts.json records the parts removed.
+to OUT; from a source archive without git (a downloaded zip) it walks the tree instead, skipping out/, data/, virtual
+environments and caches. In every Python file a region of a chosen part becomes
+`raise NotImplementedError("<part>: <hint>")` at the region's indentation, so the function's signature and docstring
+(shapes, equations) stay; regions of the other parts keep their code and lose only the marker lines. Lines between
+the comment lines "# BEGIN INSTRUCTOR ONLY" and "# END INSTRUCTOR ONLY" are dropped (the builder's own tests, which
+need the marked sources). Each part gets a handout, OUT/assignments/<part>/ASSIGNMENT.md, and
+OUT/assignments/parts.json records the parts removed.
 
 `grade` runs each part's graded tests inside OUT (pytest in a subprocess, cwd=OUT, TRITON_INTERPRET=1 so the Triton
 kernel runs on a CPU) and prints a score table: points x tests passed / tests graded. A part is graded only by tests
@@ -37,6 +39,9 @@ import xml.etree.ElementTree as ET
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THIS_FILE = "gift/assignments.py"  # holds the marker words in its own text: never scanned for markers
 SKIP_DIRS = (".git/", "out/", "data/")  # never copied: git state, run outputs, downloaded data
+# also skipped when there is no git to ask (a source archive): caches and tool folders anywhere in the tree
+SKIP_NAMES = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", ".nox",
+              ".ipynb_checkpoints", ".eggs", "build", "dist", "node_modules"}
 TIMEOUT_S = 300  # per part: each grader must finish on a CPU laptop in under 5 minutes
 
 PARTS = {
@@ -297,14 +302,32 @@ def enclosing_function(text, line):
 
 
 def list_files(root=ROOT):
-    """Repository files to copy: git-tracked plus untracked files git does not ignore, minus .git, out/ and data/."""
-    try:
-        listing = subprocess.run(["git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                                 capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as e:
-        raise SystemExit(f"error: build needs a git checkout to list the files to copy ({root}): {e}") from None
-    files = sorted({f for f in listing.split("\0") if f and not f.startswith(SKIP_DIRS)})
+    """Repository files to copy: git-tracked plus untracked files git does not ignore, minus .git, out/ and data/.
+    Without a git checkout (a source archive, or no git installed): every file under root, minus those folders,
+    virtual environments (a folder holding pyvenv.cfg), caches (SKIP_NAMES) and compiled Python files."""
+    listing = None
+    if os.path.exists(os.path.join(root, ".git")):  # a directory, or a file in a git worktree
+        try:
+            command = ["git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+            listing = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split("\0")
+        except (OSError, subprocess.CalledProcessError):
+            listing = None  # no git program: walk the tree as for an archive
+    if listing is None:
+        listing = walk_tree(root)
+    files = sorted({f for f in listing if f and not f.startswith(SKIP_DIRS)})
     return [f for f in files if os.path.isfile(os.path.join(root, f))]  # a tracked file may be deleted in the tree
+
+
+def walk_tree(root):
+    """Relative paths (with /) of the files under root that a source archive would hold (see list_files)."""
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_NAMES and not d.endswith(".egg-info")
+                         and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg")))
+        rel = os.path.relpath(folder, root).replace(os.sep, "/")
+        found += [n if rel == "." else f"{rel}/{n}" for n in names
+                  if n not in SKIP_NAMES and not n.endswith((".pyc", ".pyo"))]
+    return found
 
 
 def handout(name, regions):

@@ -107,7 +107,6 @@ def download_gsm8k(root="data/gsm8k"):
     Each file is checked before it is written, and written atomically (to a temporary name, then renamed), so an
     interrupted or corrupted download never leaves a file that looks finished.
     """
-    os.makedirs(root, exist_ok=True)
     for split, sha256 in GSM8K_SHA256.items():
         path = os.path.join(root, f"{split}.jsonl")
         if os.path.exists(path) and _sha256(path) == sha256:
@@ -119,6 +118,7 @@ def download_gsm8k(root="data/gsm8k"):
         if got != sha256:
             raise RuntimeError(f"{url}: sha256 is {got}, expected {sha256}; the download is corrupt or the file "
                                f"changed upstream, nothing was written")
+        os.makedirs(root, exist_ok=True)  # only now: a failed download leaves no empty folder behind
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -131,7 +131,9 @@ def load_gsm8k(split, root="data/gsm8k"):
         raise ValueError(f"split must be one of {sorted(GSM8K_SHA256)}, got {split!r}")
     path = os.path.join(root, f"{split}.jsonl")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: run `python -m gift.data gsm8k` to download GSM8K")
+        command = "python -m gift.data gsm8k" + ("" if os.path.normpath(root) == os.path.normpath("data/gsm8k")
+                                                 else f" --root {root}")
+        raise FileNotFoundError(f"{path} not found: run `{command}` to download GSM8K")
     examples = []
     with open(path, encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
@@ -231,7 +233,7 @@ def builtin_example(split, index, seed=0, tool_fraction=0.5, **knobs):
     return Example(question, builtin_solution(ops, answer, tool), str(answer))
 
 
-if __name__ == "__main__":
+def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gift.data", description="Download or preview the data.")
     commands = parser.add_subparsers(dest="command", required=True)
     gsm8k = commands.add_parser("gsm8k", help="download GSM8K into --root (once, sha256-checked) and show a row")
@@ -240,10 +242,13 @@ if __name__ == "__main__":
     builtin.add_argument("--split", default="train", choices=("train", "test"))
     builtin.add_argument("-n", type=int, default=4)
     builtin.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.command == "gsm8k":
-        download_gsm8k(args.root)
+        try:
+            download_gsm8k(args.root)
+        except RuntimeError as e:  # offline, or a corrupt download: one line, nothing written
+            raise SystemExit(f"error: {e}") from None
         for split in ("train", "test"):
             print(f"{split}: {len(load_gsm8k(split, args.root))} examples in {args.root}/{split}.jsonl")
         example = load_gsm8k("test", args.root)[0]
@@ -253,3 +258,7 @@ if __name__ == "__main__":
         for i in range(args.n):
             example = builtin_example(args.split, i, seed=args.seed)
             print(format_prompt(example.question) + format_completion(example.solution) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,18 +2,25 @@
 
     python -m gift.plot out/builtin-gift-s0 out/builtin-grpo-s0 [--out curves.png]
 
-Five panels against step: the sampled reward, held-out accuracy, the loss, the KL to the reference and the entropy
-(RL steps; the held-out panel also shows the SFT evaluation at the start of RL). matplotlib is optional: it is needed
-only here.
+Five panels against the RL step (runs with different SFT lengths line up at 0, the start of RL): the sampled reward,
+held-out accuracy (points: the evaluation after SFT at 0, any --eval_every ones, the final one), the loss, the KL to
+the reference and the entropy. When a run's KL is 0 by construction (GIFT whose reference is the sampling policy, or
+GRPO without a reference model) the KL panel says so; the run's settings are read from its summary.json.
+matplotlib is optional: it is needed only here.
 """
 
 import argparse
 import json
 import os
 import sys
+import textwrap
 
-PANELS = [("reward", "sampled reward"), ("heldout_accuracy", "held-out accuracy (greedy)"), ("loss", "loss"),
-          ("kl", "KL to reference (per token)"), ("entropy", "entropy (nats per token)")]
+# (metrics key, title, y label)
+PANELS = [("reward", "sampled reward", "fraction correct"),
+          ("heldout_accuracy", "held-out accuracy (greedy)", "pass@1"),
+          ("loss", "loss", "loss"),
+          ("kl", "KL to reference (per token)", "nats per token"),
+          ("entropy", "entropy (per token)", "nats per token")]
 
 
 def read_metrics(run_dir):
@@ -37,6 +44,48 @@ def eval_step(record):
     return record["step"] + (record["stage"] == "rl")
 
 
+def rl_start(records):
+    """The global step at which RL began (the SFT evaluation's step); None for a run without RL records."""
+    for r in records:
+        if r.get("stage") == "sft_eval":
+            return r["step"]
+    rl = [r["step"] for r in records if r.get("stage") == "rl"]
+    return min(rl) if rl else None
+
+
+def rl_curve(records, key, start):
+    """(x, y) of one panel: x is the RL step. A training record of the k-th RL step (k = 1, 2, ...) is at x = k; a
+    held-out score is at the number of RL updates made before it (0: the SFT model)."""
+    if key == "heldout_accuracy":
+        rows = [r for r in records if key in r]
+        return [eval_step(r) - start for r in rows], [r[key] for r in rows]
+    rows = [r for r in records if key in r and r.get("stage") == "rl"]
+    return [r["step"] - start + 1 for r in rows], [r[key] for r in rows]
+
+
+def run_config(run_dir):
+    """The config dict from run_dir/summary.json, or None (an unfinished run)."""
+    path = os.path.join(run_dir, "summary.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("config")
+
+
+def kl_note(config):
+    """Why a run's logged KL is 0 whatever the policy does, or None when it measures something. With GIFT and
+    --ref=old the reference is the sampling policy and the loss (one optimiser step on one mini-batch) is taken before
+    any update, so log pi_theta = log pi_ref on every token; GRPO without --kl_coef has no reference model."""
+    if not config:
+        return None
+    if config.get("method") == "gift" and config.get("ref") == "old" and config.get("inner_steps", 1) == 1 \
+            and config.get("minibatches", 1) == 1:
+        return "KL = 0 by construction: the reference is the sampling policy (--ref=old)"
+    if config.get("method") == "grpo" and not config.get("kl_coef"):
+        return "KL not computed (0 logged): GRPO without --kl_coef has no reference model"
+    return None
+
+
 def plot(run_dirs, out):
     try:
         import matplotlib
@@ -45,21 +94,34 @@ def plot(run_dirs, out):
         import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit("error: plotting needs matplotlib: pip install matplotlib") from None
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4))
-    for run_dir in run_dirs:
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.6))
+    notes = []
+    for i, run_dir in enumerate(run_dirs):
         records = read_metrics(run_dir)
         label = os.path.basename(os.path.normpath(run_dir))
-        for ax, (key, title) in zip(axes, PANELS):
-            rows = [r for r in records if key in r and r.get("stage") != "sft"]
-            if key == "heldout_accuracy":
-                rows = [r for r in records if key in r]  # the SFT evaluation, RL evaluations, the final one
-            x = [eval_step(r) if key == "heldout_accuracy" else r["step"] for r in rows]
-            ax.plot(x, [r[key] for r in rows], marker="o" if len(rows) < 30 else None, label=label)
+        start = rl_start(records)
+        if start is None:
+            raise SystemExit(f"error: {run_dir} has no RL steps to plot (an SFT-only run, or one not yet in RL)")
+        color = f"C{i % 10}"
+        for ax, (key, title, ylabel) in zip(axes, PANELS):
+            x, y = rl_curve(records, key, start)
+            if key == "heldout_accuracy":  # a few separate measurements: points, not a line that looks like a trend
+                ax.plot(x, y, "o", color=color, label=label)
+            else:
+                ax.plot(x, y, color=color, marker="o" if len(x) < 30 else None, markersize=3, label=label)
             ax.set_title(title, fontsize=10)
-            ax.set_xlabel("step")
+            ax.set_xlabel("RL step")
+            ax.set_ylabel(ylabel)
+        note = kl_note(run_config(run_dir))
+        if note:
+            notes.append(note if len(run_dirs) == 1 else f"{label}: {note}")
+    if notes:
+        axes[3].text(0.5, 0.75, "\n".join(textwrap.fill(n, 40) for n in notes), transform=axes[3].transAxes,
+                     ha="center", va="center", fontsize=8, bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
+    plt.close(fig)
     print(f"wrote {out}")
 
 

@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 
 import pytest
 import torch
@@ -144,6 +145,26 @@ def test_build_refuses_unknown_parts_and_used_directories(tmp_path):
         assignments.grade(str(tmp_path / "b"))
 
 
+def test_build_from_a_source_archive_without_git(tmp_path):
+    """A downloaded zip has no .git: the files come from walking the tree, without runs, data, venvs or caches."""
+    archive = tmp_path / "gift-main"
+    for rel in assignments.list_files(ROOT):
+        os.makedirs(archive / os.path.dirname(rel), exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, rel), archive / rel)
+    junk = ["out/builtin-gift-s0/ckpt.pt", "data/gsm8k/train.jsonl", ".venv/pyvenv.cfg", ".venv/lib/site.py",
+            "env2/pyvenv.cfg", "env2/bin/python", "gift/__pycache__/loss.cpython-311.pyc", ".pytest_cache/v/x",
+            "tests/__pycache__/x.pyc", "gift.egg-info/PKG-INFO", ".git"]  # .git as a file: a stray worktree link
+    for rel in junk:
+        os.makedirs(archive / os.path.dirname(rel), exist_ok=True)
+        (archive / rel).write_text("x")
+    assert assignments.list_files(str(archive)) == assignments.list_files(ROOT)
+    (archive / "NOTES.md").write_text("a teacher's own file")  # untracked files are copied, as from a checkout
+    assert "NOTES.md" in assignments.list_files(str(archive))
+    regions = assignments.build(str(tmp_path / "student"), ["loss"], root=str(archive))
+    assert {r["part"] for r in regions} == {"loss"} and (tmp_path / "student" / "NOTES.md").exists()
+    assert not (tmp_path / "student" / "out").exists() and not (tmp_path / "student" / ".venv").exists()
+
+
 def solution_lines():
     """Per part, the stripped lines of its regions that occur nowhere outside the regions in the repository."""
     inside, outside, part = {}, set(), None
@@ -206,6 +227,12 @@ def test_graded_tests_fail_without_the_solution_and_pass_with_it(part, tmp_path)
     regions = assignments.build(out, [part])
     student = assignments.grade(out)[part]
     assert student["error"] is None and student["total"] > 0 and student["passed"] == 0
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:  # the README's table states what grades
+        row = re.search(rf"^\| `{part}` \|.*\| (\d+) \| (\d+) \|$", f.read(), re.M)
+    assert row, f"README.md has no row for part {part} in the assignments table"
+    assert (int(row.group(1)), int(row.group(2))) == (student["total"], assignments.PARTS[part]["points"]), \
+        f"README.md says part {part} has {row.group(1)} graded tests, {row.group(2)} points; the grader: " \
+        f"{student['total']} tests, {assignments.PARTS[part]['points']} points"
     messages = [r["message"] for r in regions]
     for test, _, failure in student["tests"]:
         assert any(m in failure for m in messages), f"{test} failed for another reason:\n{failure[-1500:]}"

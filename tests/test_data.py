@@ -138,7 +138,7 @@ def test_download_rejects_a_wrong_sum_and_writes_nothing(tmp_path, monkeypatch, 
     root = tmp_path / "gsm8k"
     with pytest.raises(RuntimeError, match="sha256"):
         download_gsm8k(str(root))
-    assert os.listdir(root) == []
+    assert not root.exists()  # not even an empty folder
 
 
 def test_download_is_atomic(tmp_path, monkeypatch, fake_upstream):
@@ -156,6 +156,22 @@ def test_download_fetches_bytes_by_url(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_bytes(b'{"a": 1}\n')
     assert data.fetch(path.as_uri()) == b'{"a": 1}\n'
+
+
+def test_cli_offline_is_one_error_line_and_leaves_no_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "GSM8K_URL", (tmp_path / "unreachable").as_uri() + "/{split}.jsonl")  # like offline
+    root = tmp_path / "data" / "gsm8k"
+    with pytest.raises(SystemExit, match=r"^error: could not download .*unreachable/train\.jsonl") as error:
+        data.main(["gsm8k", "--root", str(root)])
+    assert "\n" not in str(error.value) and not (tmp_path / "data").exists()
+
+
+def test_missing_file_names_the_command_for_its_folder(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=rf"`python -m gift\.data gsm8k --root {tmp_path}`"):
+        load_gsm8k("train", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # the default folder, relative to an empty working directory
+    with pytest.raises(FileNotFoundError, match=r"`python -m gift\.data gsm8k`"):
+        load_gsm8k("train", "data/gsm8k/")
 
 
 def test_cli_help():

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -95,11 +97,57 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
         run(tmp_path, "--run_name=a", "--resume", "--group_size=8")
     with pytest.raises(SystemExit, match="no checkpoint"):
         run(tmp_path, "--run_name=b", "--resume")
+    assert not (tmp_path / "b").exists()  # a failed start leaves no empty run folder
+
+
+def test_refuses_to_start_over_an_earlier_run_unless_asked(tmp_path):
+    short = ["--rl_steps=1", "--eval_problems=2"]
+    run(tmp_path, "--run_name=a", *short)
+    (tmp_path / "a" / "curves.png").write_bytes(b"an old plot")
+    before = (tmp_path / "a" / "summary.json").read_text()
+    with pytest.raises(SystemExit, match=r"finished run \(summary\.json\).*--overwrite.*--run_name") as error:
+        run(tmp_path, "--run_name=a", *short)
+    assert "\n" not in str(error.value) and (tmp_path / "a" / "summary.json").read_text() == before
+    with pytest.raises(SystemExit, match="choose one"):
+        run(tmp_path, "--run_name=a", "--resume", "--overwrite", *short)
+    run(tmp_path, "--run_name=a", "--overwrite", "--seed=1", *short)
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["config"]["seed"] == 1
+    assert not (tmp_path / "a" / "curves.png").exists()  # the old run's plot went with it
+
+    run(tmp_path, "--run_name=b", "--stop_after=2", *short)  # a checkpoint, no summary: an unfinished run
+    with pytest.raises(SystemExit, match=r"unfinished run \(ckpt\.pt\); continue it with --resume"):
+        run(tmp_path, "--run_name=b", *short)
+    assert run(tmp_path, "--run_name=b", "--resume", "--overwrite=false", *short)["rl_accuracy"] >= 0
+
+
+def test_failed_starts_give_one_error_line_and_write_nothing(tmp_path):
+    def fails(match, *args):
+        with pytest.raises(SystemExit, match=match) as error:
+            run(tmp_path / "out", *args)
+        assert str(error.value).startswith("error: ") and "\n" not in str(error.value)
+
+    root = tmp_path / "no-data"
+    fails(rf"{root}/train\.jsonl not found: run `python -m gift\.data gsm8k --root {root}`", "--task=gsm8k",
+          f"--data_root={root}")
+    assert not (tmp_path / "out").exists() and not root.exists()
+
+    run(tmp_path / "out", "--run_name=a", "--stop_after=4")
+    ckpt = tmp_path / "out" / "a" / "ckpt.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a copy cut short
+    fails(rf"cannot read checkpoint {ckpt} .*truncated", "--run_name=a", "--resume")
+    fails(rf"cannot read checkpoint {ckpt} .*truncated", "--run_name=b", f"--init={ckpt}")
+    with pytest.raises(SystemExit, match=rf"^error: cannot read checkpoint {ckpt} "):
+        evaluation.main([str(ckpt), "--task=builtin", "--problems=2"])
+    assert not (tmp_path / "out" / "b").exists()
 
 
 def test_command_line_errors_name_the_problem():
-    with pytest.raises(SystemExit, match="unknown config key 'lr'"):
+    with pytest.raises(SystemExit, match="unknown config key 'lr'; did you mean --rl_lr"):
         train.parse_args(["--lr=1"])
+    with pytest.raises(SystemExit, match="unknown config key 'grup_size'; did you mean --group_size"):
+        train.parse_args(["--grup-size=4"])
+    with pytest.raises(SystemExit, match=r"unknown config key 'zzzzzz' \(python train.py --help"):
+        train.parse_args(["--zzzzzz=4"])
     with pytest.raises(SystemExit, match="--rl_steps='ten' is not a valid int"):
         train.parse_args(["--rl_steps=ten"])
     with pytest.raises(SystemExit, match="--method='ppo' must be one of"):
@@ -110,6 +158,25 @@ def test_command_line_errors_name_the_problem():
         train.parse_args(["--prompts=6"])
     cfg = train.parse_args(["--rl_lr", "3e-5", "--resume", "--detach_std=false"])
     assert cfg.rl_lr == 3e-5 and cfg.resume is True and cfg.detach_std is False
+
+
+def test_help_lists_every_setting_with_its_default_and_meaning(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train.parse_args(["--seed=3", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    rows = train.config_help()
+    assert [key for _, key, _, _ in rows] == [f.name for f in train.fields(train.Config)]
+    undocumented = [key for _, key, _, meaning in rows if not meaning]
+    assert not undocumented, f"Config fields without a trailing comment (their --help line): {undocumented}"
+    for section, key, default, meaning in rows:
+        value = str(default).lower() if isinstance(default, bool) else str(default)
+        assert re.search(rf"^  --{key}={re.escape(value)} +{re.escape(meaning)}$", text, re.M), key
+        assert f"\n{section}:\n" in text or text.startswith(f"{section}:")
+    assert dict((k, s) for s, k, _, _ in rows)["sft_lr"].startswith("SFT")  # the comment line above is the section
+    assert "usage: python train.py" in text and "--overwrite=false" in text
+    proc = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == text.strip()
 
 
 def test_non_finite_loss_skips_the_update_and_stops(tmp_path, monkeypatch):
@@ -141,21 +208,58 @@ def _tiny_gsm8k_checkpoint(path):
     transformers.GPT2LMHeadModel(cfg).save_pretrained(path, safe_serialization=True)
 
 
-def test_gsm8k_recipe_smoke(tmp_path):
-    ckpt, root = tmp_path / "gpt2-tiny", tmp_path / "gsm8k"
+def readme_commands(program):
+    """The README's command lines that run `python <program>` (in code blocks or inline code) as argument lists."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        lines = re.findall(rf"(?:^|`)python {re.escape(program)} ([^`\n]*)", f.read(), re.M)
+    return [shlex.split(line, comments=True) for line in lines]
+
+
+def test_gsm8k_recipe_smoke(tmp_path, monkeypatch):
+    ckpt, root = tmp_path / "gpt2-tiny", tmp_path / "data" / "gsm8k"
     _tiny_gsm8k_checkpoint(ckpt)
-    root.mkdir()
+    root.mkdir(parents=True)
     for split in ("train", "test"):
         shutil.copy(os.path.join(ROOT, "tests", "fixtures", "gsm8k_mini.jsonl"), root / f"{split}.jsonl")
-    summary = train.main([f"--out_dir={tmp_path}", "--task=gsm8k", f"--init={ckpt}", f"--data_root={root}",
+    monkeypatch.chdir(tmp_path)  # data/gsm8k/ and out/ where the README's commands expect them
+    summary = train.main(["--task=gsm8k", f"--init={ckpt}",
                           "--sft_steps=2", "--sft_batch=2", "--rl_steps=2", "--prompts=2", "--group_size=2",
                           "--eval_problems=3", "--max_new_tokens=8", "--micro_batch=1", "--threads=1",
                           "--minibatches=1"])
     assert summary["heldout_problems"] == 3 and 0 <= summary["rl_accuracy"] <= 1
-    model, enc = evaluation.load_model(str(tmp_path / "gsm8k-gift-s0" / "ckpt.pt"), "gsm8k")
+    model, enc = evaluation.load_model(str(tmp_path / "out" / "gsm8k-gift-s0" / "ckpt.pt"), "gsm8k")
     assert model.config.vocab_size == len(json.loads((ckpt / "vocab.json").read_text()))
     with pytest.raises(SystemExit, match="not a gift checkpoint for --task builtin"):
-        evaluation.load_model(str(tmp_path / "gsm8k-gift-s0" / "ckpt.pt"), "builtin")
+        evaluation.load_model(str(tmp_path / "out" / "gsm8k-gift-s0" / "ckpt.pt"), "builtin")
+    commands = [c for c in readme_commands("eval.py") if c[0].startswith("out/gsm8k-gift-s0/")]
+    assert commands, "the README shows no eval.py command for the GSM8K run"
+    for argv in commands:  # as written: the run's own max_new_tokens (8) and the fixture's 6 test rows
+        evaluation.main(argv)
+        res = json.loads((tmp_path / "out" / "gsm8k-gift-s0" / "eval.json").read_text())
+        assert res["problems"] == 6 and res["max_new_tokens"] == 8 and 0 <= res["flexible/pass@1"] <= 1
+
+
+def test_readme_eval_commands_run_on_the_checkpoints_train_writes(tmp_path, monkeypatch):
+    """Every `python eval.py out/builtin-gift-s0/...` line of the README, defaults and all, on a tiny run (block size
+    256, max_new_tokens 24) written where `python train.py` writes it; only --problems 8 is appended, for time."""
+    commands = [c for c in readme_commands("eval.py") if c[0].startswith("out/builtin-gift-s0/")]
+    assert len({c[0] for c in commands}) >= 2, commands  # ckpt.pt and sft.pt
+    monkeypatch.chdir(tmp_path)
+    train.main(TINY + ["--rl_steps=1"])
+    for argv in commands:
+        evaluation.main(argv + ["--problems", "8"])
+        res = json.loads((tmp_path / argv[0]).with_name("eval.json").read_text())
+        assert res["problems"] == 8 and res["max_new_tokens"] == 24 and 0 <= res["pass@1"] <= 1
+
+
+def test_eval_max_new_tokens_fit_the_block_size():
+    assert evaluation.fit_max_new_tokens(None, {"max_new_tokens": 96}, 256, 73) == 96  # the run's own
+    assert evaluation.fit_max_new_tokens(None, {}, 1024, 200) == 256  # not a train.py checkpoint: 256
+    assert evaluation.fit_max_new_tokens(None, {}, 256, 73) == 183  # an unasked default is cut to fit
+    assert evaluation.fit_max_new_tokens(16, {"max_new_tokens": 96}, 256, 73) == 16
+    with pytest.raises(SystemExit, match=r"--max_new_tokens=256 does not fit: the longest prompt has 73 tokens and "
+                                         r"the model's block size is 256; use at most 183"):
+        evaluation.fit_max_new_tokens(256, {}, 256, 73)
 
 
 def _tiny_qwen2_checkpoint(path):
