@@ -30,8 +30,8 @@ def test_compare_fails_past_three_points_and_on_other_settings():
     [problem] = check.compare(doc, summary(rl_lr=3e-4))
     assert "rl_lr: documented 0.0001, now 0.0003" in problem and "refresh_default_run.py" in problem
     new_key = summary()
-    new_key["config"]["minibatches"] = 4  # a key the documented run did not have
-    assert "minibatches: documented '(absent)', now 4" in check.compare(doc, new_key)[0]
+    new_key["config"]["new_knob"] = 4  # a key the documented run did not have
+    assert "new_knob: documented '(absent)', now 4" in check.compare(doc, new_key)[0]
 
 
 def test_cli_exit_codes(tmp_path, capsys):
