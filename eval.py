@@ -126,9 +126,10 @@ def main():
     model.to(args.device)
     if args.task == "builtin":  # the held-out problems of the run's own task settings, when we know them
         saved = torch.load(args.model, map_location="cpu", weights_only=False)["config"] if args.model.endswith(".pt") else {}
-        knobs = dict(max_steps=saved.get("max_events", 1))
+        knobs = dict(max_steps=saved.get("max_events", 1), mistakes=saved.get("mistakes", 0.0))
         examples = [data.builtin_example("test", i, **knobs) for i in range(args.problems)]
     else:
+        knobs = {}
         examples = data.load_gsm8k("test", args.data_root)[: args.problems]
     modes = ("strict", "flexible") if args.task == "gsm8k" else ("strict",)
     res = evaluate(model, enc, examples, n=args.n, ks=ks, temperature=temperature, batch_size=args.batch_size,
@@ -140,6 +141,7 @@ def main():
     out = args.out or (os.path.join(os.path.dirname(args.model), "eval.json") if args.model.endswith(".pt") else "eval.json")
     with open(out, "w") as f:
         json.dump(dict(model=args.model, task=args.task, problems=len(examples), n=args.n, temperature=temperature,
+                       knobs=knobs,
                        **{k: v for k, v in res.items() if k.startswith(("pass", "flexible"))}), f, indent=2)
     print(f"wrote {out}")
 

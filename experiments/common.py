@@ -36,14 +36,16 @@ def parser(doc, seeds=(0, 1, 2)):
     return p
 
 
-def sft(seed):
-    """The SFT run of a seed: the default SFT, no RL; its sft.pt is every RL run's starting point."""
-    return dict(run_name=f"sft-s{seed}", seed=seed, rl_steps=0)
+def sft(seed, name="sft", **config):
+    """The SFT run <name>-s<seed>: the default SFT (config: task fields to override), no RL; its sft.pt is every RL
+    run's starting point."""
+    return dict(run_name=f"{name}-s{seed}", seed=seed, rl_steps=0, **config)
 
 
-def rl(runs, name, seed, **config):
-    """An RL-only run named <name>-s<seed> from the seed's SFT checkpoint; config: train.py fields to override."""
-    return dict(run_name=f"{name}-s{seed}", seed=seed, init=os.path.join(runs, f"sft-s{seed}", "sft.pt"),
+def rl(runs, name, seed, sft_name="sft", **config):
+    """An RL-only run named <name>-s<seed> from the checkpoint of SFT run <sft_name>-s<seed>; config: train.py
+    fields to override."""
+    return dict(run_name=f"{name}-s{seed}", seed=seed, init=os.path.join(runs, f"{sft_name}-s{seed}", "sft.pt"),
                 sft_steps=0, **config)
 
 

@@ -27,7 +27,7 @@ import urllib.request
 import zlib
 from typing import NamedTuple
 
-from gift.verifier import extract_answer
+from gift.verifier import calculate, extract_answer
 
 
 class Example(NamedTuple):
@@ -182,22 +182,123 @@ def is_heldout(question):
     return zlib.crc32(question.encode()) % 8 == 0
 
 
-def builtin_example(split, index, seed=0, tool_fraction=0.5, **knobs):
+def builtin_example(split, index, seed=0, tool_fraction=0.5, mistakes=0.0, **knobs):
     """Example number `index` of a split ("train" or "test"), the same for the same (split, index, seed, knobs).
 
     Random access by index keeps data order reproducible and makes resuming a run trivial. Training solutions use
     the tool style with probability tool_fraction; held-out references always use the tool style (only the final
-    answer is graded).
+    answer is graded). mistakes > 0 switches to the writers setting (below): problems end in a "doubles"/"triples"
+    step and training solutions carry the writers' systematic mistakes; the answer is always the right one.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not 0.0 <= mistakes <= MAX_MISTAKES:
+        raise ValueError(f"mistakes must be in [0, {MAX_MISTAKES:.3f}] (the highest context rate is 1.5 x mistakes), "
+                         f"got {mistakes}")
     rng = random.Random(f"builtin-{split}-{seed}-{index}")
     while True:  # rejection: keep only problems on this split's side of the hash
-        question, ops, answer = builtin_problem(rng, **knobs)
+        if mistakes:
+            question, item, start, events = writers_problem(rng, **knobs)
+        else:
+            question, ops, answer = builtin_problem(rng, **knobs)
         if is_heldout(question) == (split == "test"):
             break
     tool = split == "test" or rng.random() < tool_fraction
-    return Example(question, builtin_solution(ops, answer, tool), str(answer))
+    if not mistakes:
+        return Example(question, builtin_solution(ops, answer, tool), str(answer))
+    answer = writers_ops(start, events, [False] * len(events))[-1][1]  # the right answer, whoever writes
+    wrong = [split == "train" and rng.random() < mistake_rate(item, kind, mistakes) for kind, _ in events]
+    ops = writers_ops(start, events, wrong)
+    return Example(question, builtin_solution(ops, ops[-1][1], tool), str(answer))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The writers setting (train.py --mistakes=M, M > 0): a task on which RL has several choices to fix, each at its own
+# speed, so that methods can differ. Every problem is one event as above (or 1..max_events), then a scaling step:
+#     "Ivy has 49 eggs. Gives away 19. Then triples them. How many eggs now?"
+#     right:   "49-19=<<49-19=30>>30\n30*3=<<30*3=90>>90\n#### 90"
+# The SFT demonstrations are pooled from writers who each make one systematic mistake, on one kind of step:
+#     gets   written as a subtraction     t-n        (right: t+n)
+#     gives  written as an addition       t+n        (right: t-n)
+#     boxes  the box count added          t+b+c      (right: t+b*c)
+#     scales the factor added             t+k        (right: t*k, k = 2 "doubles" or 3 "triples")
+# A mistaken line is computed by the calculator as written and later lines chain from its value, as a writer would;
+# the final "#### N" of a mistaken solution is therefore wrong. How often each mistake appears depends on a visible
+# context, the (item, step kind) pair: mistake_rate spreads the rates of the 8 x 4 contexts evenly over
+# [0.5 M, 1.5 M]. Imitation learns a mixture per context: greedy decoding picks the mistake wherever its rate is above
+# one half (about half the contexts at M = 0.5), and every problem has two such choices, so the SFT model is right on
+# roughly a quarter of the problems, while sampling still finds the right solution often (each choice is right with
+# probability 1 - rate). Only the reward says which form is right; contexts with high rates have few right samples
+# and are fixed last. All arithmetic is the calculator's and the numbers to copy are those of one event (the
+# scaling factor is a word), so the ceiling is the choices', not the micro model's copying. Held-out references are
+# always right (tool style); held-out problems are disjoint from training ones as above (the hash).
+
+WRITER_KINDS = EVENTS + ("scales",)
+MAX_MISTAKES = 2 / 3  # so that the highest context rate, 1.5 x mistakes, is at most 1
+# (right form, mistaken form) of each step kind: t is the running total, x the step's numbers from the question
+WRITER_FORMS = {
+    "gets": ("{t}+{x[0]}", "{t}-{x[0]}"),
+    "gives": ("{t}-{x[0]}", "{t}+{x[0]}"),
+    "boxes": ("{t}+{x[0]}*{x[1]}", "{t}+{x[0]}+{x[1]}"),
+    "scales": ("{t}*{x[0]}", "{t}+{x[0]}"),
+}
+
+
+def mistake_rate(item, kind, mistakes):
+    """The rate of the writers' mistake on a `kind` step of a problem about `item`: the 8 items x 4 kinds contexts
+    take the 8 rates mistakes * (0.5 + j / 7), j = 0..7, each 4 times, in an order that mixes items and kinds."""
+    j = (3 * ITEMS.index(item) + 2 * WRITER_KINDS.index(kind)) % 8
+    return mistakes * (0.5 + j / 7)
+
+
+def writers_problem(rng, min_steps=1, max_steps=1, max_number=99):
+    """One problem of the writers setting: (question, item, start amount, steps [(kind, numbers), ...])."""
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    total = start = rng.randint(10, max_number)
+    question, steps = [f"{name} has {total} {item}."], []
+    for _ in range(rng.randint(min_steps, max_steps)):
+        kind = rng.choice(EVENTS)
+        if kind == "gives" and total > 10:
+            x = (rng.randint(2, total - 1),)
+            question.append(f"Gives away {x[0]}.")
+        elif kind == "boxes":
+            x = (rng.randint(2, 9), rng.randint(11, 29))
+            question.append(f"Buys {x[0]} boxes of {x[1]}.")
+        else:  # "gets", and "gives" when too little is left to give
+            kind, x = "gets", (rng.randint(10, max_number),)
+            question.append(f"Gets {x[0]} more.")
+        steps.append((kind, x))
+        total = calculate(WRITER_FORMS[kind][0].format(t=total, x=x))  # the right total decides what can be given away
+    k = rng.choice((2, 3))
+    question.append(f"Then {'doubles' if k == 2 else 'triples'} them.")
+    steps.append(("scales", (k,)))
+    question.append(f"How many {item} now?")
+    return " ".join(question), item, start, steps
+
+
+def writer_mistakes(question, completion):
+    """Which of a problem's steps a response wrote in the writers' mistaken form: [(kind, True | False | None)], one
+    per step of the question, None when the line is missing or neither form (read from the operators of each line's
+    expression, so a wrongly copied number still counts as the form it used)."""
+    kinds = [k for k, cue in (("gets", "Gets "), ("gives", "Gives away "), ("boxes", "Buys "), ("scales", "Then "))
+             for sentence in question.split(". ") if sentence.startswith(cue)]
+    lines = [line.split("=")[0] for line in completion.strip().split("\n") if not line.startswith("####")]
+    out = []
+    for i, kind in enumerate(kinds):
+        ops = "".join(c for c in lines[i].strip().lstrip("-") if c in "+-*/") if i < len(lines) else None
+        right, wrong = ("".join(c for c in form if c in "+-*") for form in WRITER_FORMS[kind])
+        out.append((kind, True if ops == wrong else False if ops == right else None))
+    return out
+
+
+def writers_ops(start, steps, wrong):
+    """[(expression, value), ...] of a solution: each step in its right or mistaken form (wrong[i]), chained."""
+    ops, t = [], start
+    for (kind, x), w in zip(steps, wrong):
+        expression = WRITER_FORMS[kind][w].format(t=t, x=x)
+        ops.append((expression, calculate(expression)))  # what the sampler's calculator writes
+        t = ops[-1][1]
+    return ops
 
 
 if __name__ == "__main__":
