@@ -45,8 +45,8 @@ class Config:
     max_events: int = 1  # built-in task: events per problem, 1..max_events (gift/data.py)
     tool_fraction: float = 0.5  # built-in task: share of SFT solutions written with the calculator
     mistakes: float = 0.0  # built-in task: > 0 is the writers setting (gift/data.py): every problem ends in a
-    # "doubles/triples" step and SFT solutions carry systematic mistakes at rates spread over [0.5, 1.5] x mistakes by
-    # (item, step kind); the comparison testbed is --mistakes=0.5 --tool_fraction=1 (README, "The writers setting")
+    # "doubles/triples" step and SFT solutions carry systematic mistakes, at a rate per step kind of 0.4-1.4 x mistakes;
+    # the comparison testbed is --mistakes=0.5 --tool_fraction=1 (README, "The writers setting")
     init: str = "micro"  # a model preset trained from scratch, a hub name (gpt2), an HF directory, or a ckpt.pt
     seed: int = 0
     out_dir: str = "out"
@@ -142,7 +142,7 @@ def parse_args(argv):
         raise SystemExit(f"error: --rl_pool={cfg.rl_pool} must be >= 0 (0: no pool)")
     if not 0 <= cfg.mistakes <= data.MAX_MISTAKES:
         raise SystemExit(f"error: --mistakes={cfg.mistakes} must be in [0, {data.MAX_MISTAKES:.3f}] (the highest "
-                         f"context's mistake rate is 1.5 x mistakes)")
+                         f"mistake rate, {max(data.MISTAKE_FACTORS.values())} x mistakes, must be at most 1)")
     if cfg.method == "gift" and cfg.kl_coef:
         raise SystemExit("error: --kl_coef is GRPO's KL penalty; GIFT has no beta (choose --method=grpo)")
     cfg.run_name = cfg.run_name or f"{cfg.task}-{cfg.method}-s{cfg.seed}"
@@ -433,9 +433,9 @@ def main(argv):
                 out[f"{name}_accuracy"] = sum(hits) / max(1, len(hits))
         if cfg.task == "builtin" and cfg.mistakes:  # writers setting: how often each step kind is written mistaken
             steps = [s for ex, text in zip(heldout, res["completions"]) for s in data.writer_mistakes(ex.question, text)]
-            for kind in data.WRITER_KINDS:
-                picks = [m for k, m in steps if k == kind]
-                out[f"mistake_{kind}"] = sum(m is True for m in picks) / max(1, len(picks))
+            for context in data.WRITER_CONTEXTS:
+                picks = [m for c, m in steps if c == context]
+                out[f"mistake_{context}"] = sum(m is True for m in picks) / max(1, len(picks))
         if pool:  # the same greedy score on the problems RL trains on
             out["train_accuracy"] = evaluate(policy, enc, pool, batch_size=cfg.eval_batch,
                                              max_new_tokens=cfg.max_new_tokens)["pass@1"]

@@ -193,12 +193,12 @@ def builtin_example(split, index, seed=0, tool_fraction=0.5, mistakes=0.0, **kno
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if not 0.0 <= mistakes <= MAX_MISTAKES:
-        raise ValueError(f"mistakes must be in [0, {MAX_MISTAKES:.3f}] (the highest context rate is 1.5 x mistakes), "
-                         f"got {mistakes}")
+        raise ValueError(f"mistakes must be in [0, {MAX_MISTAKES:.3f}] (the highest context rate is "
+                         f"{max(MISTAKE_FACTORS.values())} x mistakes), got {mistakes}")
     rng = random.Random(f"builtin-{split}-{seed}-{index}")
     while True:  # rejection: keep only problems on this split's side of the hash
         if mistakes:
-            question, item, start, events = writers_problem(rng, **knobs)
+            question, start, events = writers_problem(rng, **knobs)
         else:
             question, ops, answer = builtin_problem(rng, **knobs)
         if is_heldout(question) == (split == "test"):
@@ -207,7 +207,7 @@ def builtin_example(split, index, seed=0, tool_fraction=0.5, mistakes=0.0, **kno
     if not mistakes:
         return Example(question, builtin_solution(ops, answer, tool), str(answer))
     answer = writers_ops(start, events, [False] * len(events))[-1][1]  # the right answer, whoever writes
-    wrong = [split == "train" and rng.random() < mistake_rate(item, kind, mistakes) for kind, _ in events]
+    wrong = [split == "train" and rng.random() < mistake_rate(writer_context(kind, x), mistakes) for kind, x in events]
     ops = writers_ops(start, events, wrong)
     return Example(question, builtin_solution(ops, ops[-1][1], tool), str(answer))
 
@@ -218,23 +218,25 @@ def builtin_example(split, index, seed=0, tool_fraction=0.5, mistakes=0.0, **kno
 #     "Ivy has 49 eggs. Gives away 19. Then triples them. How many eggs now?"
 #     right:   "49-19=<<49-19=30>>30\n30*3=<<30*3=90>>90\n#### 90"
 # The SFT demonstrations are pooled from writers who each make one systematic mistake, on one kind of step:
-#     gets   written as a subtraction     t-n        (right: t+n)
-#     gives  written as an addition       t+n        (right: t-n)
-#     boxes  the box count added          t+b+c      (right: t+b*c)
-#     scales the factor added             t+k        (right: t*k, k = 2 "doubles" or 3 "triples")
+#     gets     written as a subtraction     t-n        (right: t+n)
+#     gives    written as an addition       t+n        (right: t-n)
+#     boxes    the box count added          t+b+c      (right: t+b*c)
+#     doubles  the factor added             t+2        (right: t*2)
+#     triples  the factor added             t+3        (right: t*3)
 # A mistaken line is computed by the calculator as written and later lines chain from its value, as a writer would;
-# the final "#### N" of a mistaken solution is therefore wrong. How often each mistake appears depends on a visible
-# context, the (item, step kind) pair: mistake_rate spreads the rates of the 8 x 4 contexts evenly over
-# [0.5 M, 1.5 M]. Imitation learns a mixture per context: greedy decoding picks the mistake wherever its rate is above
-# one half (about half the contexts at M = 0.5), and every problem has two such choices, so the SFT model is right on
-# roughly a quarter of the problems, while sampling still finds the right solution often (each choice is right with
-# probability 1 - rate). Only the reward says which form is right; contexts with high rates have few right samples
-# and are fixed last. All arithmetic is the calculator's and the numbers to copy are those of one event (the
-# scaling factor is a word), so the ceiling is the choices', not the micro model's copying. Held-out references are
-# always right (tool style); held-out problems are disjoint from training ones as above (the hash).
+# the final "#### N" of a mistaken solution is therefore wrong. Each of the five contexts has its own mistake rate,
+# MISTAKE_FACTORS x M: at M = 0.5 the mistake is the majority for gives (0.6) and triples (0.7) and a minority
+# elsewhere (0.2-0.25). The context is a word the model must read anyway to write the line, so imitation learns the
+# rates per context: greedy decoding then makes the mistake on every gives and triples step (right on about a third
+# of the problems), while sampling still finds the right solution often (each choice is right with probability
+# 1 - rate). Only the reward says which form is right, and the two majority mistakes start from different odds, so
+# RL fixes them at different speeds. All arithmetic is the calculator's and the numbers to copy are those of one
+# event (the factor is a word), so the ceiling is the choices', not the micro model's copying. Held-out references
+# are always right (tool style); held-out problems are disjoint from training ones as above (the hash).
 
-WRITER_KINDS = EVENTS + ("scales",)
-MAX_MISTAKES = 2 / 3  # so that the highest context rate, 1.5 x mistakes, is at most 1
+WRITER_CONTEXTS = ("gets", "gives", "boxes", "doubles", "triples")
+MISTAKE_FACTORS = dict(gets=0.5, gives=1.2, boxes=0.4, doubles=0.5, triples=1.4)  # rate = factor x mistakes
+MAX_MISTAKES = 1 / max(MISTAKE_FACTORS.values())  # so that every rate is at most 1
 # (right form, mistaken form) of each step kind: t is the running total, x the step's numbers from the question
 WRITER_FORMS = {
     "gets": ("{t}+{x[0]}", "{t}-{x[0]}"),
@@ -244,15 +246,18 @@ WRITER_FORMS = {
 }
 
 
-def mistake_rate(item, kind, mistakes):
-    """The rate of the writers' mistake on a `kind` step of a problem about `item`: the 8 items x 4 kinds contexts
-    take the 8 rates mistakes * (0.5 + j / 7), j = 0..7, each 4 times, in an order that mixes items and kinds."""
-    j = (3 * ITEMS.index(item) + 2 * WRITER_KINDS.index(kind)) % 8
-    return mistakes * (0.5 + j / 7)
+def writer_context(kind, x):
+    """The context a step's mistake rate depends on: its kind, and for a scaling step its word (doubles/triples)."""
+    return kind if kind != "scales" else ("doubles" if x[0] == 2 else "triples")
+
+
+def mistake_rate(context, mistakes):
+    """How often the writers' mistake appears on steps of this context (one of WRITER_CONTEXTS)."""
+    return MISTAKE_FACTORS[context] * mistakes
 
 
 def writers_problem(rng, min_steps=1, max_steps=1, max_number=99):
-    """One problem of the writers setting: (question, item, start amount, steps [(kind, numbers), ...])."""
+    """One problem of the writers setting: (question, start amount, steps [(kind, numbers), ...])."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     total = start = rng.randint(10, max_number)
     question, steps = [f"{name} has {total} {item}."], []
@@ -273,21 +278,23 @@ def writers_problem(rng, min_steps=1, max_steps=1, max_number=99):
     question.append(f"Then {'doubles' if k == 2 else 'triples'} them.")
     steps.append(("scales", (k,)))
     question.append(f"How many {item} now?")
-    return " ".join(question), item, start, steps
+    return " ".join(question), start, steps
 
 
 def writer_mistakes(question, completion):
-    """Which of a problem's steps a response wrote in the writers' mistaken form: [(kind, True | False | None)], one
-    per step of the question, None when the line is missing or neither form (read from the operators of each line's
-    expression, so a wrongly copied number still counts as the form it used)."""
-    kinds = [k for k, cue in (("gets", "Gets "), ("gives", "Gives away "), ("boxes", "Buys "), ("scales", "Then "))
-             for sentence in question.split(". ") if sentence.startswith(cue)]
+    """Which of a problem's steps a response wrote in the writers' mistaken form: [(context, True | False | None)],
+    one per step of the question, None when the line is missing or neither form (read from the operators of each
+    line's expression, so a wrongly copied number still counts as the form it used)."""
+    cues = (("gets", "Gets "), ("gives", "Gives away "), ("boxes", "Buys "), ("doubles", "Then doubles"),
+            ("triples", "Then triples"))
+    contexts = [c for sentence in question.split(". ") for c, cue in cues if sentence.startswith(cue)]
     lines = [line.split("=")[0] for line in completion.strip().split("\n") if not line.startswith("####")]
     out = []
-    for i, kind in enumerate(kinds):
+    for i, context in enumerate(contexts):
         ops = "".join(c for c in lines[i].strip().lstrip("-") if c in "+-*/") if i < len(lines) else None
+        kind = "scales" if context in ("doubles", "triples") else context
         right, wrong = ("".join(c for c in form if c in "+-*") for form in WRITER_FORMS[kind])
-        out.append((kind, True if ops == wrong else False if ops == right else None))
+        out.append((context, True if ops == wrong else False if ops == right else None))
     return out
 
 

@@ -188,7 +188,7 @@ def test_builtin_knobs():
 
 # the writers setting (--mistakes > 0)
 
-from gift.data import ITEMS, WRITER_KINDS, mistake_rate, writer_mistakes  # noqa: E402
+from gift.data import MISTAKE_FACTORS, WRITER_CONTEXTS, mistake_rate, writer_mistakes  # noqa: E402
 
 
 def right_answer(question):
@@ -229,30 +229,28 @@ def test_writers_split_disjoint_answers_exact_and_reproducible():
     assert builtin_example("train", 7, seed=3, **kw) != builtin_example("train", 7, seed=4, **kw)
     assert builtin_example("train", 7, seed=3) != builtin_example("train", 7, seed=3, **kw)  # another task
     with pytest.raises(ValueError, match="mistakes must be in"):
-        builtin_example("train", 0, mistakes=0.7)
+        builtin_example("train", 0, mistakes=0.75)
 
 
 def test_writers_mistake_rates_as_configured():
-    rates = sorted(mistake_rate(item, kind, 0.5) for item in ITEMS for kind in WRITER_KINDS)
-    assert rates[0] == 0.25 and abs(rates[-1] - 0.75) < 1e-12 and len(set(rates)) == 8
-    counts = {}  # (item, kind) -> [mistakes, steps], read back from the solutions' operators
-    for i in range(3000):
-        e = builtin_example("train", i, mistakes=0.5, tool_fraction=1.0)
-        item = e.question.split()[3].rstrip(".")
-        for kind, mistaken in writer_mistakes(e.question, e.solution):
-            assert mistaken is not None
-            c = counts.setdefault((item, kind), [0, 0])
-            c[0], c[1] = c[0] + mistaken, c[1] + 1
-    assert len(counts) == len(ITEMS) * len(WRITER_KINDS)
-    for (item, kind), (m, n) in counts.items():  # each context's share within 4.5 standard errors of its rate
-        p = mistake_rate(item, kind, 0.5)
-        assert abs(m / n - p) < 4.5 * (p * (1 - p) / n) ** 0.5, (item, kind, m / n, p)
-    by_kind = {k: sum(m for (_, kk), (m, n) in counts.items() if kk == k) for k in WRITER_KINDS}
-    assert all(by_kind.values())
+    for mistakes in (0.5, 0.3):
+        counts = {}  # context -> [mistakes, steps], read back from the solutions' operators
+        for i in range(2000):
+            e = builtin_example("train", i, seed=1, mistakes=mistakes, tool_fraction=1.0)
+            for context, mistaken in writer_mistakes(e.question, e.solution):
+                assert mistaken is not None
+                c = counts.setdefault(context, [0, 0])
+                c[0], c[1] = c[0] + mistaken, c[1] + 1
+        assert set(counts) == set(WRITER_CONTEXTS)
+        for context, (m, n) in counts.items():  # each context's share within 4.5 standard errors of its rate
+            p = mistake_rate(context, mistakes)
+            assert p == MISTAKE_FACTORS[context] * mistakes
+            assert abs(m / n - p) < 4.5 * (p * (1 - p) / n) ** 0.5, (context, m / n, p)
+    assert mistake_rate("gives", 0.5) > 0.5 > mistake_rate("gets", 0.5)  # a majority mistake, a minority one
 
 
 def test_writer_mistakes_reads_each_line():
     q = "Ann has 40 pens. Buys 3 boxes of 12. Then doubles them. How many pens now?"
-    assert writer_mistakes(q, " 40+3*12=<<40+3*12=76>>76\n76+2=<<76+2=78>>78\n#### 78") == [("boxes", False), ("scales", True)]
-    assert writer_mistakes(q, " 40+3+12=<<40+3+12=55>>55\n55*2=<<55*2=110>>110\n#### 110") == [("boxes", True), ("scales", False)]
-    assert writer_mistakes(q, " 40-3=<<40-3=37>>37") == [("boxes", None), ("scales", None)]  # neither form; missing
+    assert writer_mistakes(q, " 40+3*12=<<40+3*12=76>>76\n76+2=<<76+2=78>>78\n#### 78") == [("boxes", False), ("doubles", True)]
+    assert writer_mistakes(q, " 40+3+12=<<40+3+12=55>>55\n55*2=<<55*2=110>>110\n#### 110") == [("boxes", True), ("doubles", False)]
+    assert writer_mistakes(q, " 40-3=<<40-3=37>>37") == [("boxes", None), ("doubles", None)]  # neither form; missing

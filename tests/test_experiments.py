@@ -67,7 +67,7 @@ def test_testbed_runs_pairs_and_reports(tmp_path):
     assert gift["sft_accuracy"] == grpo["sft_accuracy"]  # paired: one SFT checkpoint
     assert len(gift["reward"]) == 2 and gift["steps"] == [0, 1, 2]
     assert gift["reward_seconds"] == sorted(gift["reward_seconds"])
-    assert set(gift["mistakes"]) == {"gets", "gives", "boxes", "scales"} and len(gift["mistakes"]["gets"]) == 3
+    assert set(gift["mistakes"]) == {"gets", "gives", "boxes", "doubles", "triples"} and len(gift["mistakes"]["gets"]) == 3
 
 
 def test_t_interval_and_steps_to():

@@ -206,3 +206,11 @@ def test_plot_draws_a_png_and_names_bad_input(tmp_path):
     (tmp_path / "bad" / "metrics.jsonl").write_text('{"step": 0}\nnot json\n')
     with pytest.raises(SystemExit, match=r"metrics.jsonl:2: not valid JSON"):
         plot.main([str(tmp_path / "bad")])
+
+
+def test_mistakes_knob_is_checked_and_reaches_the_task():
+    with pytest.raises(SystemExit, match="--mistakes=0.9 must be in"):
+        train.parse_args(["--mistakes=0.9"])
+    train_example, heldout = train.make_task(train.parse_args(["--mistakes=0.5", "--eval_problems=3"]))
+    assert all("Then " in e.question for e in heldout + [train_example(0)])
+    assert not any("Then " in e.question for e in train.make_task(train.parse_args(["--eval_problems=3"]))[1])
