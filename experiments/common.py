@@ -49,6 +49,11 @@ def rl(runs, name, seed, sft_name="sft", **config):
                 sft_steps=0, **config)
 
 
+# train.py fields added after runs were made whose default is what those runs did: a run saved without the field
+# counts as having the default (so adding a task knob does not invalidate finished runs)
+ADDED_LATER = {"mistakes": 0.0}
+
+
 def check_same(run_dir, run):
     """A finished run must have been made with the settings asked for now, train.py's current defaults included
     (else: a clear error, not a reuse)."""
@@ -56,8 +61,9 @@ def check_same(run_dir, run):
         saved = json.load(f)["config"]
     wanted = {**vars(Config()), **run}
     for key, value in wanted.items():
-        if key not in RESUMABLE | {"run_name", "out_dir"} and saved.get(key) != value:
-            raise SystemExit(f"error: {run_dir} was run with {key}={saved.get(key)!r}, this experiment asks for "
+        have = saved.get(key, ADDED_LATER.get(key))
+        if key not in RESUMABLE | {"run_name", "out_dir"} and have != value:
+            raise SystemExit(f"error: {run_dir} was run with {key}={have!r}, this experiment asks for "
                              f"{key}={value!r}; delete that folder or choose another --runs folder")
 
 

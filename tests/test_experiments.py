@@ -70,6 +70,17 @@ def test_testbed_runs_pairs_and_reports(tmp_path):
     assert set(gift["mistakes"]) == {"gets", "gives", "boxes", "doubles", "triples"} and len(gift["mistakes"]["gets"]) == 3
 
 
+def test_check_same_accepts_runs_made_before_a_neutral_field(tmp_path):
+    import json
+
+    config = dict(vars(common.Config()), run_name="old")
+    del config["mistakes"]  # a run finished before --mistakes existed did what mistakes=0 does
+    (tmp_path / "summary.json").write_text(json.dumps(dict(config=config)))
+    common.check_same(str(tmp_path), dict(run_name="old"))
+    with pytest.raises(SystemExit, match="mistakes=0.0.*mistakes=0.5"):
+        common.check_same(str(tmp_path), dict(run_name="old", mistakes=0.5))
+
+
 def test_t_interval_and_steps_to():
     import testbed
 
