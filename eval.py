@@ -159,10 +159,11 @@ def main(argv=None):
     model, enc = load_model(args.model, args.task)
     model.to(args.device)
     saved = load_checkpoint(args.model, mmap=True)["config"] if args.model.endswith(".pt") else {}  # the run's config
+    knobs = {}
     if args.task == "builtin":  # the held-out problems of the run's own task settings, when we know them
-        knobs = dict(max_steps=saved.get("max_events", 1))
+        knobs = dict(max_steps=saved.get("max_events", 1), mistakes=saved.get("mistakes", 0.0))
         examples = [data.builtin_example("test", i, **knobs) for i in range(args.problems)]
-    longest = max(len(enc.encode(data.format_prompt(ex.question))) for ex in examples)
+    longest = max(len(data.encode_prompt(enc, ex.question)) for ex in examples)
     max_new_tokens = fit_max_new_tokens(args.max_new_tokens, saved, getattr(model.config, "block_size", None), longest)
     modes = ("strict", "flexible") if args.task == "gsm8k" else ("strict",)
     res = evaluate(model, enc, examples, n=args.n, ks=ks, temperature=temperature, batch_size=args.batch_size,
@@ -175,6 +176,7 @@ def main(argv=None):
     with open(out, "w") as f:
         json.dump(dict(model=args.model, task=args.task, problems=len(examples), n=args.n, temperature=temperature,
                        max_new_tokens=max_new_tokens,
+                       knobs=knobs,
                        **{k: v for k, v in res.items() if k.startswith(("pass", "flexible"))}), f, indent=2)
     print(f"wrote {out}")
 

@@ -51,6 +51,9 @@ class Config:
     data_root: str = "data/gsm8k"  # GSM8K files (python -m gift.data gsm8k puts them here)
     max_events: int = 1  # built-in task: events per problem, 1..max_events (gift/data.py)
     tool_fraction: float = 0.5  # built-in task: share of SFT solutions written with the calculator
+    mistakes: float = 0.0  # built-in task: > 0 is the writers setting (gift/data.py): every problem ends in a
+    # "doubles/triples" step and SFT solutions carry systematic mistakes, at a rate per step kind of 0.4-1.4 x mistakes;
+    # the comparison testbed is --mistakes=0.5 --tool_fraction=1 (README, "The writers setting")
     init: str = "micro"  # a model preset trained from scratch, a hub name (gpt2), an HF directory, or a ckpt.pt
     seed: int = 0  # model initialisation, training data order and sampling
     out_dir: str = "out"  # runs are written to <out_dir>/<run_name>/
@@ -184,6 +187,9 @@ def parse_args(argv):
         raise SystemExit(f"error: --rl_pool={cfg.rl_pool} must be >= 0 (0: no pool)")
     if cfg.resume and cfg.overwrite:
         raise SystemExit("error: --resume continues a run, --overwrite starts it afresh: choose one")
+    if not 0 <= cfg.mistakes <= data.MAX_MISTAKES:
+        raise SystemExit(f"error: --mistakes={cfg.mistakes} must be in [0, {data.MAX_MISTAKES:.3f}] (the highest "
+                         f"mistake rate, {max(data.MISTAKE_FACTORS.values())} x mistakes, must be at most 1)")
     if cfg.method == "gift" and cfg.kl_coef:
         raise SystemExit("error: --kl_coef is GRPO's KL penalty; GIFT has no beta (choose --method=grpo)")
     cfg.run_name = cfg.run_name or f"{cfg.task}-{cfg.method}-s{cfg.seed}"
@@ -197,7 +203,7 @@ def parse_args(argv):
 def make_task(cfg):
     """(train_example(i) -> Example, held-out examples). Example i is fixed by (task, seed, i): resumable."""
     if cfg.task == "builtin":
-        knobs = dict(max_steps=cfg.max_events)
+        knobs = dict(max_steps=cfg.max_events, mistakes=cfg.mistakes)
         heldout = [data.builtin_example("test", i, **knobs) for i in range(cfg.eval_problems)]  # same for every seed
         return (lambda i: data.builtin_example("train", i, seed=cfg.seed, tool_fraction=cfg.tool_fraction, **knobs)), heldout
     try:
@@ -509,6 +515,11 @@ def main(argv):
                 hits = [c for c, pick in zip(res["per_problem"], chosen) if pick]
                 out[f"{name}_frac"] = len(hits) / len(tool)
                 out[f"{name}_accuracy"] = sum(hits) / max(1, len(hits))
+        if cfg.task == "builtin" and cfg.mistakes:  # writers setting: how often each step kind is written mistaken
+            steps = [s for ex, text in zip(heldout, res["completions"]) for s in data.writer_mistakes(ex.question, text)]
+            for context in data.WRITER_CONTEXTS:
+                picks = [m for c, m in steps if c == context]
+                out[f"mistake_{context}"] = sum(m is True for m in picks) / max(1, len(picks))
         if pool:  # the same greedy score on the problems RL trains on
             out["train_accuracy"] = evaluate(policy, enc, pool, batch_size=cfg.eval_batch,
                                              max_new_tokens=cfg.max_new_tokens)["pass@1"]

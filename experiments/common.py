@@ -36,15 +36,22 @@ def parser(doc, seeds=(0, 1, 2)):
     return p
 
 
-def sft(seed):
-    """The SFT run of a seed: the default SFT, no RL; its sft.pt is every RL run's starting point."""
-    return dict(run_name=f"sft-s{seed}", seed=seed, rl_steps=0)
+def sft(seed, name="sft", **config):
+    """The SFT run <name>-s<seed>: the default SFT (config: task fields to override), no RL; its sft.pt is every RL
+    run's starting point."""
+    return dict(run_name=f"{name}-s{seed}", seed=seed, rl_steps=0, **config)
 
 
-def rl(runs, name, seed, **config):
-    """An RL-only run named <name>-s<seed> from the seed's SFT checkpoint; config: train.py fields to override."""
-    return dict(run_name=f"{name}-s{seed}", seed=seed, init=os.path.join(runs, f"sft-s{seed}", "sft.pt"),
+def rl(runs, name, seed, sft_name="sft", **config):
+    """An RL-only run named <name>-s<seed> from the checkpoint of SFT run <sft_name>-s<seed>; config: train.py
+    fields to override."""
+    return dict(run_name=f"{name}-s{seed}", seed=seed, init=os.path.join(runs, f"{sft_name}-s{seed}", "sft.pt"),
                 sft_steps=0, **config)
+
+
+# train.py fields added after runs were made whose default is what those runs did: a run saved without the field
+# counts as having the default (so adding a task knob does not invalidate finished runs)
+ADDED_LATER = {"mistakes": 0.0}
 
 
 def check_same(run_dir, run):
@@ -54,8 +61,9 @@ def check_same(run_dir, run):
         saved = json.load(f)["config"]
     wanted = {**vars(Config()), **run}
     for key, value in wanted.items():
-        if key not in RESUMABLE | {"run_name", "out_dir"} and saved.get(key) != value:
-            raise SystemExit(f"error: {run_dir} was run with {key}={saved.get(key)!r}, this experiment asks for "
+        have = saved.get(key, ADDED_LATER.get(key))
+        if key not in RESUMABLE | {"run_name", "out_dir"} and have != value:
+            raise SystemExit(f"error: {run_dir} was run with {key}={have!r}, this experiment asks for "
                              f"{key}={value!r}; delete that folder or choose another --runs folder")
 
 

@@ -220,3 +220,73 @@ def test_builtin_knobs():
         e = builtin_example("train", i, min_steps=1, max_steps=1, max_number=20)
         assert e.solution.count("\n") == 1  # one event: one line, then "#### N"
         assert all(int(n) <= 29 for n in re.findall(r"\d+", e.question))  # box sizes go to 29
+
+
+# the writers setting (--mistakes > 0)
+
+from gift.data import MISTAKE_FACTORS, WRITER_CONTEXTS, mistake_rate, writer_mistakes  # noqa: E402
+
+
+def right_answer(question):
+    """The answer computed from the question's words alone (independently of the generator's code)."""
+    nums = [int(n) for n in re.findall(r"\d+", question)]
+    total = nums[0]
+    if "Gets" in question:
+        total += nums[1]
+    elif "Gives away" in question:
+        total -= nums[1]
+    else:
+        total += nums[1] * nums[2]
+    return total * (2 if "doubles" in question else 3)
+
+
+def test_writers_split_disjoint_answers_exact_and_reproducible():
+    kw = dict(mistakes=0.5, tool_fraction=1.0)
+    train = [builtin_example("train", i, seed=s, **kw) for s in (0, 1) for i in range(300)]
+    test = [builtin_example("test", i, **kw) for i in range(300)]
+    assert not {e.question for e in train} & {e.question for e in test}
+    assert all(is_heldout(e.question) for e in test) and not any(is_heldout(e.question) for e in train)
+    for e in train + test:
+        assert e.answer == str(right_answer(e.question)) and e.question.endswith("now?")
+        assert re.search(r"Then (doubles|triples) them\.", e.question)
+    for e in test:  # held-out references: the right solution, the calculator's lines
+        assert extract_answer(e.solution) == e.answer and all(m is False for _, m in writer_mistakes(e.question, e.solution))
+    for e in train:  # training solutions: every line is what the calculator writes; the last line is the writer's
+        lines = e.solution.split("\n")
+        for line in lines[:-1]:
+            m = re.fullmatch(r"(.+)=<<\1=(-?\d+)>>\2", line)
+            assert m and calculate(m.group(1)) == int(m.group(2)), line
+        right = all(m is False for _, m in writer_mistakes(e.question, e.solution))
+        assert right <= (extract_answer(e.solution) == e.answer)
+    lucky = [e for e in train if extract_answer(e.solution) == e.answer
+             and any(m for _, m in writer_mistakes(e.question, e.solution))]
+    assert len(lucky) <= 3  # a mistake changes the answer but for coincidences (2+2 = 2*2)
+    assert builtin_example("train", 7, seed=3, **kw) == builtin_example("train", 7, seed=3, **kw)
+    assert builtin_example("train", 7, seed=3, **kw) != builtin_example("train", 7, seed=4, **kw)
+    assert builtin_example("train", 7, seed=3) != builtin_example("train", 7, seed=3, **kw)  # another task
+    with pytest.raises(ValueError, match="mistakes must be in"):
+        builtin_example("train", 0, mistakes=0.75)
+
+
+def test_writers_mistake_rates_as_configured():
+    for mistakes in (0.5, 0.3):
+        counts = {}  # context -> [mistakes, steps], read back from the solutions' operators
+        for i in range(2000):
+            e = builtin_example("train", i, seed=1, mistakes=mistakes, tool_fraction=1.0)
+            for context, mistaken in writer_mistakes(e.question, e.solution):
+                assert mistaken is not None
+                c = counts.setdefault(context, [0, 0])
+                c[0], c[1] = c[0] + mistaken, c[1] + 1
+        assert set(counts) == set(WRITER_CONTEXTS)
+        for context, (m, n) in counts.items():  # each context's share within 4.5 standard errors of its rate
+            p = mistake_rate(context, mistakes)
+            assert p == MISTAKE_FACTORS[context] * mistakes
+            assert abs(m / n - p) < 4.5 * (p * (1 - p) / n) ** 0.5, (context, m / n, p)
+    assert mistake_rate("gives", 0.5) > 0.5 > mistake_rate("gets", 0.5)  # a majority mistake, a minority one
+
+
+def test_writer_mistakes_reads_each_line():
+    q = "Ann has 40 pens. Buys 3 boxes of 12. Then doubles them. How many pens now?"
+    assert writer_mistakes(q, " 40+3*12=<<40+3*12=76>>76\n76+2=<<76+2=78>>78\n#### 78") == [("boxes", False), ("doubles", True)]
+    assert writer_mistakes(q, " 40+3+12=<<40+3+12=55>>55\n55*2=<<55*2=110>>110\n#### 110") == [("boxes", True), ("doubles", False)]
+    assert writer_mistakes(q, " 40-3=<<40-3=37>>37") == [("boxes", None), ("doubles", None)]  # neither form; missing

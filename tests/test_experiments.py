@@ -45,3 +45,46 @@ def test_run_all_orders_reuses_and_refuses(tmp_path, monkeypatch):
     report_only = common.parser("").parse_args([f"--runs={tmp_path}", "--report_only"])
     with pytest.raises(SystemExit, match="report_only.*new-s0"):
         common.run_all([common.rl(str(tmp_path), "new", 0, **TINY)], report_only)
+
+
+def test_testbed_runs_pairs_and_reports(tmp_path):
+    """experiments/testbed.py end to end on a tiny setting (one seed, every method, 2 RL steps)."""
+    import json
+
+    import testbed
+
+    args = testbed.PARSER.parse_args([f"--runs={tmp_path}", f"--out={tmp_path / 'docs'}", "--seeds", "0"])
+    runs = testbed.runs(args, steps=2, eval_every=1)
+    assert {r["run_name"] for r in runs} == {f"writers-{m}-s0" for m in ("sft", *testbed.METHODS)}
+    assert all(r["mistakes"] == testbed.TASK["mistakes"] for r in runs)  # SFT and RL runs share the task
+    runs = [dict(r, **TINY, **({"sft_steps": 4} if r["run_name"] == "writers-sft-s0" else {})) for r in runs]
+    common.run_all(runs, args)
+    testbed.report(args)
+    out = json.loads((tmp_path / "docs" / "testbed.json").read_text())
+    assert (tmp_path / "docs" / "testbed.png").exists()
+    gift, grpo = (out["results"][m]["per_seed"]["0"] for m in ("gift", "grpo"))
+    assert out["paired"]["gift-grpo"]["per_seed"] == [gift["final_accuracy"] - grpo["final_accuracy"]]
+    assert gift["sft_accuracy"] == grpo["sft_accuracy"]  # paired: one SFT checkpoint
+    assert len(gift["reward"]) == 2 and gift["steps"] == [0, 1, 2]
+    assert gift["reward_seconds"] == sorted(gift["reward_seconds"])
+    assert set(gift["mistakes"]) == {"gets", "gives", "boxes", "doubles", "triples"} and len(gift["mistakes"]["gets"]) == 3
+
+
+def test_check_same_accepts_runs_made_before_a_neutral_field(tmp_path):
+    import json
+
+    config = dict(vars(common.Config()), run_name="old")
+    del config["mistakes"]  # a run finished before --mistakes existed did what mistakes=0 does
+    (tmp_path / "summary.json").write_text(json.dumps(dict(config=config)))
+    common.check_same(str(tmp_path), dict(run_name="old"))
+    with pytest.raises(SystemExit, match="mistakes=0.0.*mistakes=0.5"):
+        common.check_same(str(tmp_path), dict(run_name="old", mistakes=0.5))
+
+
+def test_t_interval_and_steps_to():
+    import testbed
+
+    m, half = testbed.t_interval([0.1, 0.3, 0.2])  # sd 0.1, n 3: t(2) = 4.303
+    assert abs(m - 0.2) < 1e-12 and abs(half - 4.303 * 0.1 / 3 ** 0.5) < 1e-12
+    assert testbed.t_interval([0.5]) == (0.5, None)
+    assert testbed.steps_to([0, 10, 20], [0.1, 0.5, 0.6], 0.45) == 10 and testbed.steps_to([0], [0.1], 0.2) is None

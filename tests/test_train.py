@@ -397,3 +397,11 @@ def test_fused_head_gives_the_plain_log_probs_entropy_and_gradients():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     with pytest.raises(SystemExit, match="fused_head"):
         train.response_logprobs(model, idx, mask, train.parse_args(["--fused_head=yes"]))
+
+
+def test_mistakes_knob_is_checked_and_reaches_the_task():
+    with pytest.raises(SystemExit, match="--mistakes=0.9 must be in"):
+        train.parse_args(["--mistakes=0.9"])
+    train_example, heldout = train.make_task(train.parse_args(["--mistakes=0.5", "--eval_problems=3"]))
+    assert all("Then " in e.question for e in heldout + [train_example(0)])
+    assert not any("Then " in e.question for e in train.make_task(train.parse_args(["--eval_problems=3"]))[1])
