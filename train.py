@@ -51,9 +51,7 @@ class Config:
     data_root: str = "data/gsm8k"  # GSM8K files (python -m gift.data gsm8k puts them here)
     max_events: int = 1  # built-in task: events per problem, 1..max_events (gift/data.py)
     tool_fraction: float = 0.5  # built-in task: share of SFT solutions written with the calculator
-    mistakes: float = 0.0  # built-in task: > 0 is the writers setting (gift/data.py): every problem ends in a
-    # "doubles/triples" step and SFT solutions carry systematic mistakes, at a rate per step kind of 0.4-1.4 x mistakes;
-    # the comparison testbed is --mistakes=0.5 --tool_fraction=1 (README, "The writers setting")
+    mistakes: float = 0.0  # built-in task: > 0, the writers setting (gift/data.py; testbed: --mistakes=0.5)
     init: str = "micro"  # a model preset trained from scratch, a hub name (gpt2), an HF directory, or a ckpt.pt
     seed: int = 0  # model initialisation, training data order and sampling
     out_dir: str = "out"  # runs are written to <out_dir>/<run_name>/
