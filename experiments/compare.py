@@ -75,10 +75,15 @@ def report(args):
         print(f"{name:10s} {finals} {entry['final_mean']:.3f}  {entry['final_sd']:.3f}  "
               f"{entry['train_seconds_mean']:<8.0f} {entry['reward_first10_mean']:.3f} / "
               f"{entry['reward_last10_mean']:.3f}")
+    figure(args, result, f"built-in task, mean over seeds {args.seeds} (band: min-max)", "compare")
+
+
+def figure(args, result, title, name):
+    """<name>.png: held-out accuracy against RL step and against training seconds, and the sampled reward per step."""
     plt = pyplot()
     fig, (ax_step, ax_time, ax_reward) = plt.subplots(1, 3, figsize=(15, 3.8))
-    for name, entry in result.items():
-        plot_curves(ax_step, ax_time, ax_reward, name, entry)
+    for run, entry in result.items():
+        plot_curves(ax_step, ax_time, ax_reward, run, entry)
     ax_reward.set_xlabel("RL step")
     ax_reward.set_ylabel("sampled reward (training prompts, T = 1)")
     ax_reward.grid(alpha=0.3)
@@ -89,8 +94,8 @@ def report(args):
         ax.set_ylabel("held-out accuracy (greedy)")
         ax.grid(alpha=0.3)
     ax_step.legend(fontsize=8)
-    fig.suptitle(f"built-in task, mean over seeds {args.seeds} (band: min-max)", fontsize=10)
-    save_figure(args, fig, "compare")
+    fig.suptitle(title, fontsize=10)
+    save_figure(args, fig, name)
 
 
 PARSER = parser(__doc__)

@@ -13,8 +13,8 @@ Writes faithful.json (per run: accuracy per evaluation, sampled reward per step)
 
 import argparse
 
-from common import parser, pyplot, rl, run_all, save_figure, sft, write_json
-from compare import collect, plot_curves
+from common import parser, rl, run_all, sft, write_json
+from compare import collect, figure
 
 STEPS, EVAL_EVERY = 50, 10
 METHODS = {  # name: train.py settings; everything else is train.py's default
@@ -52,21 +52,8 @@ def report(args):
         print(f"{name:10s} " + " ".join(f"{f:<10.3f}" for f in finals) + f" {entry['final_mean']:.3f}  "
               f"{sum(diffs) / len(diffs):+.3f} ({min(diffs):+.3f}..{max(diffs):+.3f})        "
               f"{entry['train_seconds_mean']:<8.0f} {entry['reward_first10_mean']:.3f} / {entry['reward_last10_mean']:.3f}")
-    plt = pyplot()
-    fig, (ax_step, ax_time, ax_reward) = plt.subplots(1, 3, figsize=(15, 3.8))
-    for name, entry in result.items():
-        plot_curves(ax_step, ax_time, ax_reward, name, entry)
-    for ax, label in ((ax_step, "RL step"), (ax_time, f"training seconds ({args.threads} CPU thread(s))"),
-                      (ax_reward, "RL step")):
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    ax_step.set_ylabel("held-out accuracy (greedy, 1,000 problems)")
-    ax_time.set_ylabel("held-out accuracy")
-    ax_reward.set_ylabel("sampled reward (training prompts, T = 1)")
-    ax_reward.legend(fontsize=8)
-    fig.suptitle(f"built-in task: faithful GIFT, the previous default and GRPO; mean over seeds {args.seeds} "
-                 "(band: min-max)", fontsize=10)
-    save_figure(args, fig, "faithful")
+    figure(args, result, "built-in task: faithful GIFT, the previous default and GRPO; mean over seeds "
+           f"{args.seeds} (band: min-max)", "faithful")
 
 
 PARSER = parser(__doc__)
