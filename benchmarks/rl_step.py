@@ -8,7 +8,7 @@ worst case of a real step. The first step is a warm-up; the others are timed (sa
 the peak memory of each phase is reported.
 
     python benchmarks/rl_step.py                                   # the README recipe's settings, on a CUDA GPU
-    python benchmarks/rl_step.py --preset nano --prompts 2 --group-size 2 --max-new-tokens 8 --device cpu  # check
+    python benchmarks/rl_step.py --preset nano --prompts 4 --group-size 2 --max-new-tokens 8 --device cpu  # check
 """
 
 import argparse
@@ -34,16 +34,19 @@ def main():
     p.add_argument("--prompt-tokens", type=int, default=200)
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--micro-batch", type=int, default=2, help="groups per forward/backward pass")
+    p.add_argument("--minibatches", type=int, default=train.Config.minibatches, help="optimiser steps per RL step")
     p.add_argument("--steps", type=int, default=3, help="RL steps; the first is a warm-up")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     if args.steps < 2:
         p.error("--steps must be >= 2 (the first step is a warm-up)")
+    if args.minibatches < 1 or args.prompts % args.minibatches:
+        p.error(f"--prompts={args.prompts} must be divisible by --minibatches={args.minibatches}")
 
     cuda = args.device.startswith("cuda")
     cfg = train.Config(task="gsm8k", device=args.device, dtype="bfloat16" if cuda else "float32",
                        prompts=args.prompts, group_size=args.group_size, max_new_tokens=args.max_new_tokens,
-                       micro_batch=args.micro_batch, sft_steps=0, rl_lr=1e-6)
+                       micro_batch=args.micro_batch, minibatches=args.minibatches, sft_steps=0, rl_lr=1e-6)
     torch.manual_seed(0)
     model = GPT(preset(args.preset, block_size=args.prompt_tokens + 64 + args.max_new_tokens)).to(args.device)
     enc = builtin_tokenizer()  # ids >= 257 that the random model samples are dropped from the texts

@@ -34,3 +34,18 @@ def test_gpu_script_smoke_runs_every_section():
     assert "failed" not in out
     assert out.count("| bfloat16 | gift generate") == 2 and "| float32 | transformers generate |" in out
     assert "| fused linear_token_logprobs (torch) |" in out
+
+
+def test_rl_step_benchmark_runs_its_documented_cpu_check():
+    """benchmarks/rl_step.py: the CPU check command of its docstring runs with train.py's rl_step as it is now."""
+    path = os.path.join(ROOT, "benchmarks", "rl_step.py")
+    with open(path) as f:
+        command = next(line for line in f if line.strip().startswith("python benchmarks/rl_step.py --preset nano"))
+    argv = command.split("#")[0].split()[2:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, path, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "step 2: sampling" in proc.stdout and "loss nan" not in proc.stdout
+    bad = subprocess.run([sys.executable, path, "--preset", "nano", "--prompts", "3", "--device", "cpu"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "divisible by --minibatches" in bad.stderr
