@@ -321,10 +321,11 @@ def rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world):
 
     # log-probs before any update, in the same chunks as below (so the first mini-batch's logratio is exactly 0):
     # pi_old, GRPO's ratio denominator and GIFT's pi_ref when ref == "old"
+    chunks = [rs for mb in batches for rs in mb]
     with torch.no_grad():
-        old_logp = torch.cat([response_logprobs(policy, idx[rs], mask[rs], cfg)[0] for mb in batches for rs in mb])
+        old_logp = torch.cat([response_logprobs(policy, idx[rs], mask[rs], cfg)[0] for rs in chunks])
         ref_logp = None if ref_model is None else torch.cat(
-            [response_logprobs(ref_model, idx[rs], mask[rs], cfg)[0] for mb in batches for rs in mb])
+            [response_logprobs(ref_model, idx[rs], mask[rs], cfg)[0] for rs in chunks])
     if cfg.method == "gift" and cfg.ref == "old":
         ref_logp = old_logp  # pi_ref = pi_old: logratio 0 on the first mini-batch, non-zero after
     advantages = group_advantages(rewards, G, scale_by_std=cfg.scale_by_std)
