@@ -6,7 +6,8 @@ linear_token_logprobs, as Markdown tables with the device named. About 5 minutes
 
 Sections (random weights throughout; GPT-2 small shape for the sampler, temperature 1):
 1. sampler, 8 prompts x 16 samples x 256 new tokens (32-token prompts), fp32 and bf16: gift.sampler.generate with
-   per-prompt seeds (as train.py calls it, with a stop token) against transformers generate in the same dtype;
+   per-prompt seeds (as train.py calls it, with a stop token), with and without CUDA graphs, against transformers
+   generate in the same dtype; then whether graph and eager decoding sampled the same tokens;
 2. sampler at the GSM8K recipe's RL shape, 32 prompts x 8 samples, 150-token prompts + 256 new: seconds, tok/s, peak
    memory;
 3. token_logprobs at 4096 x 50257, 16384 x 50257, 8192 x 151936 bf16 (benchmarks/kernels.py's table: eager,
@@ -74,8 +75,11 @@ def sampler_table(model, B, N, prompt_len, new_tokens, device, dtypes, with_hf, 
     for dtype in dtypes:
         name = str(dtype).replace("torch.", "")
         runs = {
-            "gift generate, per-prompt seeds + stop token (as train.py)": lambda: generate(
+            "gift generate, per-prompt seeds + stop token (as train.py: CUDA graphs on a GPU)": lambda: generate(
                 model, prompts, N, new_tokens, seed=list(range(B)), stop_tokens=(stop,), dtype=dtype),
+            "the same, decode_graphs=False (eager decode steps)": lambda: generate(
+                model, prompts, N, new_tokens, seed=list(range(B)), stop_tokens=(stop,), dtype=dtype,
+                decode_graphs=False),
             "gift generate, one int seed, no stop token": lambda: generate(
                 model, prompts, N, new_tokens, seed=0, dtype=dtype),
         }
@@ -103,6 +107,19 @@ def sampler_table(model, B, N, prompt_len, new_tokens, device, dtypes, with_hf, 
         for label, (seconds, peak) in results.items():
             speedup = f"{seconds / first[0]:.2f}x" if first else ""
             print(f"| {name} | {label} | {seconds:.2f} | {new / seconds:,.0f} | {peak / 2**30:.2f} | {speedup} |")
+        try:
+            with torch.inference_mode():  # the graphs replay the eager step: do they sample the same tokens?
+                a, b = (generate(model, prompts, N, new_tokens, seed=list(range(B)), stop_tokens=(stop,),
+                                 dtype=dtype, decode_graphs=g) for g in (True, False))
+        except Exception as error:
+            print(f"\n{name}: graph/eager comparison failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            continue
+        same = sum(x == y for x, y in zip(a.sequences, b.sequences))
+        first = [next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), None) for x, y in zip(a.sequences, b.sequences)]
+        diverged = [i for i in first if i is not None]
+        print(f"\n{name}: CUDA-graph and eager decoding gave identical samples in {same} of {len(a.sequences)} rows"
+              + (f"; the others first differ at token {min(diverged)}-{max(diverged)} (float round-off in the logits: "
+                 "the padded batch and the windowed attention run other kernels)" if diverged else "") + "\n")
         sys.stdout.flush()
         if with_hf:
             del hf

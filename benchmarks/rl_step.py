@@ -36,6 +36,8 @@ def main():
     p.add_argument("--micro-batch", type=int, default=2, help="groups per forward/backward pass")
     p.add_argument("--minibatches", type=int, default=train.Config.minibatches, help="optimiser steps per RL step")
     p.add_argument("--steps", type=int, default=3, help="RL steps; the first is a warm-up")
+    p.add_argument("--decode-graphs", choices=["auto", "off"], default="auto",
+                   help="auto: the sampler's default (CUDA graphs on a GPU); off: eager decode steps")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     if args.steps < 2:
@@ -64,7 +66,7 @@ def main():
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        out = real_generate(*a, **kw)
+        out = real_generate(*a, **kw, **({} if args.decode_graphs == "auto" else dict(decode_graphs=False)))
         if cuda:
             torch.cuda.synchronize()
             phases["sample_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -75,7 +77,7 @@ def main():
     train.generate = timed_generate
     print(f"{args.preset}: {model.num_params() / 1e6:.0f}M parameters, {args.prompts} prompts x {args.group_size} "
           f"samples, {args.prompt_tokens}-token prompts + {args.max_new_tokens} new tokens, micro-batches of "
-          f"{args.micro_batch} groups, {cfg.dtype}, {args.device}"
+          f"{args.micro_batch} groups, {cfg.dtype}, {args.device}, decode graphs {args.decode_graphs}"
           + (f" ({torch.cuda.get_device_name()})" if cuda else ""))
     for step in range(args.steps):
         t0 = time.perf_counter()

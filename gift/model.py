@@ -19,6 +19,7 @@ Shapes: B batch, T new tokens, S cached + new tokens (keys), C = n_embd, H = n_h
 D = C // H, V = vocab_size.
 """
 
+import copy
 import json
 import math
 import os
@@ -78,7 +79,13 @@ class KVCache:
     k, v: (n_layer, B, K, max_len, D): only the K key/value heads are stored. The first `length` slots are filled;
     all rows advance together.
     valid: (B, max_len) bool, False for slots that hold padding (left-padded prompts); attention skips them.
+
+    Static shapes (a decode step captured in a CUDA graph, see gift/sampler.py): a view from `static_view` has
+    `slot`, a (1,) long tensor, and `window`, an int. One token per row is written at slot `slot` (read from the
+    tensor, so one captured step serves every position) and attention reads the first `window` slots, those after
+    `slot` masked out; `length` is then left to the caller.
     """
+    slot = window = None
 
     def __init__(self, config, batch_size, max_len, device=None, dtype=torch.float32):
         if max_len > config.block_size:
@@ -109,6 +116,13 @@ class KVCache:
             src = rows[moved]
             self.k[:, moved], self.v[:, moved], self.valid[moved] = self.k[:, src], self.v[:, src], self.valid[src]
         self.k, self.v, self.valid = self.k[:, :n], self.v[:, :n], self.valid[:n]
+
+    def static_view(self, rows, window, slot):
+        """The first `rows` rows as a static-shape cache sharing this one's memory (see the class docstring)."""
+        view = copy.copy(self)
+        view.k, view.v, view.valid = self.k[:, :rows], self.v[:, :rows], self.valid[:rows]
+        view.window, view.slot = window, slot
+        return view
 
 
 def rotary(pos, head_dim, theta):
@@ -153,7 +167,11 @@ class CausalSelfAttention(nn.Module):
         k, v = (t.view(B, T, K, D).transpose(1, 2) for t in (k, v))  # (B, K, T, D)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        if cache is not None:  # write the new keys/values after the cached ones, then attend to all S of them
+        if cache is not None and cache.slot is not None:  # static shapes: write at the slot tensor, read a window
+            cache.k[layer].index_copy_(2, cache.slot, k)  # (B, K, max_len, D) <- (B, K, 1, D) at slot
+            cache.v[layer].index_copy_(2, cache.slot, v)
+            k, v = cache.k[layer, :, :, : cache.window], cache.v[layer, :, :, : cache.window]  # (B, K, W, D)
+        elif cache is not None:  # write the new keys/values after the cached ones, then attend to all S of them
             start = cache.length
             cache.k[layer, :, :, start : start + T] = k
             cache.v[layer, :, :, start : start + T] = v
@@ -269,13 +287,20 @@ class GPT(nn.Module):
         states h (B, T, C) instead, so that logits == h @ self.lm_head.weight.T (for a fused loss over the vocabulary).
         """
         B, T = idx.shape
-        start = 0 if cache is None else cache.length
+        static = cache is not None and cache.slot is not None
+        start = 0 if cache is None or static else cache.length
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of length {start + T} is longer than block_size {self.config.block_size}")
         if pos is None:
             pos = torch.arange(start, start + T, device=idx.device).expand(B, T)
         mask = None
-        if cache is not None:
+        if static:  # one new token per row, in slot `cache.slot`: it reads the valid slots up to its own
+            if T != 1 or pos is None:
+                raise ValueError("a static-shape cache takes one token per row and explicit positions")
+            k_slot = torch.arange(cache.window, device=idx.device)  # (W,)
+            mask = ((k_slot <= cache.slot) & cache.valid[:, : cache.window]) | (k_slot == cache.slot)  # (B, W)
+            mask = mask[:, None, None]  # (B, 1, 1, W)
+        elif cache is not None:
             if start + T > cache.k.shape[3]:
                 raise ValueError(f"KV cache holds {cache.k.shape[3]} positions, {start + T} needed")
             if cache.k.shape[1] != B:
@@ -295,7 +320,7 @@ class GPT(nn.Module):
         x = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):
             x = block(x, mask, cache, layer, rope)
-        if cache is not None:
+        if cache is not None and not static:
             cache.length = start + T
         x = self.transformer.ln_f(x)
         return x if return_hidden else self.lm_head(x)  # (B, T, C) or (B, T, V)

@@ -13,7 +13,8 @@ How `generate` does it, top to bottom:
    inverse CDF with one counter-based uniform per row (`uniforms`: a hash of the prompt's seed, the sample and the
    step, all computed at once), feed the B*N new tokens through the model (one position each), repeat. A row that
    emits a stop token is dropped from the batch one step later (`KVCache.keep`; rows from the end of the batch move
-   into its place), so finished rows cost one extra position, then nothing.
+   into its place), so finished rows cost one extra position, then nothing. On a GPU the step is replayed from CUDA
+   graphs at fixed shapes (`StaticDecoder`), which removes the per-kernel launch cost that dominates small models.
 4. Calculator (optional). GSM8K solutions write arithmetic as `<<48/2=24>>`. When a row's text ends inside an open
    `<<expr=`, we compute expr and *force* the result and the closing `>>`: those tokens are fed through the model like
    any other (so the next choice sees them) but get mask 0, because the policy did not choose them and the loss must
@@ -207,9 +208,65 @@ def _start_copy_to_host(x):
     return lambda: (event.synchronize(), host.tolist())[1]
 
 
+class StaticDecoder:
+    """The decode step model(tok (R', 1), pos (R', 1), cache) -> logits (R', V) at fixed shapes, replayed from CUDA
+    graphs: a replayed graph launches all of a step's kernels at once, with no Python or per-kernel launch cost.
+
+    A graph fixes every shape and address, so
+    - the live rows are padded to a bucket, the next power of two (at most R): the rows past the live ones hold stale
+      data, are computed and ignored;
+    - the new token is written at the cache slot held in a (1,) tensor, and attention reads a window of the cache
+      rounded up to WINDOW slots (slots past the new one are masked), so one graph serves WINDOW positions;
+    - the inputs are copied into fixed buffers and the logits come out of one (valid until the next call).
+    A graph is captured the first time its (bucket, window) is needed; all share one memory pool. With capture=False
+    (a CPU) the same static-shape step runs eagerly, which is how the tests check it against plain decoding.
+    """
+
+    WINDOW = 64
+
+    def __init__(self, model, cache, capture):
+        self.model, self.capture = model, capture
+        self.full = copy.copy(cache)  # the full-size buffers: cache.keep() later narrows `cache` to views of them
+        R, self.max_len, device = cache.k.shape[1], cache.k.shape[3], cache.k.device
+        self.tok = torch.zeros(R, 1, dtype=torch.long, device=device)
+        self.pos = torch.zeros(R, 1, dtype=torch.long, device=device)
+        self.slot = torch.zeros(1, dtype=torch.long, device=device)
+        self.logits = torch.empty(R, model.config.vocab_size, dtype=model.lm_head.weight.dtype, device=device)
+        self.graphs = {}
+        self.pool = torch.cuda.graph_pool_handle() if capture else None
+
+    def _step(self, rows, window):
+        view = self.full.static_view(rows, window, self.slot)
+        self.logits[:rows].copy_(self.model(self.tok[:rows], pos=self.pos[:rows], cache=view)[:, -1])
+
+    def __call__(self, tok, pos, slot):
+        """tok, pos: (n,) long, the live rows' new tokens and their positions; slot: the cache slot they go to."""
+        n = len(tok)
+        rows = min(len(self.tok), 1 << (n - 1).bit_length())
+        window = min(self.max_len, -(-(slot + 1) // self.WINDOW) * self.WINDOW)
+        self.tok[:n, 0], self.pos[:n, 0] = tok, pos
+        self.slot.fill_(slot)
+        self.full.valid[:, slot] = True  # every row writes a real token into this slot
+        if not self.capture:
+            self._step(rows, window)
+            return self.logits[:n]
+        graph = self.graphs.get((rows, window))
+        if graph is None:
+            side = torch.cuda.Stream()  # warm up on a side stream first, as capture requires
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._step(rows, window)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = self.graphs[(rows, window)] = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):  # records the kernels; runs nothing
+                self._step(rows, window)
+        graph.replay()  # (after a capture it repeats the warm-up's writes: same slot, same values)
+        return self.logits[:n]
+
+
 @torch.inference_mode()
 def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0, top_k=None, top_p=None,
-             stop_tokens=(), calculator=None, seed=None, tokenizer=None, dtype=None):
+             stop_tokens=(), calculator=None, seed=None, tokenizer=None, dtype=None, decode_graphs=None):
     """Sample num_samples responses for each prompt. Returns a `Generation` (see its docstring for the shapes).
 
     prompts: list of B token-id lists (any lengths >= 1). temperature 0 is greedy. stop_tokens: ids that end a
@@ -219,6 +276,8 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     one process would); an int seed s gives prompt b the stream of mix64(s) + b; None draws s from torch's global RNG.
     dtype: sample with the weights and the KV cache in this dtype (e.g. torch.bfloat16 on a GPU: half the bytes a
     decode step reads); a copy of the model is cast once per call. None keeps the model's dtype.
+    decode_graphs: decode through a `StaticDecoder` (fixed shapes; CUDA graphs on a GPU, eager on a CPU). None: on a
+    GPU only. The samples are the same either way, up to float round-off in the logits.
     """
     stop_tokens = tuple(stop_tokens)
     _check_inputs(model, prompts, num_samples, max_new_tokens, temperature, top_k, top_p, stop_tokens, calculator,
@@ -265,6 +324,9 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
 
     # 3. decode. `rows` maps each batch row to its output row; finished rows leave the batch.
     R = B * N
+    if decode_graphs is None:
+        decode_graphs = device.type == "cuda"
+    decoder = StaticDecoder(model, cache, capture=device.type == "cuda") if decode_graphs else None
     rows = torch.arange(R, device=device)
     tokens = torch.zeros(R, max_new_tokens, dtype=torch.long, device=device)
     logprobs = torch.zeros(R, max_new_tokens, dtype=torch.float32, device=device)
@@ -328,6 +390,11 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
             pending = _start_copy_to_host(flags)
         if t == max_new_tokens - 1:
             continue  # the last token is never fed; its flags are read above
+        if decoder is not None:  # the same step at fixed shapes (see StaticDecoder)
+            logits = decoder(tok, next_pos, cache.length)
+            cache.length += 1
+            next_pos = next_pos + 1
+            continue
         # BEGIN SOLUTION sampler
         # HINT: feed the new token of every live row (one position each) through the model with the cache
         cache.valid[:, cache.length] = True  # every row in the batch writes a real token into this slot

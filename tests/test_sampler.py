@@ -185,7 +185,8 @@ def calculate(expr):
         return None
 
 
-def test_calculator_results_are_forced_and_masked():
+@pytest.mark.parametrize("decode_graphs", [False, True])
+def test_calculator_results_are_forced_and_masked(decode_graphs):
     """[...] marks forced text. The row with prompt "QQQ" starts 2 characters into the script, so it writes "3+4="
     with no open "<<" (nothing forced), and it finishes while the other row is still being forced."""
     model, enc = scripted_model(), builtin_tokenizer()
@@ -195,7 +196,7 @@ def test_calculator_results_are_forced_and_masked():
     }
     prompts = [enc.encode(p) for p in expected]
     out = generate(model, prompts, num_samples=2, max_new_tokens=60, temperature=0, stop_tokens=(EOT,),
-                   calculator=calculate, tokenizer=enc)
+                   calculator=calculate, tokenizer=enc, decode_graphs=decode_graphs)
     for i, marked in enumerate(expected.values()):
         text = marked.replace("[", "").replace("]", "")
         forced, inside = [], False  # forced[j]: was character j of text forced?
@@ -295,3 +296,48 @@ def test_sampling_in_bfloat16_leaves_the_model_alone():
         expected = full_logprobs(copy16, PROMPTS[i // 2], seq).float()
         assert torch.allclose(out.logprobs[i, : len(seq)], expected, atol=0.1)
         assert not torch.allclose(out.logprobs[i, : len(seq)], full_logprobs(model, PROMPTS[i // 2], seq), atol=1e-4)
+
+
+QWEN_LIKE = dict(n_kv_head=2, rope_theta=10000.0, rmsnorm=True, mlp_hidden=48, bias=False, qkv_bias=True,
+                 tie_embeddings=False)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2"])
+def test_static_shape_decoding_gives_the_same_samples(family):
+    """generate(decode_graphs=True) runs the decode step at fixed shapes (what CUDA graphs replay; eagerly here): the
+    batch padded to a power of two, the cache read through 64-slot windows, the token written at a slot tensor.
+    130 new tokens cross two window boundaries, and stop tokens make rows leave so the batch bucket shrinks."""
+    model = random_model(seed=3, block_size=160, vocab_size=97, **(QWEN_LIKE if family == "qwen2" else {}))
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11], [12, 13]]
+    for kw in (dict(stop_tokens=(5, 7, 9)), dict(temperature=0), dict(top_k=5, top_p=0.9, stop_tokens=(3,))):
+        plain = generate(model, prompts, 3, 130, seed=[1, 2, 3, 4], decode_graphs=False, **kw)
+        static = generate(model, prompts, 3, 130, seed=[1, 2, 3, 4], decode_graphs=True, **kw)
+        assert static.sequences == plain.sequences
+        assert torch.allclose(static.logprobs, plain.logprobs, atol=1e-5)
+        assert torch.equal(static.mask, plain.mask) and torch.equal(static.finished, plain.finished)
+    assert 0 < plain.finished.sum() < len(plain.finished)  # rows did leave the batch, others ran to the end
+    assert max(len(s) for s in plain.sequences) == 130
+
+
+def test_static_view_forward_equals_the_plain_cached_forward():
+    """One decode step through KVCache.static_view (token written at a slot tensor, a 64-slot window read with the
+    slots past it masked) gives the plain cached step's logits and writes the same keys and values."""
+    from gift.model import KVCache
+
+    model = random_model(seed=4, block_size=100, vocab_size=97, **QWEN_LIKE)
+    prompt = torch.randint(0, 97, (3, 10), generator=torch.Generator().manual_seed(0))
+    step, pos = torch.tensor([[5], [6], [7]]), torch.full((3, 1), 10)
+    plain, static = KVCache(model.config, 3, 90), KVCache(model.config, 3, 90)
+    with torch.no_grad():
+        for cache in (plain, static):
+            cache.valid[:, :11] = True
+            cache.valid[0, :4] = False  # row 0's prompt is left-padded by 4 slots
+            model(prompt, cache=cache)
+        expected = model(step, pos=pos, cache=plain)[:, -1]
+        view = static.static_view(3, 64, torch.tensor([10]))
+        got = model(step, pos=pos, cache=view)[:, -1]
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(static.k[:, :, :, :11], plain.k[:, :, :, :11], atol=1e-6)
+    assert static.k[:, :, :, 11:].eq(0).all() and static.length == 10  # nothing else written; length is the caller's
+    with pytest.raises(ValueError, match="one token per row"):
+        model(prompt[:, :2], pos=pos.repeat(1, 2), cache=view)
