@@ -1,4 +1,4 @@
-"""Tests of the course assignments (gift/assignments.py), and two graded tests that belong to assignment parts.
+"""Tests of the course assignments (scripts/assignments.py), and two graded tests that belong to assignment parts.
 
 The first two tests are graded: the sampler part's check that `generate` uses its key/value cache as described (one
 prefill of the B prompts, then one new token per live row per step), and the RL part's check of the log-ratio that
@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 import eval as evaluation
 import train
-from gift import assignments
+from scripts import assignments
 from gift.model import GPT, GPTConfig
 from gift.sampler import generate
 
