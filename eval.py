@@ -6,6 +6,7 @@
 pass@k uses the unbiased estimator of Chen et al. (2021): with n samples of which c are correct,
 pass@k = 1 - C(n-c, k) / C(n, k), averaged over problems. The interval is mean +- 1.96 standard errors over problems.
 For GSM8K both the strict (`#### N` or `\\boxed{N}`) and the flexible (last number) readings of an answer are reported.
+The commands for the default run's checkpoints: docs/training.md; for GSM8K: docs/gsm8k.md.
 """
 
 import argparse

@@ -3,7 +3,7 @@
     python train.py                                  # built-in task on a CPU, no download (a few minutes)
     python train.py --method=grpo --seed=1           # any Config field can be overridden with --key=value
     python train.py --help                           # every setting with its default and meaning
-    python train.py --task=gsm8k --init=gpt2 ...     # GSM8K from GPT-2 (see README for GPU settings)
+    python train.py --task=gsm8k --init=gpt2 ...     # GSM8K from GPT-2 (GPU settings: docs/gsm8k.md)
     torchrun --standalone --nproc-per-node=2 train.py ...  # DDP: prompts are sharded over ranks, a group never spans two
 
 One RL step, read top to bottom in `rl_step`: take B prompts, sample G responses each (gift/sampler.py), score them
@@ -11,9 +11,14 @@ with the verifier (gift/verifier.py), compute the log-probs of the response toke
 reference (gift/kernels.py), form the loss (gift/loss.py), take an optimiser step. `--method` switches the loss and
 nothing else, so GIFT and GRPO see the same prompts, samples and optimiser.
 
+The file, top to bottom: Config and parse_args; the data helpers (make_task, pad_rows, response_logprobs); the two
+stages (sft_step, rl_step); checkpoints; then the run, which main() reads as four calls: parse_args, setup (devices,
+seeds, data, model, optimiser, --resume), train_loop (SFT then RL steps, logging, evaluations, checkpoints) and
+summarize (the final evaluation and summary.json).
+
 Outputs in out/<run>/: metrics.jsonl (one line per step), ckpt.pt (model, optimiser, RNG states, step; written
 atomically), summary.json (held-out accuracies, config, seed, wall time). A folder that holds a run is never
-overwritten silently: --resume continues it, --overwrite starts afresh.
+overwritten silently: --resume continues it, --overwrite starts afresh. Options and measurements: docs/training.md.
 """
 
 import copy
@@ -420,15 +425,53 @@ def check_resumable(saved, cfg):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# the run: main() = parse the config, set up, the loop, the summary
 
 
-def fmt(ev):
-    """One line from a held_out() dict."""
-    return " ".join(f"{k} {v:.3f}" for k, v in ev.items())
+@dataclass
+class Run:
+    """The state of one run besides its Config: this process's rank, the data, the model and optimiser, the step, and
+    `extra`, the bookkeeping a checkpoint saves (sft_accuracy, sft_eval, elapsed, bad_steps, eval_time)."""
+    rank: int
+    world: int
+    run_dir: str
+    train_example: object  # i -> Example: the training stream (make_task)
+    heldout: list  # held-out Examples, scored greedily
+    pool: list  # --rl_pool: the training problems RL cycles through, scored too
+    model: torch.nn.Module  # the policy pi_theta; DDP-wrapped when world > 1
+    enc: object  # the tokenizer (tiktoken.Encoding)
+    opt: torch.optim.Optimizer
+    extra: dict
+    ref_model: torch.nn.Module = None  # pi_ref as its own model: --ref=frozen / refresh, or GRPO's --kl_coef
+    step: int = 0  # optimiser steps taken (SFT and RL)
+    start_time: float = 0.0
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+    @property
+    def policy(self):
+        return self.model.module if isinstance(self.model, DDP) else self.model
+
+    def path(self, name):
+        return os.path.join(self.run_dir, name)
 
 
-def main(argv):
-    cfg = parse_args(argv)
+def make_optimizer(model, lr, cfg):
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+
+
+def make_reference(model):
+    """A frozen copy of the current policy."""
+    ref = copy.deepcopy(model.module if isinstance(model, DDP) else model)
+    ref.zero_grad(set_to_none=True)
+    return ref.eval().requires_grad_(False)
+
+
+def init_processes(cfg):
+    """(world, rank): the device, DDP's process group under torchrun, the thread count; refuse batches that the ranks
+    cannot split into whole groups."""
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -443,9 +486,13 @@ def main(argv):
                          f"times the {world} ranks")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    master = rank == 0
+    return world, rank
+
+
+def setup(cfg):
+    """Processes, seeds, data, model and optimiser; with --resume the checkpoint's state; the run folder."""
+    world, rank = init_processes(cfg)
     run_dir = os.path.join(cfg.out_dir, cfg.run_name)
-    ckpt_path = os.path.join(run_dir, "ckpt.pt")
     check_fresh(run_dir, cfg)  # run_dir itself is made only once there is something to write
 
     # seeds: the same on every rank (identical initial weights); sampling seeds are derived per prompt
@@ -456,154 +503,205 @@ def main(argv):
     pool = [rl_example(train_example, k, cfg) for k in range(min(cfg.rl_pool, cfg.eval_problems))]  # --rl_pool
     model, enc = load_model(cfg.init, cfg.task)
     model.to(cfg.device)
-    total_steps = cfg.sft_steps + cfg.rl_steps
-    ref_model, step, extra = None, 0, dict(sft_accuracy=None, sft_eval=None, elapsed=0.0, bad_steps=0, eval_time=0.0)
-
-    def make_optimizer(lr):
-        return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-
-    def make_reference():  # a frozen copy of the current policy
-        ref = copy.deepcopy(model.module if isinstance(model, DDP) else model)
-        ref.zero_grad(set_to_none=True)
-        return ref.eval().requires_grad_(False)
-
-    opt = make_optimizer(cfg.sft_lr if cfg.sft_steps else cfg.rl_lr)
+    run = Run(rank, world, run_dir, train_example, heldout, pool, model, enc,
+              opt=make_optimizer(model, cfg.sft_lr if cfg.sft_steps else cfg.rl_lr, cfg),
+              extra=dict(sft_accuracy=None, sft_eval=None, elapsed=0.0, bad_steps=0, eval_time=0.0))
     if cfg.resume:
-        if not os.path.exists(ckpt_path):
-            raise SystemExit(f"error: --resume but no checkpoint at {ckpt_path}")
-        ckpt = load_checkpoint(ckpt_path, map_location=cfg.device)
-        check_resumable(ckpt["config"], cfg)
-        model.load_state_dict(ckpt["model"])
-        step = ckpt["step"]
-        if step >= cfg.sft_steps:
-            opt = make_optimizer(cfg.rl_lr)
-        opt.load_state_dict(ckpt["opt"])
-        if ckpt["ref"] is not None:
-            ref_model = make_reference()
-            ref_model.load_state_dict(ckpt["ref"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        random.setstate(ckpt["rng"]["python"])
-        np.random.set_state(ckpt["rng"]["numpy"])
-        extra = {k: ckpt.get(k, v) for k, v in extra.items()}
-        if master:
-            print(f"resumed {ckpt_path} at step {step}")
-    metrics_path = os.path.join(run_dir, "metrics.jsonl")
-    if master:
-        if cfg.overwrite:  # only now, once the run has started: a failed start deletes nothing
-            for name in OUTPUTS:
-                if os.path.exists(os.path.join(run_dir, name)):
-                    os.remove(os.path.join(run_dir, name))
-        os.makedirs(run_dir, exist_ok=True)
-        # drop metric lines past the resumed step (a killed run may have logged steps it never saved)
-        lines = open(metrics_path).read().splitlines() if cfg.resume and os.path.exists(metrics_path) else []
-        with open(metrics_path, "w") as f:
-            f.writelines(line + "\n" for line in lines if json.loads(line)["step"] < step)
+        resume(run, cfg)
+    if run.master:
+        open_run_dir(run, cfg)
     if world > 1:
-        model = DDP(model)
+        run.model = DDP(run.model)
+    return run
 
-    def held_out():
-        """Greedy pass@1 on the held-out problems; on the built-in task also how often each style is chosen and
-        how often it is right (tool style: the response calls the calculator)."""
-        t0 = time.time()
-        policy = model.module if isinstance(model, DDP) else model
-        res = evaluate(policy, enc, heldout, batch_size=cfg.eval_batch, max_new_tokens=cfg.max_new_tokens)
-        out = dict(accuracy=res["pass@1"], ci95=res["pass@1_ci"])
-        if cfg.task == "builtin":
-            tool = ["<<" in text for text in res["completions"]]
-            for name, chosen in (("tool", tool), ("direct", [not t for t in tool])):
-                hits = [c for c, pick in zip(res["per_problem"], chosen) if pick]
-                out[f"{name}_frac"] = len(hits) / len(tool)
-                out[f"{name}_accuracy"] = sum(hits) / max(1, len(hits))
-        if cfg.task == "builtin" and cfg.mistakes:  # writers setting: how often each step kind is written mistaken
-            steps = [s for ex, text in zip(heldout, res["completions"]) for s in data.writer_mistakes(ex.question, text)]
-            for context in data.WRITER_CONTEXTS:
-                picks = [m for c, m in steps if c == context]
-                out[f"mistake_{context}"] = sum(m is True for m in picks) / max(1, len(picks))
-        if pool:  # the same greedy score on the problems RL trains on
-            out["train_accuracy"] = evaluate(policy, enc, pool, batch_size=cfg.eval_batch,
-                                             max_new_tokens=cfg.max_new_tokens)["pass@1"]
-        extra["eval_time"] += time.time() - t0  # so that accuracy can be plotted against training time alone
-        return out
 
-    def log(record):
-        if master:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+def resume(run, cfg):
+    """Continue from ckpt.pt: weights, optimiser (RL's once SFT is over), pi_ref, RNG states, step and extra."""
+    path = run.path("ckpt.pt")
+    if not os.path.exists(path):
+        raise SystemExit(f"error: --resume but no checkpoint at {path}")
+    ckpt = load_checkpoint(path, map_location=cfg.device)
+    check_resumable(ckpt["config"], cfg)
+    run.model.load_state_dict(ckpt["model"])
+    run.step = ckpt["step"]
+    if run.step >= cfg.sft_steps:
+        run.opt = make_optimizer(run.model, cfg.rl_lr, cfg)
+    run.opt.load_state_dict(ckpt["opt"])
+    if ckpt["ref"] is not None:
+        run.ref_model = make_reference(run.model)
+        run.ref_model.load_state_dict(ckpt["ref"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    random.setstate(ckpt["rng"]["python"])
+    np.random.set_state(ckpt["rng"]["numpy"])
+    run.extra = {k: ckpt.get(k, v) for k, v in run.extra.items()}
+    if run.master:
+        print(f"resumed {path} at step {run.step}")
 
-    start_time = time.time() - extra["elapsed"]
+
+def open_run_dir(run, cfg):
+    """Make the run folder; --overwrite deletes the earlier outputs only now, once the run has started (a failed
+    start deletes nothing); a resumed run's metrics.jsonl drops the lines past the checkpoint's step (a killed run
+    may have logged steps it never saved)."""
+    if cfg.overwrite:
+        for name in OUTPUTS:
+            if os.path.exists(run.path(name)):
+                os.remove(run.path(name))
+    os.makedirs(run.run_dir, exist_ok=True)
+    metrics_path = run.path("metrics.jsonl")
+    lines = open(metrics_path).read().splitlines() if cfg.resume and os.path.exists(metrics_path) else []
+    with open(metrics_path, "w") as f:
+        f.writelines(line + "\n" for line in lines if json.loads(line)["step"] < run.step)
+
+
+def held_out(run, cfg):
+    """Greedy pass@1 on the held-out problems; on the built-in task also how often each style is chosen and how often
+    it is right (tool style: the response calls the calculator)."""
+    t0 = time.time()
+    res = evaluate(run.policy, run.enc, run.heldout, batch_size=cfg.eval_batch, max_new_tokens=cfg.max_new_tokens)
+    out = dict(accuracy=res["pass@1"], ci95=res["pass@1_ci"])
+    if cfg.task == "builtin":
+        tool = ["<<" in text for text in res["completions"]]
+        for name, chosen in (("tool", tool), ("direct", [not t for t in tool])):
+            hits = [c for c, pick in zip(res["per_problem"], chosen) if pick]
+            out[f"{name}_frac"] = len(hits) / len(tool)
+            out[f"{name}_accuracy"] = sum(hits) / max(1, len(hits))
+    if cfg.task == "builtin" and cfg.mistakes:  # writers setting: how often each step kind is written mistaken
+        steps = [s for ex, text in zip(run.heldout, res["completions"])
+                 for s in data.writer_mistakes(ex.question, text)]
+        for context in data.WRITER_CONTEXTS:
+            picks = [m for c, m in steps if c == context]
+            out[f"mistake_{context}"] = sum(m is True for m in picks) / max(1, len(picks))
+    if run.pool:  # the same greedy score on the problems RL trains on
+        out["train_accuracy"] = evaluate(run.policy, run.enc, run.pool, batch_size=cfg.eval_batch,
+                                         max_new_tokens=cfg.max_new_tokens)["pass@1"]
+    run.extra["eval_time"] += time.time() - t0  # so that accuracy can be plotted against training time alone
+    return out
+
+
+def log(run, record):
+    """One line of metrics.jsonl (rank 0 writes)."""
+    if run.master:
+        with open(run.path("metrics.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def fmt(ev):
+    """One line from a held_out() dict."""
+    return " ".join(f"{k} {v:.3f}" for k, v in ev.items())
+
+
+def start_rl(run, cfg):
+    """SFT -> RL: evaluate the SFT model, a fresh optimiser at the RL learning rate, pi_ref if it is its own model."""
+    run.extra["sft_eval"] = held_out(run, cfg)
+    run.extra["sft_accuracy"] = run.extra["sft_eval"]["accuracy"]
+    log(run, dict(step=run.step, stage="sft_eval", **{f"heldout_{k}": v for k, v in run.extra["sft_eval"].items()}))
+    if run.master:
+        print(f"SFT held-out: {fmt(run.extra['sft_eval'])} ({len(run.heldout)} problems)")
+    run.opt = make_optimizer(run.model, cfg.rl_lr, cfg)
+    if cfg.ref in ("frozen", "refresh") or cfg.kl_coef:
+        run.ref_model = make_reference(run.model)
+
+
+def train_step(run, cfg):
+    """One SFT or RL optimiser step at run.step: (loss, stats, ok); not ok when a non-finite value skipped it."""
+    if run.step < cfg.sft_steps:
+        run.model.train()
+        loss, stats = sft_step(run.step, run.model, run.opt, run.enc, run.train_example, cfg, run.rank, run.world)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        ok = finite_update(run.model, run.opt, loss.item(), cfg)
+        return loss.item(), stats, ok
+    result = rl_step(run.step, run.model, run.ref_model, run.opt, run.enc, run.train_example, cfg, run.rank,
+                     run.world)
+    return (*result, True) if result is not None else (float("nan"), {}, False)
+
+
+def progress_line(record, total_steps, seconds_per_step):
+    """step N/total, the stage, the loss and the step's main statistics, speed and ETA."""
+    extras = "".join(f" {k} {record[k]:.3f}" for k in ("reward", "corr", "logratio_std", "kl", "entropy") if k in record)
+    step = record["step"] + 1
+    return (f"step {step}/{total_steps} {record['stage']} loss {record['loss']:.4f}{extras} "
+            f"({seconds_per_step:.2f} s/step, ETA {seconds_per_step * (total_steps - step) / 60:.1f} min)")
+
+
+def save_checkpoints(run, cfg):
+    """ckpt.pt every --ckpt_every steps, after SFT, at the end and at --stop_after; sft.pt, the SFT model alone, after
+    SFT (--init=out/RUN/sft.pt --sft_steps=0 starts RL from it)."""
+    step, total_steps = run.step, cfg.sft_steps + cfg.rl_steps
+    if step % cfg.ckpt_every == 0 or step in (cfg.sft_steps, total_steps, cfg.stop_after):
+        save_checkpoint(run.path("ckpt.pt"), cfg, step, run.model, run.opt, run.ref_model, run.extra)
+    if step == cfg.sft_steps:
+        save_checkpoint(run.path("sft.pt"), cfg, step, run.model, run.opt, run.ref_model, run.extra)
+
+
+def train_loop(run, cfg):
+    """The SFT steps, then the RL steps, from run.step on: log, evaluate and checkpoint as configured. Returns False
+    when --stop_after ended it early, True when every step is done."""
+    total_steps = cfg.sft_steps + cfg.rl_steps
+    run.start_time = time.time() - run.extra["elapsed"]
     t_last = time.time()
-    while step < total_steps:
-        if step == cfg.sft_steps:  # SFT -> RL: evaluate the SFT model, fresh optimiser, the reference policy
-            if extra["sft_accuracy"] is None:
-                extra["sft_eval"] = held_out()
-                extra["sft_accuracy"] = extra["sft_eval"]["accuracy"]
-                log(dict(step=step, stage="sft_eval", **{f"heldout_{k}": v for k, v in extra["sft_eval"].items()}))
-                if master:
-                    print(f"SFT held-out: {fmt(extra['sft_eval'])} ({len(heldout)} problems)")
-                opt = make_optimizer(cfg.rl_lr)
-                if cfg.ref in ("frozen", "refresh") or cfg.kl_coef:
-                    ref_model = make_reference()
-        if step > cfg.sft_steps and cfg.ref == "refresh" and (step - cfg.sft_steps) % cfg.ref_every == 0:
-            ref_model = make_reference()  # pi_ref <- pi_theta: every logratio is 0 again (a new "first step")
+    while run.step < total_steps:
+        if run.step == cfg.sft_steps and run.extra["sft_accuracy"] is None:
+            start_rl(run, cfg)
+        rl_done = run.step - cfg.sft_steps  # RL steps taken
+        if rl_done > 0 and cfg.ref == "refresh" and rl_done % cfg.ref_every == 0:
+            run.ref_model = make_reference(run.model)  # pi_ref <- pi_theta: every logratio is 0 again, a "first step"
 
-        if step < cfg.sft_steps:
-            model.train()
-            loss, stats = sft_step(step, model, opt, enc, train_example, cfg, rank, world)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            ok = finite_update(model, opt, loss.item(), cfg)
-            loss = loss.item()
-        else:
-            result = rl_step(step, model, ref_model, opt, enc, train_example, cfg, rank, world)
-            ok = result is not None
-            loss, stats = result if ok else (float("nan"), {})
-        extra["bad_steps"] = 0 if ok else extra["bad_steps"] + 1
-        step += 1
+        loss, stats, ok = train_step(run, cfg)
+        run.extra["bad_steps"] = 0 if ok else run.extra["bad_steps"] + 1
+        run.step += 1
+        step = run.step
         record = dict(step=step - 1, stage="sft" if step <= cfg.sft_steps else "rl", loss=loss, skipped=not ok,
-                      time=time.time() - start_time, eval_time=extra["eval_time"], **stats)  # seconds so far
-        if step > cfg.sft_steps and cfg.eval_every and (step - cfg.sft_steps) % cfg.eval_every == 0 and step < total_steps:
-            record.update({f"heldout_{k}": v for k, v in held_out().items()})
-        log(record)
-        if extra["bad_steps"] >= cfg.max_bad_steps:
+                      time=time.time() - run.start_time, eval_time=run.extra["eval_time"], **stats)  # seconds so far
+        if cfg.sft_steps < step < total_steps and cfg.eval_every and (step - cfg.sft_steps) % cfg.eval_every == 0:
+            record.update({f"heldout_{k}": v for k, v in held_out(run, cfg).items()})
+        log(run, record)
+        if run.extra["bad_steps"] >= cfg.max_bad_steps:
             raise SystemExit(f"error: {cfg.max_bad_steps} non-finite losses in a row at step {step - 1}; stopping. "
-                             f"Skipped steps never update the weights; last checkpoint: {ckpt_path}")
-        if master and (step % cfg.log_every == 0 or step == total_steps):
+                             f"Skipped steps never update the weights; last checkpoint: {run.path('ckpt.pt')}")
+        if run.master and (step % cfg.log_every == 0 or step == total_steps):
             dt, t_last = time.time() - t_last, time.time()
-            eta = dt / cfg.log_every * (total_steps - step)
-            extras = "".join(f" {k} {record[k]:.3f}" for k in ("reward", "corr", "logratio_std", "kl", "entropy")
-                             if k in record)
-            print(f"step {step}/{total_steps} {record['stage']} loss {loss:.4f}{extras} "
-                  f"({dt / cfg.log_every:.2f} s/step, ETA {eta / 60:.1f} min)", flush=True)
-        extra["elapsed"] = time.time() - start_time
-        if master and (step % cfg.ckpt_every == 0 or step == cfg.sft_steps or step == total_steps
-                       or step == cfg.stop_after):
-            save_checkpoint(ckpt_path, cfg, step, model, opt, ref_model, extra)
-        if master and step == cfg.sft_steps:  # the SFT model on its own: --init=.../sft.pt --sft_steps=0 starts RL
-            save_checkpoint(os.path.join(run_dir, "sft.pt"), cfg, step, model, opt, ref_model, extra)
+            print(progress_line(record, total_steps, dt / cfg.log_every), flush=True)
+        run.extra["elapsed"] = time.time() - run.start_time
+        if run.master:
+            save_checkpoints(run, cfg)
         if step == cfg.stop_after:
-            if master:
+            if run.master:
                 print(f"stopped after step {step} (--stop_after); continue with --resume")
-            return None
+            return False
+    return True
 
-    final = held_out()
-    if extra["sft_accuracy"] is None:  # no RL steps: the final model is the SFT model
-        extra["sft_eval"], extra["sft_accuracy"] = final, final["accuracy"]
-    rl_accuracy = final["accuracy"]
-    summary = dict(sft_accuracy=extra["sft_accuracy"], rl_accuracy=rl_accuracy, heldout_problems=len(heldout),
-                   sft_eval=extra["sft_eval"], rl_eval=final, seed=cfg.seed,
-                   wall_time_s=round(time.time() - start_time, 1), torch=torch.__version__,
+
+def summarize(run, cfg):
+    """The final held-out evaluation, summary.json and the closing line; the summary dict."""
+    final = held_out(run, cfg)
+    if run.extra["sft_accuracy"] is None:  # no RL steps: the final model is the SFT model
+        run.extra["sft_eval"], run.extra["sft_accuracy"] = final, final["accuracy"]
+    summary = dict(sft_accuracy=run.extra["sft_accuracy"], rl_accuracy=final["accuracy"],
+                   heldout_problems=len(run.heldout), sft_eval=run.extra["sft_eval"], rl_eval=final, seed=cfg.seed,
+                   wall_time_s=round(time.time() - run.start_time, 1), torch=torch.__version__,
                    threads=torch.get_num_threads(), config=asdict(cfg))
-    if master:
-        log(dict(step=step, stage="final", time=time.time() - start_time, eval_time=extra["eval_time"],
-                 **{f"heldout_{k}": v for k, v in final.items()}))
+    if run.master:
+        log(run, dict(step=run.step, stage="final", time=time.time() - run.start_time,
+                      eval_time=run.extra["eval_time"], **{f"heldout_{k}": v for k, v in final.items()}))
         print(f"final held-out: {fmt(final)}")
-        with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        with open(run.path("summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
-        print(f"held-out accuracy: SFT {extra['sft_accuracy']:.4f} -> {cfg.method.upper()} {rl_accuracy:.4f} "
-              f"({len(heldout)} problems, {summary['wall_time_s']:.0f} s); wrote {run_dir}/summary.json")
-    if world > 1:
+        print(f"held-out accuracy: SFT {run.extra['sft_accuracy']:.4f} -> {cfg.method.upper()} "
+              f"{final['accuracy']:.4f} ({len(run.heldout)} problems, {summary['wall_time_s']:.0f} s); "
+              f"wrote {run.run_dir}/summary.json")
+    if run.world > 1:
         dist.destroy_process_group()
     return summary
+
+
+def main(argv):
+    """SFT -> RL -> evaluation for the config in argv; the summary (also in summary.json), None if stopped early."""
+    cfg = parse_args(argv)
+    run = setup(cfg)
+    if not train_loop(run, cfg):  # --stop_after: a checkpoint to --resume from, no summary
+        return None
+    return summarize(run, cfg)
 
 
 if __name__ == "__main__":

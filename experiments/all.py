@@ -1,9 +1,9 @@
-"""Every experiment of the README's results section: all their train.py runs in one pool, then every report.
+"""Experiments 1-5 of docs/results.md: all their train.py runs in one pool, then every report.
 
     python experiments/all.py [--runs out/experiments] [--out docs/experiments] [--jobs 2] [--threads 1]
 
 Each script can also be run on its own (they share runs). On a 2-core CPU with --jobs 2 --threads 1 the whole set
-took about the time given in the README. --seeds is not taken here: each experiment uses its own default seeds.
+took about the time given in docs/results.md. --seeds is not taken here: each experiment uses its own default seeds.
 """
 
 import sys

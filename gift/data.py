@@ -21,7 +21,8 @@ get the chat format instead, and are asked for the answer in `\\boxed{N}`, which
 
 `python -m gift.data gsm8k` downloads the two official files once into data/gsm8k/, checked against pinned sha256 sums.
 The built-in task (bottom of this file) generates GSM8K-shaped problems from a seed, so `python train.py` needs no
-download; `python -m gift.data builtin` prints a few.
+download; `python -m gift.data builtin` prints a few. Why it is built as it is: docs/training.md (the built-in task)
+and docs/results.md (the writers setting, `mistakes` > 0).
 """
 import argparse
 import hashlib

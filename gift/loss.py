@@ -13,20 +13,19 @@ beta. Left is a scale-free regression per group x (the loss is the mean over the
 rho(x) is the in-group Pearson correlation; L(x) = 0 iff logratio is affine in r, i.e. pi proportional to
 pi_ref exp(r / beta(x)) with beta(x) = sigma_r / sigma_logratio read off the group.
 
-Defaults, as the author runs it: pi_ref is the rollout policy pi_old (train.py: logratio 0 on a rollout's first
-mini-batch, non-zero from the second); the group mean and std of logratio are constants (detach_std: the gradient of
-each term is -(2/G)(z(r)_i - z(l)_i)/std; the mean's gradient is zero anyway, the residuals sum to zero); the std is
-the population std, so L = 2(1 - rho) exactly (the author's unbiased torch.std scales the loss by (G-1)/G).
-
-The first step: logratio = 0, std = 0, z = 0/0. We divide by max(std, std_floor), flooring the variance (sqrt has an
-infinite derivative at 0). Above the floor the loss is 2(1 - rho), invariant to an affine map of r, a per-group
-shift of logratio (log Z) and its scale. Below it the loss is UNA on the centred logratio with beta = sigma_r /
-std_floor; at logratio = 0 its gradient is -2 z(r)_i / (B G std_floor), the group-normalised REINFORCE direction.
-The default floor, 1e-3 nats, is a numerical guard; ~1 nat is this project's trust-region variant, a different loss.
-
-Degenerate groups (all rewards equal) have z(r) = 0. Kept (default), their loss is mean z(logratio)^2 and, with the
-std detached, pulls their logratios together: a trust region on solved or hopeless prompts. mask_degenerate=True
-gives them zero loss and gradient. The reference policy, the floor and the measurements: docs/method.md.
+Three details of `gift_loss` (defaults as the paper's author runs it; why each, and what changes without it, is in
+docs/method.md):
+- The std is the population std, so L = 2 (1 - rho) exactly, and it is detached (`detach_std=True`): the gradient
+  of term i with respect to logratio_i is -(2/G)(z(r)_i - z(l)_i) / std. The mean's gradient is zero either way
+  (the residuals sum to zero in a group).
+- The first step: with pi_theta = pi_ref every logratio is 0, its std 0 and z = 0/0. We divide by
+  max(std, std_floor), flooring the variance before the square root (sqrt has an infinite derivative at 0). Above
+  the floor nothing changes; below it the loss is UNA on the centred logratio with beta = sigma_r / std_floor, whose
+  gradient at logratio = 0 is -2 z(r)_i / (B G std_floor): GRPO's direction. The default floor, 1e-3 nats, is a
+  numerical guard; a floor near 1 nat is a different loss (this project's earlier trust-region variant).
+- Degenerate groups (all rewards equal) get z(r) = 0, selected with torch.where (never NaN * 0). Kept (default),
+  their loss is mean z(logratio)^2, which pulls their logratios together; mask_degenerate=True gives them zero loss
+  and exactly zero gradient. Either way they count in the mean over B.
 
 GRPO (arXiv 2402.03300), Dr. GRPO (2503.20783), DPO (2305.18290) and UNA (2408.15339) are beside it, a few lines each.
 Shapes: B groups of G responses, consecutive in every (B*G,) tensor; T response tokens. Every loss returns a scalar.

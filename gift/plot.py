@@ -6,7 +6,8 @@ Five panels against the RL step (runs with different SFT lengths line up at 0, t
 held-out accuracy (points: the evaluation after SFT at 0, any --eval_every ones, the final one), the loss, the KL to
 the reference and the entropy. When a run's KL is 0 by construction (GIFT whose reference is the sampling policy, or
 GRPO without a reference model) the KL panel says so; the run's settings are read from its summary.json.
-matplotlib is optional: it is needed only here.
+matplotlib is optional: it is needed only here. docs/default_run.png is this plot of the default run
+(scripts/refresh_default_run.py).
 """
 
 import argparse

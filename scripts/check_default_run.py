@@ -23,13 +23,15 @@ ACCURACIES = ("sft_accuracy", "rl_accuracy")
 BOOKKEEPING = RESUMABLE | {"out_dir"}
 
 
-# the README's sentence quoting the documented run, written by scripts/refresh_default_run.py, checked by a test
+# the sentence quoting the documented run, in each of these files (relative to ROOT); written by
+# scripts/refresh_default_run.py, checked by tests/test_default_run.py
+SENTENCE_FILES = ("README.md", "docs/training.md", "docs/results.md")
 SENTENCE_RE = (r"`python train\.py` \(seed \d+, \d+ threads?, torch [^)]*\): held-out accuracy \d\.\d{3} after SFT -> "
                r"\d\.\d{3} after \w+\s+on [\d,]+ problems, \d+ s \(`docs/default_run\.json`\)")
 
 
 def readme_sentence(doc):
-    """The README's sentence for a documented run (a summary.json dict), in two lines."""
+    """The sentence (README and docs, SENTENCE_FILES) for a documented run (a summary.json dict), in two lines."""
     return (f"`python train.py` (seed {doc['seed']}, {doc['threads']} threads, torch {doc['torch']}): "
             f"held-out accuracy {doc['sft_accuracy']:.3f} after SFT -> {doc['rl_accuracy']:.3f} after "
             f"{doc['config']['method'].upper()}\non {doc['heldout_problems']:,} problems, {doc['wall_time_s']:.0f} s "

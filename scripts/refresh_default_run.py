@@ -1,5 +1,6 @@
 """Refresh the documented default run: docs/default_run.json (the run's own summary.json), docs/default_run.png (its
-curves, drawn by gift.plot) and the README's sentence that quotes them (scripts/check_default_run.py's SENTENCE_RE).
+curves, drawn by gift.plot) and the sentence that quotes them in the README and docs (scripts/check_default_run.py's
+SENTENCE_RE, in each of its SENTENCE_FILES).
 
     python scripts/refresh_default_run.py                        # runs `python train.py` in a temporary folder
     python scripts/refresh_default_run.py out/builtin-gift-s0     # or takes a finished default run
@@ -25,7 +26,8 @@ sys.path.insert(0, ROOT)
 
 import train  # noqa: E402
 from gift import plot  # noqa: E402
-from scripts.check_default_run import DOCS, SENTENCE_RE, config_differences, readme_sentence  # noqa: E402
+from scripts.check_default_run import (DOCS, SENTENCE_FILES, SENTENCE_RE, config_differences,  # noqa: E402
+                                      readme_sentence)
 
 ENV = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}  # torch's default
 
@@ -62,13 +64,14 @@ def main(argv):
         f.write("\n")
     print(f"wrote {DOCS}")
     plot.plot([run_dir], os.path.join(ROOT, "docs", "default_run.png"))
-    readme = os.path.join(ROOT, "README.md")
-    with open(readme, encoding="utf-8") as f:
-        text = f.read()
-    text, n = re.subn(SENTENCE_RE, lambda _: readme_sentence(summary), text)
-    with open(readme, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"README.md: {n} sentence(s) now read: {readme_sentence(summary)}")
+    for name in SENTENCE_FILES:
+        path = os.path.join(ROOT, name)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        text, n = re.subn(SENTENCE_RE, lambda _: readme_sentence(summary), text)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"{name}: {n} sentence(s) now read: {readme_sentence(summary)}")
     if tmp:
         print(f"the run stays in {run_dir}")
 

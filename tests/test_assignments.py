@@ -1,4 +1,4 @@
-"""Tests of the course assignments (gift/assignments.py), and two graded tests that belong to assignment parts.
+"""Tests of the course assignments (scripts/assignments.py), and two graded tests that belong to assignment parts.
 
 The first two tests are graded: the sampler part's check that `generate` uses its key/value cache as described (one
 prefill of the B prompts, then one new token per live row per step), and the RL part's check of the log-ratio that
@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 import eval as evaluation
 import train
-from gift import assignments
+from scripts import assignments
 from gift.model import GPT, GPTConfig
 from gift.sampler import generate
 
@@ -227,11 +227,11 @@ def test_graded_tests_fail_without_the_solution_and_pass_with_it(part, tmp_path)
     regions = assignments.build(out, [part])
     student = assignments.grade(out)[part]
     assert student["error"] is None and student["total"] > 0 and student["passed"] == 0
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:  # the README's table states what grades
+    with open(os.path.join(ROOT, "docs", "assignments.md"), encoding="utf-8") as f:  # its table states what grades
         row = re.search(rf"^\| `{part}` \|.*\| (\d+) \| (\d+) \|$", f.read(), re.M)
-    assert row, f"README.md has no row for part {part} in the assignments table"
+    assert row, f"docs/assignments.md has no row for part {part} in the assignments table"
     assert (int(row.group(1)), int(row.group(2))) == (student["total"], assignments.PARTS[part]["points"]), \
-        f"README.md says part {part} has {row.group(1)} graded tests, {row.group(2)} points; the grader: " \
+        f"docs/assignments.md says part {part} has {row.group(1)} graded tests, {row.group(2)} points; the grader: " \
         f"{student['total']} tests, {assignments.PARTS[part]['points']} points"
     messages = [r["message"] for r in regions]
     for test, _, failure in student["tests"]:

@@ -52,7 +52,35 @@ def test_docs_describe_a_run_of_the_current_defaults():
     assert 0 <= doc["sft_accuracy"] <= 1 and 0 <= doc["rl_accuracy"] <= 1 and doc["heldout_problems"] == 1000
     with open(os.path.join(ROOT, "docs", "default_run.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    stated = re.findall(check.SENTENCE_RE, readme)
-    assert stated and set(stated) == {check.readme_sentence(doc)}, stated
+    for name in check.SENTENCE_FILES:  # the README and the docs quote it, as refresh_default_run.py writes it
+        with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+            stated = re.findall(check.SENTENCE_RE, f.read())
+        assert stated and set(stated) == {check.readme_sentence(doc)}, (name, stated)
+
+
+def test_refresh_rewrites_the_sentence_in_every_file(tmp_path, monkeypatch):
+    """scripts/refresh_default_run.py on a finished run: the JSON, the plot and the sentence in each SENTENCE_FILE."""
+    from scripts import refresh_default_run as refresh
+
+    with open(check.DOCS) as f:
+        doc = json.load(f)
+    run = tmp_path / "run"
+    run.mkdir()
+    new = dict(doc, rl_accuracy=0.5, wall_time_s=99.0)
+    (run / "summary.json").write_text(json.dumps(new))
+    root = tmp_path / "root"
+    for name in check.SENTENCE_FILES:  # copies of the README and docs, so the repository's stay as they are
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(open(os.path.join(ROOT, name), encoding="utf-8").read(), encoding="utf-8")
+    plots = []
+    monkeypatch.setattr(refresh, "ROOT", str(root))
+    monkeypatch.setattr(refresh, "DOCS", str(root / "docs" / "default_run.json"))
+    monkeypatch.setattr(refresh, "default_threads", lambda: doc["threads"])
+    monkeypatch.setattr(refresh.plot, "plot", lambda runs, out: plots.append(out))
+    refresh.main([str(run)])
+    assert json.loads((root / "docs" / "default_run.json").read_text()) == new
+    assert plots == [str(root / "docs" / "default_run.png")]
+    for name in check.SENTENCE_FILES:
+        stated = re.findall(check.SENTENCE_RE, (root / name).read_text(encoding="utf-8"))
+        assert stated and set(stated) == {check.readme_sentence(new)}, (name, stated)
+        assert "0.500 after GIFT" in stated[0] and "99 s" in stated[0]

@@ -333,7 +333,7 @@ def test_grpo_on_policy_gradient_is_minus_advantage():
 def test_gift_with_the_sampling_policy_as_reference_is_grpo_token_mean_scaled():
     """ref = pi_old, first optimiser step (logratio = 0): GIFT's gradient is GRPO's (on-policy, token-mean, no KL)
     times 2 N_tokens / (B G std_floor): the same direction, so under Adam the two differ only through clipping and
-    eps. This is why train.py's default GIFT and GRPO curves nearly coincide (README, Results)."""
+    eps. This is why train.py's default GIFT and GRPO curves nearly coincide (docs/results.md, experiment 1)."""
     g = torch.Generator().manual_seed(3)
     B, G, T, floor = 5, 4, 7, 0.7
     logp = (-torch.rand(B * G, T, generator=g) * 3).requires_grad_()

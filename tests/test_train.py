@@ -1,5 +1,6 @@
 """train.py and eval.py end to end on tiny configs: the run, resume, config checks, non-finite steps, GSM8K, DDP."""
 
+import glob
 import json
 import os
 import re
@@ -208,10 +209,14 @@ def _tiny_gsm8k_checkpoint(path):
     transformers.GPT2LMHeadModel(cfg).save_pretrained(path, safe_serialization=True)
 
 
-def readme_commands(program):
-    """The README's command lines that run `python <program>` (in code blocks or inline code) as argument lists."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        lines = re.findall(rf"(?:^|`)python {re.escape(program)} ([^`\n]*)", f.read(), re.M)
+def doc_commands(program):
+    """The command lines of README.md and docs/*.md that run `python <program>` (in code blocks or inline code), as
+    argument lists."""
+    text = ""
+    for path in [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+        with open(path, encoding="utf-8") as f:
+            text += f.read() + "\n"
+    lines = re.findall(rf"(?:^|`)python {re.escape(program)} ([^`\n]*)", text, re.M)
     return [shlex.split(line, comments=True) for line in lines]
 
 
@@ -221,7 +226,7 @@ def test_gsm8k_recipe_smoke(tmp_path, monkeypatch):
     root.mkdir(parents=True)
     for split in ("train", "test"):
         shutil.copy(os.path.join(ROOT, "tests", "fixtures", "gsm8k_mini.jsonl"), root / f"{split}.jsonl")
-    monkeypatch.chdir(tmp_path)  # data/gsm8k/ and out/ where the README's commands expect them
+    monkeypatch.chdir(tmp_path)  # data/gsm8k/ and out/ where the documented commands expect them
     summary = train.main(["--task=gsm8k", f"--init={ckpt}",
                           "--sft_steps=2", "--sft_batch=2", "--rl_steps=2", "--prompts=2", "--group_size=2",
                           "--eval_problems=3", "--max_new_tokens=8", "--micro_batch=1", "--threads=1",
@@ -231,8 +236,8 @@ def test_gsm8k_recipe_smoke(tmp_path, monkeypatch):
     assert model.config.vocab_size == len(json.loads((ckpt / "vocab.json").read_text()))
     with pytest.raises(SystemExit, match="not a gift checkpoint for --task builtin"):
         evaluation.load_model(str(tmp_path / "out" / "gsm8k-gift-s0" / "ckpt.pt"), "builtin")
-    commands = [c for c in readme_commands("eval.py") if c[0].startswith("out/gsm8k-gift-s0/")]
-    assert commands, "the README shows no eval.py command for the GSM8K run"
+    commands = [c for c in doc_commands("eval.py") if c[0].startswith("out/gsm8k-gift-s0/")]
+    assert commands, "docs/gsm8k.md shows no eval.py command for the GSM8K run"
     for argv in commands:  # as written: the run's own max_new_tokens (8) and the fixture's 6 test rows
         evaluation.main(argv)
         res = json.loads((tmp_path / "out" / "gsm8k-gift-s0" / "eval.json").read_text())
@@ -240,9 +245,10 @@ def test_gsm8k_recipe_smoke(tmp_path, monkeypatch):
 
 
 def test_readme_eval_commands_run_on_the_checkpoints_train_writes(tmp_path, monkeypatch):
-    """Every `python eval.py out/builtin-gift-s0/...` line of the README, defaults and all, on a tiny run (block size
-    256, max_new_tokens 24) written where `python train.py` writes it; only --problems 8 is appended, for time."""
-    commands = [c for c in readme_commands("eval.py") if c[0].startswith("out/builtin-gift-s0/")]
+    """Every `python eval.py out/builtin-gift-s0/...` line of the README and docs (docs/training.md), defaults and all,
+    on a tiny run (block size 256, max_new_tokens 24) written where `python train.py` writes it; only --problems 8 is
+    appended, for time."""
+    commands = [c for c in doc_commands("eval.py") if c[0].startswith("out/builtin-gift-s0/")]
     assert len({c[0] for c in commands}) >= 2, commands  # ckpt.pt and sft.pt
     monkeypatch.chdir(tmp_path)
     train.main(TINY + ["--rl_steps=1"])
@@ -277,7 +283,7 @@ def _tiny_qwen2_checkpoint(path):
 
 
 def test_gsm8k_qwen2_recipe_smoke(tmp_path, monkeypatch):
-    """The README's Qwen2.5 recipe on CPU: RL straight from the checkpoint (--sft_steps=0) in bf16 autocast, chat
+    """The Qwen2.5 recipe (docs/gsm8k.md) on CPU: RL straight from the checkpoint (--sft_steps=0) in bf16 autocast, chat
     prompts, <|im_end|> and <|endoftext|> as stop tokens, then eval's strict and flexible pass@1."""
     ckpt, root = tmp_path / "qwen2-tiny", tmp_path / "gsm8k"
     _tiny_qwen2_checkpoint(ckpt)
@@ -309,7 +315,8 @@ def test_gsm8k_qwen2_recipe_smoke(tmp_path, monkeypatch):
 
 
 def test_gpt2_names_load_the_published_weights_on_gsm8k(monkeypatch):
-    """--task=gsm8k --init=gpt2 is the README's recipe: pretrained GPT-2, not a random model of its shape."""
+    """--task=gsm8k --init=gpt2 is the documented recipe (README, docs/gsm8k.md): pretrained GPT-2, not a random model
+    of its shape."""
     loaded = []
     monkeypatch.setattr(evaluation, "get_tokenizer", lambda name: evaluation.builtin_tokenizer())  # no download
     monkeypatch.setattr(evaluation.GPT, "from_pretrained", classmethod(lambda cls, name: loaded.append(name) or

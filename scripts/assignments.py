@@ -7,8 +7,8 @@ The reference code marks each solution region with comment lines, and nothing el
     ... the reference lines ...
     END SOLUTION              (as a comment line)
 
-    python -m gift.assignments build OUT [--parts loss verifier ...]   # default: all five parts
-    python -m gift.assignments grade OUT [--parts ...]                 # default: the parts OUT was built with
+    python scripts/assignments.py build OUT [--parts loss verifier ...]   # default: all five parts
+    python scripts/assignments.py grade OUT [--parts ...]                 # default: the parts OUT was built with
 
 `build` copies the repository (git-tracked files and untracked ones git does not ignore; never .git, out/ or data/)
 to OUT; from a source archive without git (a downloaded zip) it walks the tree instead, skipping out/, data/, virtual
@@ -37,7 +37,7 @@ import time
 import xml.etree.ElementTree as ET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-THIS_FILE = "gift/assignments.py"  # holds the marker words in its own text: never scanned for markers
+THIS_FILE = "scripts/assignments.py"  # holds the marker words in its own text: never scanned for markers
 SKIP_DIRS = (".git/", "out/", "data/")  # never copied: git state, run outputs, downloaded data
 # also skipped when there is no git to ask (a source archive): caches and tool folders anywhere in the tree
 SKIP_NAMES = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", ".nox",
@@ -351,7 +351,7 @@ Each `raise NotImplementedError` below replaces code you write (the signature an
 Each graded test fails until your code is in place. Score: {part['points']} points x tests passed / tests graded.
 Run the grader from the repository root:
 
-    python -m gift.assignments grade . --parts {name}
+    python scripts/assignments.py grade . --parts {name}
 
 or the tests themselves (-x stops at the first failure, -v lists them):
 
@@ -458,7 +458,7 @@ def grade(out, parts=None, timeout=TIMEOUT_S):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m gift.assignments", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/assignments.py", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("build", help="write the student edition to OUT")
     b.add_argument("out")
