@@ -150,13 +150,23 @@ def _ends_with_equals(tokenizer, vocab_size, device):
     return torch.tensor(flags, device=device)
 
 
+def _token_bytes(tokenizer, i):
+    try:
+        return tokenizer.decode_single_token_bytes(i)
+    except KeyError:
+        return b""
+
+
 def _calculation(tokenizer, calculator, response):
     """Tokens to force after `response` (a list of ids whose text ends with "="), or None.
 
     The text must end inside an open `<<expr=`: the last "<<" has no ">>" after it. Then expr is computed and its
     formatted result plus ">>" is encoded; an invalid expression gives None.
     """
-    text = tokenizer.decode_bytes(response)
+    try:
+        text = tokenizer.decode_bytes(response)
+    except KeyError:  # ids the tokenizer does not use (the model's vocabulary may be padded) have no text
+        text = b"".join(_token_bytes(tokenizer, i) for i in response)
     start = text.rfind(b"<<")
     if start < 0 or b">>" in text[start:] or not text.endswith(b"="):
         return None

@@ -341,3 +341,14 @@ def test_static_view_forward_equals_the_plain_cached_forward():
     assert static.k[:, :, :, 11:].eq(0).all() and static.length == 10  # nothing else written; length is the caller's
     with pytest.raises(ValueError, match="one token per row"):
         model(prompt[:, :2], pos=pos.repeat(1, 2), cache=view)
+
+
+def test_calculation_skips_ids_the_tokenizer_does_not_know():
+    """A model whose vocabulary is larger than its tokenizer's (padded, or random in a benchmark) can sample ids with
+    no text; the calculator still reads the open '<<expr=' around them."""
+    from gift.sampler import _calculation
+
+    enc = builtin_tokenizer()
+    response = [300] + enc.encode("<<2+3=")
+    assert _calculation(enc, calculate, response) == enc.encode("5>>")
+    assert _calculation(enc, calculate, enc.encode("<<2+") + [299] + enc.encode("3=")) == enc.encode("5>>")
