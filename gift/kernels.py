@@ -56,16 +56,20 @@ NUM_WARPS = None        # triton backend: force this many warps per program (Non
 def launch_config(V):
     """(BLOCK, num_warps) of the Triton kernels for a vocabulary of V entries (one program per row).
 
-    The forward is memory-bound: it must keep enough bytes in flight to cover DRAM latency (Little's law: about
-    3.35 TB/s x 0.6 us = 2 MB on an H100, ~16 KB per SM). Each thread handles 16 entries per iteration (two 16-byte
-    loads in bf16, ~64 registers), which lets 2-4 programs share an SM; the block is 4096 entries (8 warps) up to
-    65,536 (GPT-2's 50,257: 13 iterations, the last 27% full) and 8192 (16 warps) above, where rows are long enough
-    that doubling the bytes per program in flight pays (Qwen2's 151,936: 19 iterations, the last 55% full).
-    Small vocabularies take one power-of-two block. `benchmarks/gpu.py` sweeps the neighbours of this choice.
+    The forward is memory-bound: a program must keep enough bytes in flight to cover DRAM latency (Little's law:
+    about 3.35 TB/s x 0.6 us = 2 MB on an H100, ~16 KB per SM). Rows of 4097 entries or more loop over 8192-entry
+    blocks, with 4 warps (64 entries per thread per iteration) up to V = 65,536 and 8 warps above, where the
+    backward's longer rows use the extra warps. That pair was the fastest forward + backward of the (BLOCK, warps)
+    sweep in `benchmarks/gpu.py` at GPT-2's 50,257 and within 1% at Qwen2's 151,936 (docs/benchmarks.md). Smaller
+    vocabularies take one power-of-two block, one warp per 512 entries.
     """
-    block = min(4096 if V <= 65536 else 8192, triton.next_power_of_2(V)) if BLOCK_SIZE is None else \
-        min(BLOCK_SIZE, triton.next_power_of_2(V))
-    warps = max(1, min(16, block // 512)) if NUM_WARPS is None else NUM_WARPS
+    block = min(8192, triton.next_power_of_2(V)) if BLOCK_SIZE is None else min(BLOCK_SIZE, triton.next_power_of_2(V))
+    if NUM_WARPS is not None:
+        warps = NUM_WARPS
+    elif block >= 8192:
+        warps = 4 if V <= 65536 else 8
+    else:
+        warps = max(1, min(8, block // 512))
     return block, warps
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -340,7 +340,7 @@ def test_linear_bad_inputs_raise_clear_errors(call, error, match):
 
 
 def test_launch_table():
-    """16 entries per thread; 4096-wide blocks up to 65,536 entries, 8192 above; overrides win."""
+    """8192-wide blocks from 4097 entries, 4 warps up to 65,536 entries and 8 above; one block below; overrides win."""
     assert kernels.launch_config(257) == (512, 1)
-    assert kernels.launch_config(50257) == (4096, 8)
-    assert kernels.launch_config(151936) == (8192, 16)
+    assert kernels.launch_config(50257) == (8192, 4)
+    assert kernels.launch_config(151936) == (8192, 8)
