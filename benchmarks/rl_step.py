@@ -1,5 +1,5 @@
 """Time and peak memory of one RL step (`train.rl_step`) at a model shape, with random weights: the figures the
-README's Qwen2.5 recipe estimates by arithmetic.
+Qwen2.5 recipe in docs/gsm8k.md estimates by arithmetic (measured on an H100: docs/benchmarks.md).
 
 The model is a preset (default: the Qwen2.5-0.5B shape, vocabulary 151,936) with random weights; prompts are
 --prompt-tokens bytes of text under the byte tokenizer, and the verifier's rewards are replaced by coin flips so the
@@ -7,7 +7,7 @@ loss has a gradient. A random model never emits a stop token, so every row sampl
 worst case of a real step. The first step is a warm-up; the others are timed (sampling, the rest of the step) and
 the peak memory of each phase is reported.
 
-    python benchmarks/rl_step.py                                   # the README recipe's settings, on a CUDA GPU
+    python benchmarks/rl_step.py                                   # the Qwen2.5 recipe's settings, on a CUDA GPU
     python benchmarks/rl_step.py --preset nano --prompts 4 --group-size 2 --max-new-tokens 8 --device cpu  # check
 """
 

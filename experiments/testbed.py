@@ -2,12 +2,12 @@
 
     python experiments/testbed.py [--seeds 0 1 2 3 4] [--runs out/experiments] [--out docs/experiments]
 
-The writers setting (`--mistakes=0.5 --tool_fraction=1`; README "The writers setting") is the built-in task on
-which RL has several choices to fix at different speeds, so methods can differ. Per seed: one SFT run
+The writers setting (`--mistakes=0.5 --tool_fraction=1`; docs/results.md, "The writers setting") is the built-in
+task on which RL has several choices to fix at different speeds, so methods can differ. Per seed: one SFT run
 (writers-sft-s<seed>), then from its checkpoint 150 RL steps of each method with the same prompts, per-prompt
 sampling seeds, sampling budget (16 prompts x 8 samples, K = 4 rollout mini-batches) and optimiser. The learning rate
 is each method's own (METHODS): at K = 4 GIFT's step is smaller than GRPO's, and a probe on seeds 0 and 1 found GIFT
-at 2e-5 level with GRPO at 5e-6 by step 100 while GIFT at 5e-6 stayed near its SFT model (README);
+at 2e-5 level with GRPO at 5e-6 by step 100 while GIFT at 5e-6 stayed near its SFT model (docs/results.md);
 held-out accuracy (greedy, 1,000 problems) every 10 steps. Reported:
   - final held-out accuracy per seed and method;
   - the paired difference GIFT - GRPO (and GIFT - GRPO+KL) per seed, its mean and 95% t-interval over seeds;
