@@ -13,11 +13,20 @@ held-out accuracy (greedy, 1,000 problems) every 10 steps. Reported:
   - the paired difference GIFT - GRPO (and GIFT - GRPO+KL) per seed, its mean and 95% t-interval over seeds;
   - steps to reach 90% of the run's final accuracy (first evaluation at or above it), and to reach 90% of the run's
     gain over its SFT model;
-  - sampled reward (training prompts, T = 1) against step and against training seconds (evaluations excluded).
+  - sampled reward (training prompts, T = 1) against step and against training seconds (evaluations excluded);
+  - diversity: pass@1 and pass@16 at T = 1 (`eval.py --n 16 --k 1,16`) of each SFT model and each run's final
+    model on --pass_problems held-out problems (run here, written to <run>/pass16.json), and the paired differences.
 Writes testbed.json and testbed.png.
 """
 
-from common import curve, mean_sd, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
+import json
+import os
+import subprocess
+import sys
+import time
+
+from common import (ROOT, curve, mean_sd, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary,
+                    write_json)
 
 TASK = dict(mistakes=0.5, tool_fraction=1.0)  # the writers setting; every run (SFT and RL) carries it
 STEPS, EVAL_EVERY = 150, 10
@@ -37,6 +46,51 @@ def runs(args, steps=STEPS, eval_every=EVAL_EVERY, task=TASK):
         out += [rl(args.runs, f"writers-{name}", seed, sft_name="writers-sft", rl_steps=steps, eval_every=eval_every,
                    **task, **cfg) for name, cfg in METHODS.items()]
     return out
+
+
+def pass_runs(args):
+    """(run name, checkpoint) of every model whose pass@1 / pass@16 the report needs: each seed's SFT model and the
+    final model of each RL run."""
+    out = []
+    for seed in args.seeds:
+        out.append((f"writers-sft-s{seed}", "sft.pt"))
+        out += [(f"writers-{name}-s{seed}", "ckpt.pt") for name in METHODS]
+    return out
+
+
+def pass_at_16(args):
+    """Run `eval.py --n 16 --k 1,16 --temperature 1` for every model of pass_runs without a pass16.json (args.jobs
+    at a time, args.threads threads each); --report_only runs nothing."""
+    todo = [(n, c) for n, c in pass_runs(args) if not os.path.exists(os.path.join(args.runs, n, "pass16.json"))
+            and os.path.exists(os.path.join(args.runs, n, "summary.json"))]  # finished runs only (ckpt.pt is final)
+    if args.report_only or not todo:
+        return
+    running = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            name, ckpt = todo.pop(0)
+            cmd = [sys.executable, os.path.join(ROOT, "eval.py"), os.path.join(args.runs, name, ckpt), "--task=builtin",
+                   "--n=16", "--k=1,16", "--temperature=1", f"--problems={args.pass_problems}",
+                   f"--out={os.path.join(args.runs, name, 'pass16.json')}"]
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+            print(f"[{time.strftime('%H:%M:%S')}] pass@16 of {name}", flush=True)
+            running.append((name, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+        time.sleep(1)
+        for name, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((name, proc))
+                if proc.returncode:
+                    raise SystemExit(f"error: eval.py failed on {name}: {proc.stderr.read().decode()[-500:]}")
+
+
+def read_pass(args, name):
+    """(pass@1, pass@16) of a run's pass16.json, or (None, None) when it has not been measured."""
+    path = os.path.join(args.runs, name, "pass16.json")
+    if not os.path.exists(path):
+        return None, None
+    with open(path) as f:
+        r = json.load(f)
+    return r["pass@1"], r["pass@16"]
 
 
 def t_interval(diffs):
@@ -64,9 +118,11 @@ def collect(args):
             s = summary(args, f"writers-{name}-s{seed}")
             rl_records = [r for r in records if r.get("stage") == "rl"]
             final, base = s["rl_accuracy"], s["sft_accuracy"]
+            (pass1, pass16), (sft_pass1, sft_pass16) = (read_pass(args, f"writers-{n}-s{seed}") for n in (name, "sft"))
             per_seed[seed] = dict(
                 steps=steps, train_seconds=[round(t, 1) for t in secs], accuracy=acc, sft_accuracy=base,
                 final_accuracy=final, ci95=s["rl_eval"]["ci95"], wall_time_s=s["wall_time_s"],
+                pass1=pass1, pass16=pass16, sft_pass1=sft_pass1, sft_pass16=sft_pass16,
                 steps_to_90pct=steps_to(steps, acc, 0.9 * final),
                 steps_to_90pct_gain=steps_to(steps, acc, base + 0.9 * (final - base)) if final > base else None,
                 reward=[r["reward"] for r in rl_records],
@@ -80,17 +136,20 @@ def collect(args):
                             train_seconds_mean=mean_sd([v["reward_seconds"][-1] for v in per_seed.values()])[0])
     paired = {}
     for other in ("grpo", "grpo-kl"):
-        diffs = [result["gift"]["per_seed"][s]["final_accuracy"] - result[other]["per_seed"][s]["final_accuracy"]
-                 for s in args.seeds]
-        m, half = t_interval(diffs)
-        paired[f"gift-{other}"] = dict(per_seed=diffs, mean=m, ci95_half_width=half,
-                                       ci95=None if half is None else [m - half, m + half])
+        for key, label in (("final_accuracy", ""), ("pass1", " pass@1"), ("pass16", " pass@16")):
+            pairs = [(result["gift"]["per_seed"][s][key], result[other]["per_seed"][s][key]) for s in args.seeds]
+            if any(v is None for pair in pairs for v in pair):
+                continue  # pass@k not measured (--report_only before pass_at_16 ran)
+            diffs = [a - b for a, b in pairs]
+            m, half = t_interval(diffs)
+            paired[f"gift-{other}{label.replace(' ', '_')}"] = dict(
+                per_seed=diffs, mean=m, ci95_half_width=half, ci95=None if half is None else [m - half, m + half])
     return result, paired
 
 
 def plot(args, result):
     plt = pyplot()
-    fig, (ax_acc, ax_step, ax_time) = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig, (ax_acc, ax_step, ax_time, ax_pass) = plt.subplots(1, 4, figsize=(20, 3.8))
     for name, entry in result.items():
         seeds = list(entry["per_seed"].values())
         accs = list(zip(*[s["accuracy"] for s in seeds]))
@@ -106,13 +165,24 @@ def plot(args, result):
         ax_step.fill_between(x, [min(r) for r in rewards], [max(r) for r in rewards], color=color, alpha=0.1)
         secs = [sum(t) / len(t) for t in zip(*[s["reward_seconds"] for s in seeds])]
         ax_time.plot(secs, smooth, color=color, label=name)
+    bars = {"SFT": [(x["sft_pass1"], x["sft_pass16"]) for x in next(iter(result.values()))["per_seed"].values()]}
+    bars.update({name: [(x["pass1"], x["pass16"]) for x in e["per_seed"].values()] for name, e in result.items()})
+    if all(v is not None for seeds in bars.values() for pair in seeds for v in pair):  # diversity, when measured
+        for i, (name, seeds) in enumerate(bars.items()):
+            for j, label in enumerate(("pass@1", "pass@16")):
+                values = [pair[j] for pair in seeds]
+                ax_pass.bar(i + 0.4 * j - 0.2, sum(values) / len(values), 0.38, color=f"C{j}",
+                            label=label if i == 0 else None)
+                ax_pass.plot([i + 0.4 * j - 0.2] * len(values), values, "k.", markersize=4)
+        ax_pass.set_xticks(range(len(bars)), list(bars))
+        ax_pass.set_ylabel(f"T = 1, {args.pass_problems} held-out problems (dots: seeds)")
     ax_acc.set_xlabel("RL step")
     ax_acc.set_ylabel("held-out accuracy (greedy)")
     ax_step.set_xlabel("RL step")
     ax_step.set_ylabel("sampled reward (mean of seeds, 5-step mean)")
     ax_time.set_xlabel(f"training seconds ({args.threads} CPU thread(s), evaluations excluded)")
     ax_time.set_ylabel("sampled reward")
-    for ax in (ax_acc, ax_step, ax_time):
+    for ax in (ax_acc, ax_step, ax_time, ax_pass):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"writers setting (--mistakes={TASK['mistakes']}), seeds {args.seeds} (bands: min-max over seeds)",
@@ -122,8 +192,8 @@ def plot(args, result):
 
 def report(args):
     result, paired = collect(args)
-    write_json(args, "testbed", dict(seeds=args.seeds, steps=STEPS, task=TASK, methods=METHODS, results=result,
-                                     paired=paired))
+    write_json(args, "testbed", dict(seeds=args.seeds, steps=STEPS, task=TASK, methods=METHODS,
+                                     pass_problems=args.pass_problems, results=result, paired=paired))
     print(f"{'method':8s} " + " ".join(f"s{s:<6d}" for s in args.seeds) + " mean   sd     SFT    steps to 90% "
           "(of final / of gain)  train s")
     for name, entry in result.items():
@@ -132,6 +202,12 @@ def report(args):
               + f" {entry['final_mean']:.3f}  {entry['final_sd']:.3f}  {entry['sft_mean']:.3f}  "
               + ",".join(str(x["steps_to_90pct"]) for x in v) + " / " + ",".join(str(x["steps_to_90pct_gain"]) for x in v)
               + f"  {entry['train_seconds_mean']:.0f}")
+    for name, entry in result.items():
+        v = entry["per_seed"].values()
+        if all(x["pass16"] is not None for x in v):
+            print(f"{name:8s} pass@1 / pass@16 (T = 1, {args.pass_problems} problems): "
+                  + "  ".join(f"{x['pass1']:.3f}/{x['pass16']:.3f}" for x in v)
+                  + "   SFT: " + "  ".join(f"{x['sft_pass1']:.3f}/{x['sft_pass16']:.3f}" for x in v))
     for key, p in paired.items():
         interval = "n/a (one seed)" if p["ci95"] is None else f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
         print(f"{key}: per seed " + " ".join(f"{d:+.3f}" for d in p["per_seed"])
@@ -140,8 +216,10 @@ def report(args):
 
 
 PARSER = parser(__doc__, seeds=(0, 1, 2, 3, 4))
+PARSER.add_argument("--pass_problems", type=int, default=300, help="held-out problems for pass@1 / pass@16")
 
 if __name__ == "__main__":
     args = PARSER.parse_args()
     run_all(runs(args), args)
+    pass_at_16(args)
     report(args)

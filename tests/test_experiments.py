@@ -53,12 +53,14 @@ def test_testbed_runs_pairs_and_reports(tmp_path):
 
     import testbed
 
-    args = testbed.PARSER.parse_args([f"--runs={tmp_path}", f"--out={tmp_path / 'docs'}", "--seeds", "0"])
+    args = testbed.PARSER.parse_args([f"--runs={tmp_path}", f"--out={tmp_path / 'docs'}", "--seeds", "0",
+                                      "--pass_problems=3"])
     runs = testbed.runs(args, steps=2, eval_every=1)
     assert {r["run_name"] for r in runs} == {f"writers-{m}-s0" for m in ("sft", *testbed.METHODS)}
     assert all(r["mistakes"] == testbed.TASK["mistakes"] for r in runs)  # SFT and RL runs share the task
     runs = [dict(r, **TINY, **({"sft_steps": 4} if r["run_name"] == "writers-sft-s0" else {})) for r in runs]
     common.run_all(runs, args)
+    testbed.pass_at_16(args)
     testbed.report(args)
     out = json.loads((tmp_path / "docs" / "testbed.json").read_text())
     assert (tmp_path / "docs" / "testbed.png").exists()
@@ -68,6 +70,13 @@ def test_testbed_runs_pairs_and_reports(tmp_path):
     assert len(gift["reward"]) == 2 and gift["steps"] == [0, 1, 2]
     assert gift["reward_seconds"] == sorted(gift["reward_seconds"])
     assert set(gift["mistakes"]) == {"gets", "gives", "boxes", "doubles", "triples"} and len(gift["mistakes"]["gets"]) == 3
+    # diversity: eval.py's pass@1 / pass@16 of every final model and of the shared SFT model, paired like accuracy
+    for m in ("gift", "grpo"):
+        saved = json.loads((tmp_path / f"writers-{m}-s0" / "pass16.json").read_text())
+        assert saved["n"] == 16 and saved["problems"] == 3 and saved["knobs"]["mistakes"] == testbed.TASK["mistakes"]
+        assert out["results"][m]["per_seed"]["0"]["pass16"] == saved["pass@16"]
+    assert gift["sft_pass16"] == grpo["sft_pass16"] is not None and 0 <= gift["pass1"] <= gift["pass16"] <= 1
+    assert out["paired"]["gift-grpo_pass@16"]["per_seed"] == [gift["pass16"] - grpo["pass16"]]
 
 
 def test_check_same_accepts_runs_made_before_a_neutral_field(tmp_path):
