@@ -128,7 +128,8 @@ They are written out in the module docstring of gift/verifier.py; in short:
         points=20,
         tests=["tests/test_sampler.py",
                "tests/test_assignments.py::test_generate_prefills_each_prompt_once_then_feeds_one_token_per_row"],
-        k="not format_result and not clear_errors and not mix64 and not uniforms",
+        k="not format_result and not clear_errors and not mix64 and not uniforms and not static_view "
+          "and not calculation_skips",
         graded="The sampling tests of tests/test_sampler.py (cached decoding equals a full forward loop, padding "
                "and finished rows change nothing, sampling statistics, the calculator) and one test in "
                "tests/test_assignments.py that checks the model sees one prefill of the B prompts, then one new "
