@@ -176,6 +176,8 @@ def plot(args, result):
                 ax_pass.plot([i + 0.4 * j - 0.2] * len(values), values, "k.", markersize=4)
         ax_pass.set_xticks(range(len(bars)), list(bars))
         ax_pass.set_ylabel(f"T = 1, {args.pass_problems} held-out problems (dots: seeds)")
+    else:
+        ax_pass.axis("off")
     ax_acc.set_xlabel("RL step")
     ax_acc.set_ylabel("held-out accuracy (greedy)")
     ax_step.set_xlabel("RL step")
@@ -184,7 +186,8 @@ def plot(args, result):
     ax_time.set_ylabel("sampled reward")
     for ax in (ax_acc, ax_step, ax_time, ax_pass):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.suptitle(f"writers setting (--mistakes={TASK['mistakes']}), seeds {args.seeds} (bands: min-max over seeds)",
                  fontsize=10)
     save_figure(args, fig, "testbed")
