@@ -1,5 +1,5 @@
 """Every GPU figure of the speed issue in one unattended run: sampler, log-prob kernel (with a block/warps sweep) and
-linear_token_logprobs, as Markdown tables with the device named. About 5 minutes on an H100.
+linear_token_logprobs, as Markdown tables with the device named. About 3 minutes on an H100.
 
     python benchmarks/gpu.py               # a CUDA machine (exits with one error line without one)
     python benchmarks/gpu.py --smoke       # any machine, tiny shapes, no torch.compile: every code path runs (~1 min)
