@@ -245,7 +245,7 @@ def _resolve_backend(backend, logits):
 
 def _check_targets(targets, V, backend):
     """Targets must lie in [0, V). Checking costs a host sync, which on a GPU leaves it idle while Python launches
-    the next kernel (~0.1 ms per call, a third of the forward at 4096 x 50,257): the Triton kernels on CUDA skip the
+    the next kernel, a cost of the order of the whole forward at small sizes: the Triton kernels on CUDA skip the
     check and give NaN for an out-of-range target instead (they never read outside the row). torch's gather would
     fail with a device assert, so the torch backend always checks."""
     if targets.numel() > 0 and not (backend == "triton" and targets.is_cuda):
