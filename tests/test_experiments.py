@@ -97,3 +97,55 @@ def test_t_interval_and_steps_to():
     assert abs(m - 0.2) < 1e-12 and abs(half - 4.303 * 0.1 / 3 ** 0.5) < 1e-12
     assert testbed.t_interval([0.5]) == (0.5, None)
     assert testbed.steps_to([0, 10, 20], [0.1, 0.5, 0.6], 0.45) == 10 and testbed.steps_to([0], [0.1], 0.2) is None
+
+
+def tiny_runs(runs):
+    return [dict(r, **TINY, **({"sft_steps": 4} if r["run_name"].startswith("writers-sft") else {})) for r in runs]
+
+
+def test_testbed_overfit_runs_a_pool_and_pairs_the_gaps(tmp_path):
+    """experiments/testbed_overfit.py end to end on a tiny setting: both methods on the same pool, train and
+    held-out curves, gaps and their paired differences."""
+    import json
+
+    import testbed_overfit as exp
+
+    args = exp.PARSER.parse_args([f"--runs={tmp_path}", f"--out={tmp_path / 'docs'}", "--seeds", "0", "1"])
+    runs = exp.runs(args, steps=2, eval_every=1)
+    rl_runs = [r for r in runs if not r["run_name"].startswith("writers-sft")]
+    assert len(rl_runs) == 4 and all(r["rl_pool"] == exp.POOL and r["mistakes"] == 0.5 for r in rl_runs)
+    assert {r["rl_lr"] for r in rl_runs if "gift" in r["run_name"]} == {exp.METHODS["gift"]["rl_lr"]}
+    common.run_all(tiny_runs(runs), args)
+    exp.report(args)
+    out = json.loads((tmp_path / "docs" / "testbed_overfit.json").read_text())
+    assert (tmp_path / "docs" / "testbed_overfit.png").exists()
+    r = out["results"]["gift-s1"]
+    assert r["steps"] == [0, 1, 2] and len(r["train_accuracy"]) == len(r["heldout_accuracy"]) == 3
+    assert r["gap"] == [a - b for a, b in zip(r["train_accuracy"], r["heldout_accuracy"])]
+    gaps = [out["results"][f"gift-s{s}"]["final_gap"] - out["results"][f"grpo-s{s}"]["final_gap"] for s in (0, 1)]
+    assert out["paired"]["final_gap"]["per_seed"] == gaps and out["paired"]["final_gap"]["ci95"] is not None
+
+
+def test_testbed_ablations_change_one_option_each_and_pair_with_the_default(tmp_path):
+    import json
+
+    import testbed_ablations as exp
+
+    args = exp.PARSER.parse_args([f"--runs={tmp_path}", f"--out={tmp_path / 'docs'}", "--seeds", "0"])
+    runs = exp.runs(args, steps=2, eval_every=1)
+    by_name = {r["run_name"]: r for r in runs}
+    default = by_name["writers-gift-s0"]
+    import testbed
+
+    assert default == [r for r in testbed.runs(args, steps=2, eval_every=1) if r["run_name"] == "writers-gift-s0"][0]
+    for name, changed in exp.VARIANTS.items():  # exactly the named option differs from the default run
+        run = by_name[f"writers-{name}-s0"]
+        assert {k for k in run if run[k] != default.get(k)} - {"run_name"} == set(changed)
+    common.run_all(tiny_runs(runs), args)
+    exp.report(args)
+    out = json.loads((tmp_path / "docs" / "testbed_ablations.json").read_text())
+    assert (tmp_path / "docs" / "testbed_ablations.png").exists()
+    frozen, base = out["results"]["ref-frozen"], out["results"]["gift"]
+    assert frozen["minus_default"]["per_seed"] == [frozen["per_seed"]["0"]["final_accuracy"]
+                                                   - base["per_seed"]["0"]["final_accuracy"]]
+    assert "minus_default" not in base and frozen["settings"] == {"ref": "frozen"}

@@ -1,0 +1,89 @@
+"""Experiment 9: ablations of faithful GIFT's options on the writers setting, paired by seed.
+
+    python experiments/testbed_ablations.py [--seeds 0 1 2] [--runs out/experiments] [--out docs/experiments]
+
+From each seed's writers SFT checkpoint, GIFT with train.py's defaults (the author's recipe; the run is experiment
+7's writers-gift-s<seed>) and with one option changed at a time, same learning rate (experiments/testbed.py), 150
+steps, held-out accuracy every 10 steps:
+  - the reference: frozen (the SFT model, the paper's pi_ref) or refreshed from the policy every 10 steps, against
+    the default (the sampling policy of each step, `--ref=old`);
+  - the log-ratio's group std differentiated (`--detach_std=false`) instead of a constant;
+  - groups with equal rewards masked (`--mask_degenerate=true`) instead of kept;
+  - the std floor at 1 nat (`--std_floor=1`) instead of 1e-3.
+Reported: final held-out accuracy per seed, the paired difference from the default with a 95% t-interval, and the
+steps to reach 90% of the run's final accuracy. Writes testbed_ablations.json and testbed_ablations.png.
+"""
+
+from common import curve, mean_sd, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
+from testbed import METHODS, TASK, steps_to, t_interval
+
+STEPS, EVAL_EVERY = 150, 10
+VARIANTS = {  # name: train.py settings changed from the default (experiment 7's "gift" run has none)
+    "gift": {},
+    "ref-frozen": dict(ref="frozen"),
+    "ref-refresh-10": dict(ref="refresh", ref_every=10),
+    "std-differentiated": dict(detach_std=False),
+    "masked": dict(mask_degenerate=True),
+    "floor-1": dict(std_floor=1.0),
+}
+
+
+def runs(args, steps=STEPS, eval_every=EVAL_EVERY):
+    out = [sft(seed, "writers-sft", **TASK) for seed in args.seeds]
+    for seed in args.seeds:
+        out += [rl(args.runs, f"writers-{name}", seed, sft_name="writers-sft", rl_steps=steps, eval_every=eval_every,
+                   **TASK, **METHODS["gift"], **cfg) for name, cfg in VARIANTS.items()]
+    return out
+
+
+def collect(args):
+    result = {}
+    for name in VARIANTS:
+        per_seed = {}
+        for seed in args.seeds:
+            run = f"writers-{name}-s{seed}"
+            steps, _, acc = curve(metrics(args, run))
+            final = summary(args, run)["rl_accuracy"]
+            per_seed[seed] = dict(steps=steps, accuracy=acc, final_accuracy=final,
+                                  steps_to_90pct=steps_to(steps, acc, 0.9 * final))
+        m, sd = mean_sd([v["final_accuracy"] for v in per_seed.values()])
+        entry = dict(settings=VARIANTS[name], per_seed=per_seed, final_mean=m, final_sd=sd)
+        if name != "gift":
+            diffs = [per_seed[s]["final_accuracy"] - result["gift"]["per_seed"][s]["final_accuracy"] for s in args.seeds]
+            dm, half = t_interval(diffs)
+            entry["minus_default"] = dict(per_seed=diffs, mean=dm, ci95=None if half is None else [dm - half, dm + half])
+        result[name] = entry
+    return result
+
+
+def report(args):
+    result = collect(args)
+    write_json(args, "testbed_ablations", dict(seeds=args.seeds, steps=STEPS, task=TASK, lr=METHODS["gift"]["rl_lr"],
+                                               results=result))
+    for name, e in result.items():
+        line = f"{name:20s} " + " ".join(f"{v['final_accuracy']:.3f}" for v in e["per_seed"].values())
+        line += f"  mean {e['final_mean']:.3f}"
+        if "minus_default" in e:
+            d = e["minus_default"]
+            interval = "" if d["ci95"] is None else f" [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+            line += f"  minus default {d['mean']:+.3f}{interval}"
+        print(line)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, e in result.items():
+        seeds = list(e["per_seed"].values())
+        mean = [sum(a) / len(a) for a in zip(*[s["accuracy"] for s in seeds])]
+        ax.plot(seeds[0]["steps"], mean, marker="o", markersize=3, label=f"{name} (final {e['final_mean']:.3f})")
+    ax.set_xlabel("RL step")
+    ax.set_ylabel(f"held-out accuracy (greedy, mean of seeds {args.seeds})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(args, fig, "testbed_ablations")
+
+
+PARSER = parser(__doc__, seeds=(0, 1, 2))
+
+if __name__ == "__main__":
+    args = PARSER.parse_args()
+    run_all(runs(args), args)
+    report(args)
