@@ -9,7 +9,8 @@ task on which RL has several choices to fix at different speeds, so methods can 
 sampling seeds, sampling budget (16 prompts x 8 samples, K = 4 rollout mini-batches) and optimiser. The learning rate
 is each method's own (METHODS): at K = 4 GIFT's step is smaller than GRPO's, and a probe on seeds 0 and 1 found GIFT
 at 2e-5 level with GRPO at 5e-6 by step 100 while GIFT at 5e-6 stayed near its SFT model (docs/results.md). GRPO
-also runs at GIFT's rate, so that a difference can be told apart from the rate's. Held-out accuracy (greedy, 1,000 problems) every 10 steps. Reported:
+also runs at GIFT's rate, so that a difference can be told apart from the rate's. Held-out accuracy (greedy,
+1,000 problems) every 10 steps. Reported:
   - final held-out accuracy per seed and method;
   - the paired difference GIFT - GRPO (and GIFT - GRPO+KL, GIFT - GRPO at GIFT's rate) per seed, its mean and 95%
     t-interval over seeds;
