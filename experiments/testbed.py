@@ -34,7 +34,7 @@ from common import (ROOT, curve, mean_sd, metrics, parser, pyplot, rl, run_all, 
 TASK = dict(mistakes=0.5, tool_fraction=1.0)  # the writers setting; every run (SFT and RL) carries it
 STEPS, EVAL_EVERY = 150, 10
 METHODS = {  # name: train.py settings; everything else is train.py's default (K = 4 mini-batches for all)
-    "gift": dict(method="gift", rl_lr=2e-5),  # 4x GRPO's: at 5e-6 GIFT moved 10-15 points in 150 steps (probe)
+    "gift": dict(method="gift", rl_lr=2e-5),  # 4x GRPO's: at 5e-6 GIFT gained 26-30 points in 150 steps (probe)
     "grpo": dict(method="grpo", rl_lr=5e-6),  # at train.py's 1e-4 GRPO is at 0.95 within 25 steps: nothing to compare
     "grpo-kl": dict(method="grpo", rl_lr=5e-6, kl_coef=0.04),
     "grpo-lr2e-5": dict(method="grpo", rl_lr=2e-5),  # GRPO at GIFT's learning rate: is a difference the rate's?
