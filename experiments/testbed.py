@@ -28,8 +28,8 @@ import subprocess
 import sys
 import time
 
-from common import (ROOT, curve, mean_sd, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary,
-                    write_json)
+from common import ROOT, mean_sd, metrics, parser, pyplot, rl, run_all, save_figure, sft, write_json
+from compare import collect as collect_runs
 
 TASK = dict(mistakes=0.5, tool_fraction=1.0)  # the writers setting; every run (SFT and RL) carries it
 STEPS, EVAL_EVERY = 150, 10
@@ -113,31 +113,26 @@ def steps_to(steps, values, target):
 
 
 def collect(args):
+    """compare.collect's per-seed curves and finals for each method, plus what this experiment adds: pass@k, steps to
+    90%, the reward against training seconds and the mistake shares."""
+    base = collect_runs(args, [f"writers-{name}" for name in METHODS])
     result = {}
     for name in METHODS:
-        per_seed = {}
-        for seed in args.seeds:
+        entry = result[name] = base[f"writers-{name}"]
+        for seed, v in entry["per_seed"].items():
             records = metrics(args, f"writers-{name}-s{seed}")
-            steps, secs, acc = curve(records)
-            s = summary(args, f"writers-{name}-s{seed}")
             rl_records = [r for r in records if r.get("stage") == "rl"]
-            final, base = s["rl_accuracy"], s["sft_accuracy"]
+            steps, acc, final, sft_acc = v["steps"], v["accuracy"], v["final_accuracy"], v["sft_accuracy"]
             (pass1, pass16), (sft_pass1, sft_pass16) = (read_pass(args, f"writers-{n}-s{seed}") for n in (name, "sft"))
-            per_seed[seed] = dict(
-                steps=steps, train_seconds=[round(t, 1) for t in secs], accuracy=acc, sft_accuracy=base,
-                final_accuracy=final, ci95=s["rl_eval"]["ci95"], wall_time_s=s["wall_time_s"],
+            v.update(
                 pass1=pass1, pass16=pass16, sft_pass1=sft_pass1, sft_pass16=sft_pass16,
                 steps_to_90pct=steps_to(steps, acc, 0.9 * final),
-                steps_to_90pct_gain=steps_to(steps, acc, base + 0.9 * (final - base)) if final > base else None,
-                reward=[r["reward"] for r in rl_records],
+                steps_to_90pct_gain=steps_to(steps, acc, sft_acc + 0.9 * (final - sft_acc)) if final > sft_acc else None,
                 reward_seconds=[round(r["time"] - r["eval_time"], 1) for r in rl_records],
                 mistakes={k[len("heldout_mistake_"):]: [r[k] for r in records if k in r]
                           for k in (records[-1] if records else {}) if k.startswith("heldout_mistake_")})
-        finals = [v["final_accuracy"] for v in per_seed.values()]
-        m, sd = mean_sd(finals)
-        result[name] = dict(per_seed=per_seed, final_mean=m, final_sd=sd,
-                            sft_mean=mean_sd([v["sft_accuracy"] for v in per_seed.values()])[0],
-                            train_seconds_mean=mean_sd([v["reward_seconds"][-1] for v in per_seed.values()])[0])
+        # training seconds at the last RL step (compare's is at the last evaluation)
+        entry["train_seconds_mean"] = mean_sd([v["reward_seconds"][-1] for v in entry["per_seed"].values()])[0]
     paired = {}
     for other in [m for m in METHODS if m != "gift"]:
         for key, label in (("final_accuracy", ""), ("pass1", " pass@1"), ("pass16", " pass@16")):
