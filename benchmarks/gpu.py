@@ -115,8 +115,9 @@ def sampler_table(model, B, N, prompt_len, new_tokens, device, dtypes, with_hf, 
             print(f"\n{name}: graph/eager comparison failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
             continue
         same = sum(x == y for x, y in zip(a.sequences, b.sequences))
-        first = [next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), None) for x, y in zip(a.sequences, b.sequences)]
-        diverged = [i for i in first if i is not None]
+        first_diff = [next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), None)
+                      for x, y in zip(a.sequences, b.sequences)]
+        diverged = [i for i in first_diff if i is not None]
         print(f"\n{name}: CUDA-graph and eager decoding gave identical samples in {same} of {len(a.sequences)} rows"
               + (f"; the others first differ at token {min(diverged)}-{max(diverged)} (float round-off in the logits: "
                  "the padded batch and the windowed attention run other kernels)" if diverged else "") + "\n")
