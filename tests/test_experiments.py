@@ -149,3 +149,32 @@ def test_testbed_ablations_change_one_option_each_and_pair_with_the_default(tmp_
     assert frozen["minus_default"]["per_seed"] == [frozen["per_seed"]["0"]["final_accuracy"]
                                                    - base["per_seed"]["0"]["final_accuracy"]]
     assert "minus_default" not in base and frozen["settings"] == {"ref": "frozen"}
+
+
+def test_testbed_lr_sweeps_each_method_reuses_experiment_7_and_pairs_the_best_rates(tmp_path):
+    """experiments/testbed_lr.py end to end on a tiny setting: every method at every rate, the runs at experiment 7's
+    rates are experiment 7's runs (same names, same settings), and the best rates are paired by seed."""
+    import json
+
+    import testbed
+    import testbed_lr as exp
+
+    args = exp.PARSER.parse_args([f"--runs={tmp_path}", f"--out={tmp_path / 'docs'}", "--seeds", "0", "1"])
+    runs = exp.runs(args, steps=2, eval_every=1)
+    rl_runs = {r["run_name"]: r for r in runs if not r["run_name"].startswith("writers-sft")}
+    assert len(rl_runs) == 2 * sum(len(r) for r in exp.RATES.values())
+    assert rl_runs["writers-gift-lr4e-5-s0"]["rl_lr"] == 4e-5 and rl_runs["writers-gift-lr4e-5-s0"]["method"] == "gift"
+    shared = [r for r in testbed.runs(args, steps=2, eval_every=1) if r["run_name"] in rl_runs]
+    assert {r["run_name"] for r in shared} == {f"{n}-s{s}" for n in exp.SAME_AS_TESTBED.values() for s in (0, 1)}
+    assert all(rl_runs[r["run_name"]] == r for r in shared)  # one run, whichever experiment starts it
+    common.run_all(tiny_runs(runs), args)
+    exp.report(args)
+    out = json.loads((tmp_path / "docs" / "testbed_lr.json").read_text())
+    assert (tmp_path / "docs" / "testbed_lr.png").exists()
+    gift = out["results"]["gift"]
+    assert set(gift) == {"2e-5", "4e-5", "8e-5"} and gift["4e-5"]["per_seed"]["1"]["steps"] == [0, 1, 2]
+    best = out["best_gift_minus_best_grpo"]
+    means = {m: {k: a["final_mean"] for k, a in arms.items()} for m, arms in out["results"].items()}
+    assert best["gift_lr"] == out["results"]["gift"][max(means["gift"], key=means["gift"].get)]["lr"]
+    g, r = (out["results"][m][exp.rate(best[f"{m}_lr"])]["per_seed"] for m in ("gift", "grpo"))
+    assert best["per_seed"] == [g[s]["final_accuracy"] - r[s]["final_accuracy"] for s in ("0", "1")]
