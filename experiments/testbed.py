@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, mean_sd, metrics, parser, pyplot, rl, run_all, save_figure, sft, write_json
+from common import ROOT, curve, mean_sd, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
 from compare import collect as collect_runs
 
 TASK = dict(mistakes=0.5, tool_fraction=1.0)  # the writers setting; every run (SFT and RL) carries it
@@ -110,6 +110,27 @@ def t_interval(diffs):
 def steps_to(steps, values, target):
     """The first evaluated step whose value is at or above target (None if never)."""
     return next((s for s, v in zip(steps, values) if v >= target), None)
+
+
+def paired_difference(diffs):
+    """Paired differences as the reports write them: per seed, their mean and its 95% t-interval (None with one
+    pair)."""
+    m, half = t_interval(diffs)
+    return dict(per_seed=diffs, mean=m, ci95=None if half is None else [m - half, m + half])
+
+
+def accuracy_runs(args, name):
+    """The held-out accuracy of the finished runs <name>-s<seed>: per seed its curve, final value and the step
+    reaching 90% of it; the mean and sd of the finals."""
+    per_seed = {}
+    for seed in args.seeds:
+        run = f"{name}-s{seed}"
+        steps, _, acc = curve(metrics(args, run))
+        final = summary(args, run)["rl_accuracy"]
+        per_seed[seed] = dict(steps=steps, accuracy=acc, final_accuracy=final,
+                              steps_to_90pct=steps_to(steps, acc, 0.9 * final))
+    m, sd = mean_sd([v["final_accuracy"] for v in per_seed.values()])
+    return dict(per_seed=per_seed, final_mean=m, final_sd=sd)
 
 
 def collect(args):

@@ -14,8 +14,8 @@ Reported: final held-out accuracy per seed, the paired difference from the defau
 steps to reach 90% of the run's final accuracy. Writes testbed_ablations.json and testbed_ablations.png.
 """
 
-from common import curve, mean_sd, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
-from testbed import METHODS, TASK, steps_to, t_interval
+from common import parser, pyplot, rl, run_all, save_figure, sft, write_json
+from testbed import METHODS, TASK, accuracy_runs, paired_difference
 
 STEPS, EVAL_EVERY = 150, 10
 VARIANTS = {  # name: train.py settings changed from the default (experiment 7's "gift" run has none)
@@ -39,19 +39,11 @@ def runs(args, steps=STEPS, eval_every=EVAL_EVERY):
 def collect(args):
     result = {}
     for name in VARIANTS:
-        per_seed = {}
-        for seed in args.seeds:
-            run = f"writers-{name}-s{seed}"
-            steps, _, acc = curve(metrics(args, run))
-            final = summary(args, run)["rl_accuracy"]
-            per_seed[seed] = dict(steps=steps, accuracy=acc, final_accuracy=final,
-                                  steps_to_90pct=steps_to(steps, acc, 0.9 * final))
-        m, sd = mean_sd([v["final_accuracy"] for v in per_seed.values()])
-        entry = dict(settings=VARIANTS[name], per_seed=per_seed, final_mean=m, final_sd=sd)
+        entry = dict(settings=VARIANTS[name], **accuracy_runs(args, f"writers-{name}"))
         if name != "gift":
-            diffs = [per_seed[s]["final_accuracy"] - result["gift"]["per_seed"][s]["final_accuracy"] for s in args.seeds]
-            dm, half = t_interval(diffs)
-            entry["minus_default"] = dict(per_seed=diffs, mean=dm, ci95=None if half is None else [dm - half, dm + half])
+            entry["minus_default"] = paired_difference(
+                [entry["per_seed"][s]["final_accuracy"] - result["gift"]["per_seed"][s]["final_accuracy"]
+                 for s in args.seeds])
         result[name] = entry
     return result
 

@@ -11,8 +11,8 @@ best rates are picked on the seeds they are measured on, which flatters both met
 Writes testbed_lr.json and testbed_lr.png.
 """
 
-from common import curve, mean_sd, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
-from testbed import TASK, steps_to, t_interval
+from common import parser, pyplot, rl, run_all, save_figure, sft, write_json
+from testbed import TASK, accuracy_runs, paired_difference
 
 STEPS, EVAL_EVERY = 150, 10
 RATES = {"gift": (2e-5, 4e-5, 8e-5), "grpo": (5e-6, 2e-5, 4e-5)}
@@ -39,26 +39,12 @@ def runs(args, steps=STEPS, eval_every=EVAL_EVERY):
 
 
 def collect(args):
-    result = {}
-    for method, rates in RATES.items():
-        result[method] = {}
-        for lr in rates:
-            per_seed = {}
-            for seed in args.seeds:
-                run = f"{arm(method, lr)}-s{seed}"
-                steps, _, acc = curve(metrics(args, run))
-                final = summary(args, run)["rl_accuracy"]
-                per_seed[seed] = dict(steps=steps, accuracy=acc, final_accuracy=final,
-                                      steps_to_90pct=steps_to(steps, acc, 0.9 * final))
-            m, sd = mean_sd([v["final_accuracy"] for v in per_seed.values()])
-            result[method][rate(lr)] = dict(run=arm(method, lr), lr=lr, per_seed=per_seed, final_mean=m, final_sd=sd)
+    result = {method: {rate(lr): dict(run=arm(method, lr), lr=lr, **accuracy_runs(args, arm(method, lr)))
+                       for lr in rates} for method, rates in RATES.items()}
     best = {method: max(arms.values(), key=lambda a: a["final_mean"]) for method, arms in result.items()}
     diffs = [best["gift"]["per_seed"][s]["final_accuracy"] - best["grpo"]["per_seed"][s]["final_accuracy"]
              for s in args.seeds]
-    m, half = t_interval(diffs)
-    paired = dict(gift_lr=best["gift"]["lr"], grpo_lr=best["grpo"]["lr"], per_seed=diffs, mean=m,
-                  ci95=None if half is None else [m - half, m + half])
-    return result, paired
+    return result, dict(gift_lr=best["gift"]["lr"], grpo_lr=best["grpo"]["lr"], **paired_difference(diffs))
 
 
 def report(args):

@@ -12,7 +12,7 @@ Writes testbed_overfit.json and testbed_overfit.png.
 """
 
 from common import curve, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
-from testbed import METHODS, TASK, t_interval
+from testbed import METHODS, TASK, paired_difference
 
 POOL, STEPS, EVAL_EVERY = 128, 300, 25
 COMPARED = ("gift", "grpo")
@@ -38,11 +38,8 @@ def collect(args):
             result[f"{name}-s{seed}"] = dict(method=name, seed=seed, steps=steps, train_accuracy=train,
                                              heldout_accuracy=heldout, gap=gap, final_gap=gap[-1], max_gap=max(gap),
                                              final_heldout=heldout[-1], wall_time_s=summary(args, run)["wall_time_s"])
-    paired = {}
-    for key in ("final_gap", "final_heldout"):
-        diffs = [result[f"gift-s{s}"][key] - result[f"grpo-s{s}"][key] for s in args.seeds]
-        m, half = t_interval(diffs)
-        paired[key] = dict(per_seed=diffs, mean=m, ci95=None if half is None else [m - half, m + half])
+    paired = {key: paired_difference([result[f"gift-s{s}"][key] - result[f"grpo-s{s}"][key] for s in args.seeds])
+              for key in ("final_gap", "final_heldout")}
     return result, paired
 
 
