@@ -1,34 +1,40 @@
-"""Experiments 1-5 of docs/results.md: all their train.py runs in one pool, then every report.
+"""Experiments 1-5 of docs/results.md: each script in turn (its train.py runs, then its report).
 
     python experiments/all.py [--runs out/experiments] [--out docs/experiments] [--jobs 2] [--threads 1]
 
-Each script can also be run on its own (they share runs). On a 2-core CPU with --jobs 2 --threads 1 the whole set
-took about the time given in docs/results.md. --seeds is not taken here: each experiment uses its own default seeds.
+Each script can also be run on its own (they share runs: a run an earlier script finished is reused). On a 2-core
+CPU with --jobs 2 --threads 1 the whole set took about the time given in docs/results.md. --seeds is not taken here:
+each experiment uses its own default seeds. --report_only is passed on to every script.
 """
 
+import os
+import subprocess
 import sys
 
-import beta
-import compare
-import group_size
-import overfit
-import reference
-from common import parser, run_all
+from common import parser
 
-EXPERIMENTS = (compare, reference, overfit, group_size, beta)  # runs start in this order
+EXPERIMENTS = ("compare", "reference", "overfit", "group_size", "beta")  # run in this order
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def main():
-    p = parser(__doc__)
-    args = p.parse_args()
-    if any(a.startswith("--seeds") for a in sys.argv[1:]):
+def commands(args):
+    """The command line of each experiment script, in order: python experiments/<name>.py with this run's options."""
+    passed = [f"--runs={args.runs}", f"--out={args.out}", f"--jobs={args.jobs}", f"--threads={args.threads}"]
+    passed += ["--report_only"] if args.report_only else []
+    return [[sys.executable, os.path.join(HERE, f"{name}.py"), *passed] for name in EXPERIMENTS]
+
+
+def main(argv=None, call=subprocess.call):
+    """call: runs one command line and returns its exit status (subprocess.call; tests pass their own)."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(__doc__).parse_args(argv)
+    if any(a.startswith("--seeds") for a in argv):
         raise SystemExit("error: experiments/all.py uses each experiment's default seeds; run the scripts for others")
-    argv = [f"--runs={args.runs}", f"--out={args.out}", f"--jobs={args.jobs}", f"--threads={args.threads}"]
-    per_experiment = [(module, module.PARSER.parse_args(argv)) for module in EXPERIMENTS]
-    run_all([run for module, a in per_experiment for run in module.runs(a)], args)
-    for module, a in per_experiment:
-        print(f"== {module.__name__}")
-        module.report(a)
+    for name, cmd in zip(EXPERIMENTS, commands(args)):
+        print(f"== {name}", flush=True)
+        status = call(cmd)
+        if status:
+            raise SystemExit(f"error: experiments/{name}.py failed (exit {status}); the later experiments did not run")
 
 
 if __name__ == "__main__":

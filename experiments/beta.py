@@ -16,8 +16,10 @@ import os
 
 import torch
 
-from common import check_same, curve, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
-from compare import EVAL_EVERY, STEPS
+import train
+from common import (BUILTIN_EVAL_EVERY, BUILTIN_STEPS, check_same, curve, metrics, parser, pyplot, rl, run_all,
+                    save_figure, sft, summary, write_json)
+from gift.loss import gift_loss
 
 KL_COEFS = (0.0, 0.01, 0.04, 0.1, 0.4, 1.0, 3.0)
 SCALES = (0.01, 1.0, 100.0)
@@ -28,48 +30,58 @@ def kl_name(coef):
     return {0.0: "grpo", 0.04: "grpo-kl"}.get(coef, f"grpo-kl{coef:g}")  # experiment 1's names where shared
 
 
-def runs(args):
+def runs(args, steps=BUILTIN_STEPS, eval_every=BUILTIN_EVAL_EVERY):
     out = [sft(seed) for seed in args.seeds]
     for seed in args.seeds:
         for coef in KL_COEFS:
             extra = dict(kl_coef=coef) if coef else {}
-            out.append(rl(args.runs, kl_name(coef), seed, rl_steps=STEPS, eval_every=EVAL_EVERY, method="grpo",
+            out.append(rl(args.runs, kl_name(coef), seed, rl_steps=steps, eval_every=eval_every, method="grpo",
                           **extra))
-        out.append(rl(args.runs, "gift", seed, rl_steps=STEPS, eval_every=EVAL_EVERY, method="gift"))
+        out.append(rl(args.runs, "gift", seed, rl_steps=steps, eval_every=eval_every, method="gift"))
     return out
 
 
-def scaled_check(args, seed):
-    """Run train.main in this process with GIFT's loss fed c * logratio; return {c: (losses, final weights)}."""
-    import train
-    from gift.loss import gift_loss
+def check_runs(args, seed, steps=CHECK_STEPS):
+    """{c: the check's run with the implicit reward scaled by c}: GIFT with the frozen reference from the seed's SFT
+    checkpoint, `steps` RL steps, 200 held-out problems."""
+    return {c: rl(args.runs, f"beta-check-c{c:g}", seed, rl_steps=steps, ref="frozen", eval_problems=200)
+            for c in SCALES}
 
+
+def scaled(c):
+    """GIFT's objective (gift.loss.gift_objective) with the implicit reward scaled by c: gift_loss on c * logratio,
+    the std floor (in implicit-reward units) scaled too. A train.main loss_fn."""
+    def loss_fn(batch, cfg):
+        logratio = (batch.logp - batch.ref_logp).sum(dim=1)  # (N,) as gift_objective computes it
+        return gift_loss(c * logratio, batch.rewards, batch.group_size, std_floor=c * cfg.std_floor,
+                         detach_std=cfg.detach_std, mask_degenerate=cfg.mask_degenerate)
+    return loss_fn
+
+
+def scaled_check(args, check):
+    """Run train.main in this process for each {c: run} of `check` not finished yet, with the loss scaled(c); return
+    {c: (losses, final weights, held-out accuracy)}."""
     out = {}
-    for c in SCALES:
-        run = rl(args.runs, f"beta-check-c{c:g}", seed, rl_steps=CHECK_STEPS, ref="frozen", eval_problems=200)
+    for c, run in check.items():
         run_dir = os.path.join(args.runs, run["run_name"])
         if os.path.exists(os.path.join(run_dir, "summary.json")):
             check_same(run_dir, run)
         else:
-            def scaled(logratio, rewards, group_size, std_floor, detach_std, c=c):  # implicit reward = c * logratio
-                return gift_loss(c * logratio, rewards, group_size, std_floor=c * std_floor, detach_std=detach_std)
-
-            train.gift_loss = scaled
-            try:
-                resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "ckpt.pt")) else []  # a killed run
-                train.main([f"--{k}={v}" for k, v in run.items()]
-                           + [f"--out_dir={args.runs}", f"--threads={args.threads}", *resume])
-            finally:
-                train.gift_loss = gift_loss
+            resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "ckpt.pt")) else []  # a killed run
+            train.main([f"--{k}={v}" for k, v in run.items()]
+                       + [f"--out_dir={args.runs}", f"--threads={args.threads}", *resume], loss_fn=scaled(c))
         losses = [r["loss"] for r in metrics(args, run["run_name"]) if r.get("stage") == "rl"]
         weights = torch.load(os.path.join(run_dir, "ckpt.pt"), map_location="cpu", weights_only=False)["model"]
         out[c] = (losses, weights, summary(args, run["run_name"])["rl_accuracy"])
     return out
 
 
-def report(args):
+def report(args, check=None):
+    """check: the check's {c: run} (default: check_runs of the first seed)."""
     seed = args.seeds[0]
-    check = scaled_check(args, seed)
+    check_run = check or check_runs(args, seed)
+    check_steps = check_run[1.0]["rl_steps"]
+    check = scaled_check(args, check_run)
     sft_path = os.path.join(args.runs, f"sft-s{seed}", "sft.pt")
     start = torch.load(sft_path, map_location="cpu", weights_only=False)["model"]
     _, base, _ = check[1.0]
@@ -100,9 +112,9 @@ def report(args):
                                 kl=[r["kl"] for r in rl_rows],
                                 kl_second_half=sum(r["kl"] for r in half) / len(half),
                                 reward_second_half=sum(r["reward"] for r in half) / len(half))
-    write_json(args, "beta", dict(seed=seed, check_steps=CHECK_STEPS, update_norm=update,
+    write_json(args, "beta", dict(seed=seed, check_steps=check_steps, update_norm=update,
                                   invariance=invariance, kl_sweep=sweep))
-    print(f"check: |w - w_sft| after {CHECK_STEPS} steps (c=1) {update:.3e}")
+    print(f"check: |w - w_sft| after {check_steps} steps (c=1) {update:.3e}")
     for c, r in invariance.items():
         print(f"  c={c:>5s}: max |loss - loss(c=1)| {r['max_loss_diff']:.1e}, |w - w(c=1)| / |w(c=1) - w_sft| "
               f"{r['update_rel_diff']:.1e} (max |w - w(c=1)| {r['max_weight_diff']:.1e}), "
@@ -129,7 +141,7 @@ def report(args):
                         label=f"{label}: held-out accuracy")
     axes[1].set_xscale("log")
     axes[1].set_xlabel("GRPO kl_coef")
-    axes[1].set_title(f"after {STEPS} steps", fontsize=10)
+    axes[1].set_title(f"after {BUILTIN_STEPS} steps", fontsize=10)
     for c in coefs:
         axes[2].plot(sweep[str(c)]["kl_steps"], sweep[str(c)]["kl"], label=f"kl_coef {c:g}")
     axes[2].set_title("GRPO: KL to the SFT model per token", fontsize=10)

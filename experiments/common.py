@@ -1,4 +1,6 @@
-"""What the experiment scripts share: run train.py configurations and read back what they wrote.
+"""What the experiment scripts share: run train.py configurations, read back what they wrote, the statistics and
+plots of the reports, and the run lists that several scripts reuse. Each script imports only this module, train.py
+and gift/ (never a sibling script), so it can be read, run and changed on its own.
 
 Every experiment is a list of train.py runs plus a report (a JSON file and a PNG). A run is a dict of train.py
 config fields; `run_all` starts `python train.py --key=value ...` for each one that has not finished yet, a few at a
@@ -36,10 +38,15 @@ def parser(doc, seeds=(0, 1, 2)):
     return p
 
 
+# Every experiment's SFT ran 1,200 steps, train.py's default until the default run's band (docs/training.md) moved it
+# to 2,400; the experiments keep 1,200 so that their finished runs are reused and their reports regenerate.
+SFT_STEPS = 1200
+
+
 def sft(seed, name="sft", **config):
-    """The SFT run <name>-s<seed>: the default SFT (config: task fields to override), no RL; its sft.pt is every RL
-    run's starting point."""
-    return dict(run_name=f"{name}-s{seed}", seed=seed, rl_steps=0, **config)
+    """The SFT run <name>-s<seed>: SFT_STEPS steps of train.py's SFT (config: task fields to override), no RL; its
+    sft.pt is every RL run's starting point."""
+    return dict(run_name=f"{name}-s{seed}", seed=seed, rl_steps=0, **{"sft_steps": SFT_STEPS, **config})
 
 
 def rl(runs, name, seed, sft_name="sft", **config):
@@ -49,21 +56,24 @@ def rl(runs, name, seed, sft_name="sft", **config):
                 sft_steps=0, **config)
 
 
-# train.py fields added after runs were made whose default is what those runs did: a run saved without the field
-# counts as having the default (so adding a task knob does not invalidate finished runs)
-ADDED_LATER = {"mistakes": 0.0}
-
-
 def check_same(run_dir, run):
-    """A finished run must have been made with the settings asked for now, train.py's current defaults included
-    (else: a clear error, not a reuse)."""
+    """A finished run must have been made with the settings asked for now: `run` on top of train.py's current Config
+    defaults (else: a clear error, not a reuse). Keys in RESUMABLE, run_name and out_dir never count.
+
+    A key the saved config lacks is a train.py field added after the run was made. The project's rule is that a new
+    field's default reproduces the old behaviour, so such a run did what the field's default does: it is reused when
+    the experiment asks for the default (adding a task knob does not invalidate finished runs) and refused when it
+    asks for anything else."""
     with open(os.path.join(run_dir, "summary.json")) as f:
         saved = json.load(f)["config"]
-    wanted = {**vars(Config()), **run}
-    for key, value in wanted.items():
-        have = saved.get(key, ADDED_LATER.get(key))
-        if key not in RESUMABLE | {"run_name", "out_dir"} and have != value:
-            raise SystemExit(f"error: {run_dir} was run with {key}={have!r}, this experiment asks for "
+    defaults = vars(Config())
+    for key, value in {**defaults, **run}.items():
+        if key in RESUMABLE | {"run_name", "out_dir"}:
+            continue
+        have = saved[key] if key in saved else defaults.get(key)
+        if have != value:
+            made = "" if key in saved else f" (it predates --{key}: the default)"
+            raise SystemExit(f"error: {run_dir} was run with {key}={have!r}{made}, this experiment asks for "
                              f"{key}={value!r}; delete that folder or choose another --runs folder")
 
 
@@ -135,10 +145,84 @@ def curve(records, key="heldout_accuracy"):
     return steps, secs, values
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# statistics
+
+# two-sided 95% quantiles of Student's t with df = 1..30 degrees of freedom (df > 30: 1.96 is within 4%)
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
 def mean_sd(values):
     m = sum(values) / len(values)
     sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
     return m, sd
+
+
+def t_interval(diffs):
+    """Mean of paired differences and the half-width of its 95% t-interval (None with one pair)."""
+    m, sd = mean_sd(diffs)
+    n = len(diffs)
+    if n < 2:
+        return m, None
+    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
+    return m, t * sd / n ** 0.5
+
+
+def steps_to(steps, values, target):
+    """The first evaluated step whose value is at or above target (None if never)."""
+    return next((s for s, v in zip(steps, values) if v >= target), None)
+
+
+def paired_difference(diffs):
+    """Paired differences as the reports write them: per seed, their mean and its 95% t-interval (None with one
+    pair)."""
+    m, half = t_interval(diffs)
+    return dict(per_seed=diffs, mean=m, ci95=None if half is None else [m - half, m + half])
+
+
+def accuracy_runs(args, name):
+    """The held-out accuracy of the finished runs <name>-s<seed>: per seed its curve, final value and the step
+    reaching 90% of it; the mean and sd of the finals."""
+    per_seed = {}
+    for seed in args.seeds:
+        run = f"{name}-s{seed}"
+        steps, _, acc = curve(metrics(args, run))
+        final = summary(args, run)["rl_accuracy"]
+        per_seed[seed] = dict(steps=steps, accuracy=acc, final_accuracy=final,
+                              steps_to_90pct=steps_to(steps, acc, 0.9 * final))
+    m, sd = mean_sd([v["final_accuracy"] for v in per_seed.values()])
+    return dict(per_seed=per_seed, final_mean=m, final_sd=sd)
+
+
+def collect_methods(args, names):
+    """{name: {"per_seed": {...}, "final_mean", "final_sd", ...}} from finished runs named <name>-s<seed>: per seed
+    the held-out accuracy against step and training seconds, the sampled reward per step, the SFT and final
+    accuracy; over seeds the means (the reward over the first and the last ten steps: how fast, how far)."""
+    result = {}
+    for name in names:
+        per_seed = {}
+        for seed in args.seeds:
+            records = metrics(args, f"{name}-s{seed}")
+            steps, secs, acc = curve(records)
+            s = summary(args, f"{name}-s{seed}")
+            rewards = [r["reward"] for r in records if r.get("stage") == "rl"]
+            per_seed[seed] = dict(steps=steps, train_seconds=[round(t, 1) for t in secs], accuracy=acc, reward=rewards,
+                                  sft_accuracy=s["sft_accuracy"], final_accuracy=s["rl_accuracy"],
+                                  ci95=s["rl_eval"]["ci95"], wall_time_s=s["wall_time_s"])
+        finals = [v["final_accuracy"] for v in per_seed.values()]
+        m, sd = mean_sd(finals)
+        early = [sum(v["reward"][:10]) / 10 for v in per_seed.values()]  # how fast: mean reward of steps 1-10
+        late = [sum(v["reward"][-10:]) / 10 for v in per_seed.values()]
+        result[name] = dict(per_seed=per_seed, final_mean=m, final_sd=sd, reward_first10_mean=mean_sd(early)[0],
+                            reward_last10_mean=mean_sd(late)[0],
+                            sft_mean=mean_sd([v["sft_accuracy"] for v in per_seed.values()])[0],
+                            train_seconds_mean=mean_sd([v["train_seconds"][-1] for v in per_seed.values()])[0])
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reports and plots
 
 
 def write_json(args, name, result):
@@ -166,3 +250,76 @@ def save_figure(args, fig, name):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
+
+
+def plot_curves(ax_step, ax_time, ax_reward, name, entry):
+    """Mean accuracy over seeds against step and against mean training seconds (band = min..max over seeds), and
+    the mean sampled reward of each step (training prompts, temperature 1: a learning curve at every step)."""
+    seeds = list(entry["per_seed"].values())
+    steps = seeds[0]["steps"]
+    accs = list(zip(*[s["accuracy"] for s in seeds]))  # per evaluation, one value per seed
+    mean = [sum(a) / len(a) for a in accs]
+    secs = [sum(t) / len(t) for t in zip(*[s["train_seconds"] for s in seeds])]
+    for ax, x in ((ax_step, steps), (ax_time, secs)):
+        line, = ax.plot(x, mean, marker="o", label=f"{name} (final {entry['final_mean']:.3f})")
+        ax.fill_between(x, [min(a) for a in accs], [max(a) for a in accs], color=line.get_color(), alpha=0.15)
+    rewards = list(zip(*[s["reward"] for s in seeds]))  # per step, one value per seed
+    ax_reward.plot(range(1, len(rewards) + 1), [sum(r) / len(r) for r in rewards], color=line.get_color(), label=name)
+
+
+def figure(args, result, title, name):
+    """<name>.png of collect_methods' result: held-out accuracy against RL step and against training seconds, and
+    the sampled reward per step."""
+    plt = pyplot()
+    fig, (ax_step, ax_time, ax_reward) = plt.subplots(1, 3, figsize=(15, 3.8))
+    for run, entry in result.items():
+        plot_curves(ax_step, ax_time, ax_reward, run, entry)
+    ax_reward.set_xlabel("RL step")
+    ax_reward.set_ylabel("sampled reward (training prompts, T = 1)")
+    ax_reward.grid(alpha=0.3)
+    ax_reward.legend(fontsize=8)
+    ax_step.set_xlabel("RL step")
+    ax_time.set_xlabel(f"training seconds ({args.threads} CPU thread(s), evaluations excluded)")
+    for ax in (ax_step, ax_time):
+        ax.set_ylabel("held-out accuracy (greedy)")
+        ax.grid(alpha=0.3)
+    ax_step.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    save_figure(args, fig, name)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# runs that several scripts share (a shared run has one name and one config, whichever script starts it)
+
+# the built-in task's comparison (compare.py): 50 RL steps per method from the seed's SFT checkpoint, held-out
+# accuracy every 10 steps. faithful.py, group_size.py and beta.py reuse its runs (gift-s<seed>, grpo-s<seed>, ...).
+BUILTIN_STEPS, BUILTIN_EVAL_EVERY = 50, 10
+BUILTIN_METHODS = {  # name: train.py settings; everything else is train.py's default
+    "gift": dict(method="gift"),                      # reference = each batch's sampling policy (the default)
+    "grpo": dict(method="grpo"),                      # clipped ratio, no KL term
+    "grpo-kl": dict(method="grpo", kl_coef=0.04),     # + k3 KL to the SFT model, DeepSeekMath's coefficient
+}
+
+# the writers setting (`--mistakes=0.5 --tool_fraction=1`; docs/results.md, "The writers setting"): writers.py
+# compares the methods on it; writers_overfit.py, writers_ablations.py and writers_lr.py start from the same SFT runs
+# (writers-sft-s<seed>) and reuse writers.py's runs where their settings coincide.
+WRITERS_TASK = dict(mistakes=0.5, tool_fraction=1.0)  # every run (SFT and RL) carries it
+WRITERS_STEPS, WRITERS_EVAL_EVERY = 150, 10
+WRITERS_METHODS = {  # name: train.py settings; everything else is train.py's default (K = 4 mini-batches for all)
+    "gift": dict(method="gift", rl_lr=2e-5),  # 4x GRPO's: at 5e-6 GIFT gained 26-30 points in 150 steps (probe)
+    "grpo": dict(method="grpo", rl_lr=5e-6),  # at train.py's 1e-4 GRPO is at 0.95 within 25 steps: nothing to compare
+    "grpo-kl": dict(method="grpo", rl_lr=5e-6, kl_coef=0.04),
+    "grpo-lr2e-5": dict(method="grpo", rl_lr=2e-5),  # GRPO at GIFT's learning rate: is a difference the rate's?
+}
+
+
+def writers_sft(seed):
+    """The writers setting's SFT run writers-sft-s<seed>: every writers RL run of that seed starts from its sft.pt."""
+    return sft(seed, "writers-sft", **WRITERS_TASK)
+
+
+def writers_rl(args, name, seed, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EVERY, **config):
+    """The writers setting's RL run <name>-s<seed> (name: writers-...) from writers-sft-s<seed>: `steps` RL steps,
+    held-out accuracy every `eval_every`; config: train.py fields to override."""
+    return rl(args.runs, name, seed, sft_name="writers-sft", rl_steps=steps, eval_every=eval_every,
+              **WRITERS_TASK, **config)

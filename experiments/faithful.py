@@ -13,31 +13,30 @@ Writes faithful.json (per run: accuracy per evaluation, sampled reward per step)
 
 import argparse
 
-from common import parser, rl, run_all, sft, write_json
-from compare import collect, figure
+from common import (BUILTIN_EVAL_EVERY, BUILTIN_METHODS, BUILTIN_STEPS, collect_methods, figure, parser, rl, run_all,
+                    sft, write_json)
 
-STEPS, EVAL_EVERY = 50, 10
-METHODS = {  # name: train.py settings; everything else is train.py's default
-    "gift": dict(method="gift"),
+METHODS = {  # name: train.py settings; everything else is train.py's default (gift and grpo: compare.py's runs)
+    "gift": BUILTIN_METHODS["gift"],
     "gift-prev": dict(method="gift", std_floor=1.0, detach_std=False, mask_degenerate=True, minibatches=1),
-    "grpo": dict(method="grpo"),
+    "grpo": BUILTIN_METHODS["grpo"],
 }
 K_CHOICE = {"gift-k2": dict(method="gift", minibatches=2), "grpo-k2": dict(method="grpo", minibatches=2)}
 
 
-def runs(args):
+def runs(args, steps=BUILTIN_STEPS, eval_every=BUILTIN_EVAL_EVERY):
     out = [sft(seed) for seed in args.seeds]
     for seed in args.seeds:
-        out += [rl(args.runs, name, seed, rl_steps=STEPS, eval_every=EVAL_EVERY, **cfg) for name, cfg in METHODS.items()]
-    return out + [rl(args.runs, name, args.seeds[0], rl_steps=STEPS, eval_every=EVAL_EVERY, **cfg)
+        out += [rl(args.runs, name, seed, rl_steps=steps, eval_every=eval_every, **cfg) for name, cfg in METHODS.items()]
+    return out + [rl(args.runs, name, args.seeds[0], rl_steps=steps, eval_every=eval_every, **cfg)
                   for name, cfg in K_CHOICE.items()]
 
 
 def report(args):
-    result = collect(args, METHODS)
+    result = collect_methods(args, METHODS)
     first = argparse.Namespace(**{**vars(args), "seeds": args.seeds[:1]})
-    k_choice = collect(first, {"gift": {}, "grpo": {}, **K_CHOICE})
-    write_json(args, "faithful", dict(seeds=args.seeds, steps=STEPS, methods=METHODS, results=result,
+    k_choice = collect_methods(first, {"gift": {}, "grpo": {}, **K_CHOICE})
+    write_json(args, "faithful", dict(seeds=args.seeds, steps=BUILTIN_STEPS, methods=METHODS, results=result,
                                       k_choice_methods=K_CHOICE, k_choice=k_choice))
     print(f"K = 4 against K = 2, seed {args.seeds[0]}:")
     for name, entry in k_choice.items():

@@ -7,8 +7,8 @@ checkpoint, held-out accuracy (1,000 problems, greedy) every 10 steps. The N = 8
 Writes group_size.json and group_size.png.
 """
 
-from common import curve, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
-from compare import EVAL_EVERY, METHODS, STEPS
+from common import (BUILTIN_EVAL_EVERY, BUILTIN_METHODS, BUILTIN_STEPS, curve, metrics, parser, pyplot, rl, run_all,
+                    save_figure, sft, summary, write_json)
 
 SIZES = (4, 8, 16)
 NAMES = ("gift", "grpo")
@@ -18,14 +18,14 @@ def name(method, size):
     return method if size == 8 else f"{method}-g{size}"  # group size 8 is train.py's default: experiment 1's run
 
 
-def runs(args):
+def runs(args, steps=BUILTIN_STEPS, eval_every=BUILTIN_EVAL_EVERY):
     out = [sft(seed) for seed in args.seeds]
     for seed in args.seeds:
         for method in NAMES:
             for size in SIZES:
                 extra = {} if size == 8 else dict(group_size=size)
-                out.append(rl(args.runs, name(method, size), seed, rl_steps=STEPS, eval_every=EVAL_EVERY,
-                              **METHODS[method], **extra))
+                out.append(rl(args.runs, name(method, size), seed, rl_steps=steps, eval_every=eval_every,
+                              **BUILTIN_METHODS[method], **extra))
     return out
 
 
@@ -40,7 +40,7 @@ def report(args):
                 result[f"{method}-g{size}-s{seed}"] = dict(
                     method=method, group_size=size, seed=seed, steps=steps, train_seconds=secs, accuracy=acc,
                     final_accuracy=s["rl_accuracy"], ci95=s["rl_eval"]["ci95"], train_seconds_total=secs[-1])
-    write_json(args, "group_size", dict(seeds=args.seeds, sizes=SIZES, steps=STEPS, results=result))
+    write_json(args, "group_size", dict(seeds=args.seeds, sizes=SIZES, steps=BUILTIN_STEPS, results=result))
     print("method  N   final  (+-ci)   training s")
     for r in result.values():
         print(f"{r['method']:6s} {r['group_size']:3d}  {r['final_accuracy']:.3f} (+-{r['ci95']:.3f})  "

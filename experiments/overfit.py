@@ -17,10 +17,10 @@ METHODS = {"gift": dict(method="gift"), "grpo": dict(method="grpo"),
            "gift-frozen": dict(method="gift", ref="frozen")}  # the paper's reference: the SFT model
 
 
-def runs(args):
+def runs(args, steps=STEPS, eval_every=EVAL_EVERY):
     out = [sft(seed) for seed in args.seeds]
     for seed in args.seeds:
-        out += [rl(args.runs, f"pool{POOL}-{name}", seed, rl_pool=POOL, rl_steps=STEPS, eval_every=EVAL_EVERY, **cfg)
+        out += [rl(args.runs, f"pool{POOL}-{name}", seed, rl_pool=POOL, rl_steps=steps, eval_every=eval_every, **cfg)
                 for name, cfg in METHODS.items()]
     return out
 

@@ -20,10 +20,10 @@ STEPS, EVAL_EVERY = 100, 20
 REFS = {"frozen": dict(ref="frozen"), "refresh-10": dict(ref="refresh", ref_every=10), "old": dict(ref="old")}
 
 
-def runs(args):
+def runs(args, steps=STEPS, eval_every=EVAL_EVERY):
     out = [sft(seed) for seed in args.seeds]
     for seed in args.seeds:
-        out += [rl(args.runs, f"ref-{name}", seed, rl_steps=STEPS, eval_every=EVAL_EVERY, **cfg)
+        out += [rl(args.runs, f"ref-{name}", seed, rl_steps=steps, eval_every=eval_every, **cfg)
                 for name, cfg in REFS.items()]
     return out
 

@@ -20,11 +20,12 @@ def load(run_dir):
         return json.load(f)
 
 
-def main():
+def main(argv=None):
+    """argv: the command line's arguments (default: sys.argv[1:]). Returns the rows of the per-run table."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="train.py output directories")
     p.add_argument("--json", default=None, help="also write the table as JSON here")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     rows = []
     for run_dir in args.runs:
         s = load(run_dir)
@@ -55,6 +56,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
+    return rows
 
 
 if __name__ == "__main__":

@@ -427,3 +427,25 @@ def linear_token_logprobs(hidden, weight, targets, temperature=1.0, backend="aut
 def linear_token_logprobs_and_entropy(hidden, weight, targets, temperature=1.0, backend="auto"):
     """Same as linear_token_logprobs, plus the entropy of each row's softmax (no gradient), from the same pass."""
     return _run_linear(hidden, weight, targets, temperature, backend, with_entropy=True)
+
+
+def model_logprobs(model, idx, mask, bf16=False, fused=False, temperature=1.0):
+    """Log-probs (N, L-1) of each next token of idx (N, L) under `model`, 0 where mask (N, L-1) is 0, and the
+    entropy (N, L-1) at each position, at `temperature` (the sampling temperature, as the sampler drew the tokens).
+
+    fused: the model returns hidden states and linear_token_logprobs applies the LM head in blocks, so the
+    (N, L-1, V) logits never exist (GPT-2: 50,257 x 460 tokens x 32 rows is 1.5 GB in bf16, and as much for its
+    gradient), for one more matmul in backward; for small vocabularies the plain path is cheaper. bf16: the forward
+    pass under autocast (the log-softmax is always computed in float32 by the kernels).
+    """
+    head = getattr(model, "module", model).lm_head.weight  # (V, C), also under DDP
+    if fused:
+        with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=bf16):
+            hidden = model(idx[:, :-1], return_hidden=True)  # (N, L-1, C)
+        dtype = torch.bfloat16 if bf16 else hidden.dtype  # the logits' dtype under autocast, as the plain path
+        logp, entropy = linear_token_logprobs_and_entropy(hidden.to(dtype), head.to(dtype), idx[:, 1:], temperature)
+        return logp * mask, entropy
+    with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(idx[:, :-1])  # (N, L-1, V)
+    logp, entropy = token_logprobs_and_entropy(logits, idx[:, 1:], temperature)
+    return logp * mask, entropy

@@ -29,9 +29,17 @@ docs/method.md):
 
 GRPO (arXiv 2402.03300), Dr. GRPO (2503.20783), DPO (2305.18290) and UNA (2408.15339) are beside it, a few lines each.
 Shapes: B groups of G responses, consecutive in every (B*G,) tensor; T response tokens. Every loss returns a scalar.
+
+The RL objectives train.py can run are one family (bottom of this file): `LOSSES[name](batch, cfg) -> (loss, stats)`,
+where `batch` is an RLBatch (one micro-batch of whole groups: log-probs, rewards, mask) and `cfg` holds the method's
+options. `--method=NAME` picks LOSSES[NAME]; a new method is a function added to the table, and a test.
 """
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from gift.runs import setting
 
 # ----------------------------------------------------------------------------------------------------------------
 # group helpers
@@ -70,8 +78,8 @@ def group_zscore(x, group_size, std_floor=0.0, eps=0.0, detach_std=False):
 # GIFT
 
 
-def gift_loss(logratio, rewards, group_size, std_floor=1e-3, detach_std=True, mask_degenerate=False):
-    """GIFT loss: mean over groups of 1/G sum_i (z(r)_i - z(logratio)_i)^2 (= 2 (1 - rho) per group).
+def gift_loss(logratio, rewards, group_size, std_floor=1e-3, detach_std=True, mask_degenerate=False, beta=1.0):
+    """GIFT loss: mean over groups of 1/G sum_i (z(r)_i - beta z(logratio)_i)^2 (= 2 (1 - rho) per group at beta 1).
 
     logratio: (B*G,) sum over each response's tokens of log pi_theta - log pi_ref (differentiable).
     rewards:  (B*G,) explicit rewards (treated as constants).
@@ -79,6 +87,10 @@ def gift_loss(logratio, rewards, group_size, std_floor=1e-3, detach_std=True, ma
     detach_std: treat the group mean and std of logratio as constants (the author's choice). The loss value is the
         same; with the std differentiated the gradient is orthogonal to the centred logratio (scale invariance).
     mask_degenerate: groups whose rewards are all equal get zero loss and gradient (default: kept, z(r) = 0 there).
+    beta: the coefficient on z(logratio) in the author's code (verl's compute_policy_loss_gift, kl_loss_coef; its
+        script uses 1). With the std detached the gradient is proportional to beta (z(r) - beta z(l)): beta shifts
+        the balance between the reward's push and the pull-back of the group's own log-ratio spread
+        (docs/method.md), it does not only scale the step.
     Returns (loss scalar, stats dict of plain floats):
         informative_frac  fraction of groups whose rewards are not all equal
         loss_informative  mean group loss over informative groups (2 (1 - rho) above the floor)
@@ -104,7 +116,7 @@ def gift_loss(logratio, rewards, group_size, std_floor=1e-3, detach_std=True, ma
     # z(r) = 0 in a degenerate group (the tiny floor only keeps 0/0 out of the untaken branch)
     z_r = torch.where(informative[:, None], group_zscore(rewards, group_size, std_floor=1e-12), 0.0)
     z_l = group_zscore(logratio, group_size, std_floor=std_floor, detach_std=detach_std)
-    per_group = (z_r - z_l).pow(2).mean(dim=1)                       # (B,)  = 2 (1 - rho) above the floor
+    per_group = (z_r - beta * z_l).pow(2).mean(dim=1)                # (B,)  = 2 (1 - rho) above the floor, beta 1
     if mask_degenerate:
         per_group = torch.where(informative, per_group, 0.0)         # zero loss and exactly zero gradient
     loss = per_group.mean()                                          # weight 1/B per prompt, as in GRPO
@@ -231,3 +243,117 @@ def una_loss(logratio, rewards, beta):
     if logratio.shape != rewards.shape:
         raise ValueError(f"logratio {tuple(logratio.shape)} and rewards {tuple(rewards.shape)} differ")
     return (beta * logratio - rewards.detach()).pow(2).mean()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the RL objectives train.py runs: one signature, found by name (train.py --method=NAME)
+
+
+@dataclass
+class RLBatch:
+    """What an RL objective sees: N = B*G sampled responses (B whole groups of G, consecutive), T token positions.
+
+    logp      (N, T) log pi_theta of each sampled token (differentiable); 0 off the response
+    old_logp  (N, T) the same under the sampling policy pi_old (computed once per rollout, before any update)
+    ref_logp  (N, T) under pi_ref (train.py's Reference: pi_old, the SFT model, or a refreshed copy), or None
+    rewards   (N,)   explicit rewards
+    mask      (N, T) 1 at the response tokens the model chose (0 at the prompt, padding, calculator-forced tokens)
+    group_size       G
+    max_len          the longest possible response (Dr. GRPO's constant normaliser)
+    truncated (N,)   responses cut at max_len, or None
+    """
+    logp: torch.Tensor
+    old_logp: torch.Tensor
+    ref_logp: torch.Tensor
+    rewards: torch.Tensor
+    mask: torch.Tensor
+    group_size: int
+    max_len: int = None
+    truncated: torch.Tensor = None  # (N,) bool: cut at max_new_tokens without a stop token (DAPO filters these)
+
+
+def gift_objective(batch, cfg):
+    """GIFT as its author runs it: gift_loss on logratio = sum_t log pi_theta - log pi_ref (the implicit reward over
+    beta, paper eq. 6). cfg: std_floor, detach_std, mask_degenerate, beta (the author's coefficient on z(logratio))."""
+    # BEGIN SOLUTION rl_step
+    # HINT: logratio (N,) from batch.logp and batch.ref_logp, then return gift_loss(...) with cfg's options
+    logratio = ((batch.logp - batch.ref_logp) * batch.mask).sum(dim=1)  # (N,) over the response tokens only
+    return gift_loss(logratio, batch.rewards, batch.group_size, std_floor=cfg.std_floor,
+                     detach_std=cfg.detach_std, mask_degenerate=cfg.mask_degenerate, beta=cfg.beta)
+    # END SOLUTION
+
+
+def grpo_objective(batch, cfg):
+    """GRPO's clipped surrogate on group-normalised advantages (Dr. GRPO: scale_by_std=False, agg="constant"), with
+    an optional k3 KL penalty to pi_ref. cfg: scale_by_std, clip_eps, kl_coef, agg."""
+    advantages = group_advantages(batch.rewards, batch.group_size, scale_by_std=cfg.scale_by_std)
+    return grpo_loss(batch.logp, batch.old_logp, batch.ref_logp, advantages, batch.mask, clip_eps=cfg.clip_eps,
+                     kl_coef=cfg.kl_coef, agg=cfg.agg, max_len=batch.max_len)
+
+
+def dr_grpo_objective(batch, cfg):
+    """Dr. GRPO (arXiv 2503.20783): GRPO without the two length and difficulty biases it names: advantages not divided
+    by the group std, and the token sum divided by a constant (N * max_len) instead of each response's length.
+    cfg: clip_eps, kl_coef."""
+    advantages = group_advantages(batch.rewards, batch.group_size, scale_by_std=False)
+    return grpo_loss(batch.logp, batch.old_logp, batch.ref_logp, advantages, batch.mask, clip_eps=cfg.clip_eps,
+                     kl_coef=cfg.kl_coef, agg="constant", max_len=batch.max_len)
+
+
+def dapo_objective(batch, cfg):
+    """DAPO's loss (arXiv 2503.14476): the clipped surrogate with a higher upper clip (clip-higher: ratio in
+    [1 - clip_eps, 1 + clip_high], so unlikely tokens that earn a positive advantage can grow), averaged over every
+    response token of the batch (token-level aggregation: long responses weigh by their length), no KL term. Overlong
+    filtering: responses cut at max_new_tokens (batch.truncated) are left out of the loss. Dynamic sampling (refilling
+    the batch with groups whose rewards differ) happens in the rollout, not here. cfg: clip_eps, clip_high."""
+    advantages = group_advantages(batch.rewards, batch.group_size, scale_by_std=True)
+    mask = batch.mask if batch.truncated is None else batch.mask * (~batch.truncated)[:, None].to(batch.mask.dtype)
+    ratio = torch.exp(batch.logp - batch.old_logp.detach())                          # (N, T)
+    adv = advantages[:, None]
+    per_token = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_high) * adv)
+    loss = aggregate(per_token, mask, "token-mean")
+    with torch.no_grad():
+        clipped = ((ratio < 1 - cfg.clip_eps) | (ratio > 1 + cfg.clip_high)).to(ratio.dtype)
+        stats = torch.stack([aggregate(clipped, mask, "token-mean"), aggregate(ratio, mask, "token-mean"),
+                             (1.0 - mask.amax(dim=1)).mean()]).tolist()
+    return loss, dict(zip(["clip_frac", "ratio_mean", "filtered_frac"], stats))
+
+
+def gspo_objective(batch, cfg):
+    """GSPO (arXiv 2507.18071): one importance ratio per response, s_i = exp(mean over its tokens of log pi_theta -
+    log pi_old) (the geometric mean of the token ratios, so its scale does not grow with the length), clipped to
+    [1 - gspo_eps_low, 1 + gspo_eps_high] (the paper's 3e-4 and 4e-4: sequence ratios sit much closer to 1 than
+    token ratios), times the group-normalised advantage; the mean over responses. cfg: gspo_eps_low, gspo_eps_high."""
+    advantages = group_advantages(batch.rewards, batch.group_size, scale_by_std=True)
+    n_tokens = batch.mask.sum(dim=1).clamp_min(1)                                   # (N,)
+    log_s = (torch.where(batch.mask.bool(), batch.logp - batch.old_logp.detach(), 0.0)).sum(dim=1) / n_tokens
+    s = torch.exp(log_s)                                                             # (N,)
+    per_seq = -torch.min(s * advantages, s.clamp(1 - cfg.gspo_eps_low, 1 + cfg.gspo_eps_high) * advantages)
+    loss = per_seq.mean()
+    with torch.no_grad():
+        clipped = ((s < 1 - cfg.gspo_eps_low) | (s > 1 + cfg.gspo_eps_high)).to(s.dtype)
+        stats = torch.stack([clipped.mean(), s.mean()]).tolist()
+    return loss, dict(zip(["clip_frac", "ratio_mean"], stats))
+
+
+@dataclass
+class BaselineSettings:
+    """The options of the baselines' objectives above, which train.py's Config takes in (--help lists them): a new
+    objective declares its options here, next to its function, and train.py does not change."""
+    clip_eps: float = setting(0.2, "the ratio's clip range (DAPO: its lower side)", section="GRPO's options, and "
+                              "its variants' (gift/loss.py)")
+    kl_coef: float = setting(0.0, "GRPO, Dr. GRPO: k3 KL penalty to the frozen SFT model")
+    clip_high: float = setting(0.28, "DAPO: the upper clip, ratio <= 1 + clip_high (clip-higher)")
+    gspo_eps_low: float = setting(3e-4, "GSPO: the sequence ratio's lower clip, ratio >= 1 - gspo_eps_low")
+    gspo_eps_high: float = setting(4e-4, "GSPO: the sequence ratio's upper clip, ratio <= 1 + gspo_eps_high")
+    agg: str = setting("token-mean", "token-mean | seq-mean | constant (Dr. GRPO: with --scale_by_std=false)")
+    scale_by_std: bool = setting(True, "divide advantages by the group std (false: Dr. GRPO)")
+
+
+LOSSES = {  # --method=NAME: its objective
+    "gift": gift_objective,
+    "grpo": grpo_objective,
+    "dr_grpo": dr_grpo_objective,
+    "dapo": dapo_objective,
+    "gspo": gspo_objective,
+}

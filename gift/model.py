@@ -15,6 +15,11 @@ Its Linear layers have biases on q, k and v only (`bias=False, qkv_bias=True`), 
 embedding or not (`tie_embeddings`). `GPT.from_pretrained` loads either family from a Hugging Face-style directory
 or hub name.
 
+Gradient checkpointing (`model.grad_ckpt = True`, off by default): in a forward pass that builds a graph (grad enabled,
+no KV cache), each block keeps only its input (B, T, C); its intermediate tensors are recomputed during backward, one
+block at a time. Activation memory falls from every block's intermediates to the n_layer inputs plus one block's
+intermediates, for about one extra forward pass of compute. The values and gradients are those of the plain forward.
+
 Shapes: B batch, T new tokens, S cached + new tokens (keys), C = n_embd, H = n_head, K = n_kv_head (H for GPT-2),
 D = C // H, V = vocab_size.
 """
@@ -28,6 +33,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -60,6 +66,8 @@ PRESETS = {
     "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
     "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
     "qwen2.5-0.5b": dict(n_layer=24, n_head=14, n_kv_head=2, n_embd=896, mlp_hidden=4864, vocab_size=151936,
+                         block_size=32768, rope_theta=1e6, rmsnorm=True, norm_eps=1e-6, bias=False, qkv_bias=True),
+    "qwen2.5-1.5b": dict(n_layer=28, n_head=12, n_kv_head=2, n_embd=1536, mlp_hidden=8960, vocab_size=151936,
                          block_size=32768, rope_theta=1e6, rmsnorm=True, norm_eps=1e-6, bias=False, qkv_bias=True),
     "nano": dict(n_layer=2, n_head=2, n_embd=64, block_size=256, vocab_size=257),
     "micro": dict(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=257),
@@ -259,6 +267,7 @@ class GPT(nn.Module):
                        ln_f=norm(config))
         self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # weight (V, C)
+        self.grad_ckpt = False  # gradient checkpointing: see the module docstring
         if config.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight  # weight tying
         self.apply(self._init_weights)
@@ -318,8 +327,15 @@ class GPT(nn.Module):
         else:
             x = x + self.transformer.wpe(pos)
         x = self.transformer.drop(x)
+        # gradient checkpointing: only where a backward pass may follow (sampling, with its cache, never recomputes).
+        # The non-reentrant variant gives parameter gradients even when x does not require grad (frozen embeddings
+        # under LoRA), and replays dropout with the same random numbers.
+        ckpt = self.grad_ckpt and cache is None and torch.is_grad_enabled()
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, mask, cache, layer, rope)
+            if ckpt:
+                x = checkpoint(block, x, mask, None, layer, rope, use_reentrant=False)
+            else:
+                x = block(x, mask, cache, layer, rope)
         if cache is not None and not static:
             cache.length = start + T
         x = self.transformer.ln_f(x)

@@ -3,8 +3,9 @@
     python -m gift.plot out/builtin-gift-s0 out/builtin-grpo-s0 [--out curves.png]
 
 Five panels against the RL step (runs with different SFT lengths line up at 0, the start of RL): the sampled reward,
-held-out accuracy (points: the evaluation after SFT at 0, any --eval_every ones, the final one), the loss, the KL to
-the reference and the entropy. When a run's KL is 0 by construction (GIFT whose reference is the sampling policy, or
+held-out accuracy (points: the full evaluations, after SFT at 0, any --eval_every ones and the final one; a line: the
+quick scores of the first --watch_problems problems every --watch_every steps), the loss, the KL to the reference and
+the entropy. GIFT's loss panel says what that loss is and is not (it does not fall as the model improves). When a run's KL is 0 by construction (GIFT whose reference is the sampling policy, or
 GRPO without a reference model) the KL panel says so; the run's settings are read from its summary.json.
 matplotlib is optional: it is needed only here. docs/default_run.png is this plot of the default run
 (scripts/refresh_default_run.py).
@@ -106,8 +107,12 @@ def plot(run_dirs, out):
         color = f"C{i % 10}"
         for ax, (key, title, ylabel) in zip(axes, PANELS):
             x, y = rl_curve(records, key, start)
-            if key == "heldout_accuracy":  # a few separate measurements: points, not a line that looks like a trend
+            if key == "heldout_accuracy":  # a few full measurements: points; the quick scores: a thin line
                 ax.plot(x, y, "o", color=color, label=label)
+                wx, wy = rl_curve(records, "watch_accuracy", start)
+                if wx:
+                    ax.plot(wx, wy, "-", color=color, alpha=0.6, linewidth=1,
+                            label=f"first {(run_config(run_dir) or {}).get('watch_problems', '')} problems")
             else:
                 ax.plot(x, y, color=color, marker="o" if len(x) < 30 else None, markersize=3, label=label)
             ax.set_title(title, fontsize=10)
@@ -116,10 +121,16 @@ def plot(run_dirs, out):
         note = kl_note(run_config(run_dir))
         if note:
             notes.append(note if len(run_dirs) == 1 else f"{label}: {note}")
+    if any((run_config(d) or {}).get("method") == "gift" for d in run_dirs):
+        axes[2].text(0.5, 0.97, textwrap.fill("GIFT: 2(1 - rho), how badly the log-ratios of this step's groups fit their "
+                                              "rewards; refit at every rollout, so it is not a progress signal: watch "
+                                              "reward and accuracy", 44), transform=axes[2].transAxes, ha="center",
+                     va="top", fontsize=7, bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     if notes:
         axes[3].text(0.5, 0.75, "\n".join(textwrap.fill(n, 40) for n in notes), transform=axes[3].transAxes,
                      ha="center", va="center", fontsize=8, bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

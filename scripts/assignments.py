@@ -10,9 +10,13 @@ The reference code marks each solution region with comment lines, and nothing el
     python scripts/assignments.py build OUT [--parts loss verifier ...]   # default: all five parts
     python scripts/assignments.py grade OUT [--parts ...]                 # default: the parts OUT was built with
 
-`build` copies the repository (git-tracked files and untracked ones git does not ignore; never .git, out/ or data/)
-to OUT; from a source archive without git (a downloaded zip) it walks the tree instead, skipping out/, data/, virtual
-environments and caches. In every Python file a region of a chosen part becomes
+`build` copies the repository (git-tracked files and untracked ones git does not ignore; never .git, out/, data/ or
+runs/) to OUT; from a source archive without git (a downloaded zip) it walks the tree instead. Untracked files also
+pass the builder's own rules, so a checkout whose .gitignore misses something still builds clean: never a virtual
+environment (a folder holding pyvenv.cfg or conda-meta, or named .venv, venv, env or ENV, or anything under
+site-packages), caches, compiled files, .env files, eval.py's ./eval*.json, nor an earlier edition built inside the
+checkout. OUT must be new or an empty folder (a build never deletes what it did not write: to rebuild, remove OUT
+or choose another); a build that fails removes what it wrote. In every Python file a region of a chosen part becomes
 `raise NotImplementedError("<part>: <hint>")` at the region's indentation, so the function's signature and docstring
 (shapes, equations) stay; regions of the other parts keep their code and lose only the marker lines. Lines between
 the comment lines "# BEGIN INSTRUCTOR ONLY" and "# END INSTRUCTOR ONLY" are dropped (the builder's own tests, which
@@ -26,6 +30,7 @@ test that cannot fail gives points. The selections below are files plus a pytest
 test file's name, so the expressions avoid words such as "loss" or "train" that occur in file names.
 """
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -38,10 +43,20 @@ import xml.etree.ElementTree as ET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THIS_FILE = "scripts/assignments.py"  # holds the marker words in its own text: never scanned for markers
-SKIP_DIRS = (".git/", "out/", "data/")  # never copied: git state, run outputs, downloaded data
-# also skipped when there is no git to ask (a source archive): caches and tool folders anywhere in the tree
+SKIP_DIRS = (".git/", "out/", "data/", "runs/")  # never copied: git state, run outputs, downloaded data, TensorBoard
+# Folders never copied from the untracked files (anywhere in the tree): caches, tool folders, virtual environments by
+# their usual names. git usually ignores them already; these rules hold where .gitignore misses one (an older clone,
+# a source archive, a venv created inside a folder git does not ignore). Tracked files are always copied: a tracked
+# folder named env/ or build/ is part of the project.
 SKIP_NAMES = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", ".nox",
-              ".ipynb_checkpoints", ".eggs", "build", "dist", "node_modules"}
+              ".ipynb_checkpoints", ".eggs", "build", "dist", "node_modules",
+              ".venv", "venv", "env", "ENV", "site-packages"}
+# A virtual environment under any other name is recognised by what it holds: pyvenv.cfg (venv, virtualenv, uv) or
+# conda-meta/ (conda). An earlier student edition built inside the checkout holds assignments/parts.json.
+FOLDER_MARKERS = ("pyvenv.cfg", "conda-meta", "assignments/parts.json")
+# files never copied from the untracked ones (matched against the whole relative path): .env files (secrets), compiled
+# Python, eval.py's default output ./eval.json (and eval-*.json beside it, at the top only)
+SKIP_FILE_RE = re.compile(r"(?:.*/)?(?:\.env|[^/]*\.py[cod])|eval[^/]*\.json")
 TIMEOUT_S = 300  # per part: each grader must finish on a CPU laptop in under 5 minutes
 
 PARTS = {
@@ -82,6 +97,7 @@ Two details, explained in the module docstring of gift/loss.py:
 
 - `group_zscore(x, group_size, std_floor, eps, detach_std)`: (B*G,) -> (B, G), the formula in its docstring.
 - `gift_loss`: the lines that compute `r` (B, G), `informative` (B,), `z_r`, `z_l`, `per_group` (B,) and `loss`.
+  `per_group` is the mean over the group of (z(r) - beta z(l))^2 (beta = 1 by default: the author's coefficient).
   The statistics after them use these names; the input checks before them are given.
 """,
     ),
@@ -198,20 +214,21 @@ On a CPU the tests run the kernel through Triton's interpreter: `TRITON_INTERPRE
 """,
     ),
     "rl_step": dict(
-        title="The GIFT step in train.py",
+        title="The GIFT objective: from token log-probs to the loss (gift/loss.py, gift_objective)",
         points=20,
         tests=["tests/test_train.py",
                "tests/test_assignments.py::test_rl_step_hands_gift_loss_the_summed_response_logratio"],
         k="default_pipeline or (resume and frozen) or rl_step",
         graded="The end-to-end run and the bit-identical resume of GIFT in tests/test_train.py, and one test in "
                "tests/test_assignments.py that recomputes each response's log-ratio with a plain log_softmax and "
-               "checks what rl_step passes to gift_loss. These tests sample and score, so they also need the "
-               "sampler, the verifier and the loss to work",
+               "checks what train.rl_step, through gift_objective, passes to gift_loss. These tests sample and "
+               "score, so they also need the sampler, the verifier and the loss to work",
         body="""\
 ## Goal
 
-Connect the pieces: in `rl_step`, turn the per-token log-probabilities of the policy and of the reference into each
-response's log-ratio (its implicit reward divided by beta) and compute the GIFT loss.
+Connect the pieces: in `gift_objective` (gift/loss.py, the function `train.py --method=gift` finds in `LOSSES`), turn
+the per-token log-probabilities of the policy and of the reference into each response's log-ratio (its implicit
+reward divided by beta) and compute the GIFT loss. `train.rl_step` calls it once per micro-batch of whole groups.
 
 ## The equations
 
@@ -219,13 +236,13 @@ response's log-ratio (its implicit reward divided by beta) and compute the GIFT 
     L   = gift_loss(l, r, G, std_floor, detach_std)
 
 mask_it is 1 for the response tokens the model chose, 0 for the prompt, the padding and the calculator's tokens;
-`response_logprobs` already returns 0 at masked positions, for the policy (`logp`) and the reference (`ref_logp`).
-The policy term must carry the gradient; the reference term must not.
+`train.response_logprobs` already returns 0 at masked positions, for the policy (`batch.logp`) and the reference
+(`batch.ref_logp`). The policy term must carry the gradient; the reference term must not.
 
 ## What to write
 
-Inside the micro-batch loop, for the rows `rs` of the current micro-batch: `logratio` (n,), then
-`loss, micro_stats = gift_loss(...)` with the config's `std_floor` and `detach_std`.
+In `gift_objective(batch, cfg)`: `logratio` (N,) from the batch (an `RLBatch`), then return `gift_loss(...)` with the
+batch's rewards and group size and the config's `std_floor`, `detach_std` and `mask_degenerate`.
 """,
     ),
 }
@@ -303,31 +320,59 @@ def enclosing_function(text, line):
 
 
 def list_files(root=ROOT):
-    """Repository files to copy: git-tracked plus untracked files git does not ignore, minus .git, out/ and data/.
-    Without a git checkout (a source archive, or no git installed): every file under root, minus those folders,
-    virtual environments (a folder holding pyvenv.cfg), caches (SKIP_NAMES) and compiled Python files."""
-    listing = None
+    """Repository files to copy, relative paths with /: git-tracked files plus the untracked files git does not
+    ignore, minus SKIP_DIRS; the untracked ones also pass `untracked_rule`. Without a git checkout (a source archive,
+    or no git installed) every file under root is untracked: the tree is walked with the same rules."""
+    tracked = untracked = None
     if os.path.exists(os.path.join(root, ".git")):  # a directory, or a file in a git worktree
         try:
-            command = ["git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
-            listing = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split("\0")
+            tracked = git_ls_files(root, "--cached")
+            untracked = git_ls_files(root, "--others", "--exclude-standard")
         except (OSError, subprocess.CalledProcessError):
-            listing = None  # no git program: walk the tree as for an archive
-    if listing is None:
-        listing = walk_tree(root)
-    files = sorted({f for f in listing if f and not f.startswith(SKIP_DIRS)})
+            tracked = untracked = None  # no git program: walk the tree as for an archive
+    if tracked is None:
+        tracked, untracked = [], walk_tree(root)
+    else:
+        # git lists every file of an untracked folder it does not ignore: a venv named myenv/ is 20,000 files here
+        skipped = untracked_rule(root)
+        untracked = [f for f in untracked if f and not skipped(f)]
+    files = sorted({f for f in tracked + untracked if f and not f.startswith(SKIP_DIRS)})
     return [f for f in files if os.path.isfile(os.path.join(root, f))]  # a tracked file may be deleted in the tree
+
+
+def git_ls_files(root, *flags):
+    command = ["git", "-C", root, "ls-files", "-z", *flags]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.split("\0")
+
+
+def untracked_rule(root):
+    """A function rel -> True for an untracked file the builder never copies: one in a folder `skipped_folder`
+    refuses (or below one), or a name SKIP_FILE_RE matches. Each folder is looked at once: a venv has 20,000 files."""
+    folders = {"": False}
+
+    def folder_skipped(rel):
+        if rel not in folders:
+            parent, _, name = rel.rpartition("/")
+            folders[rel] = folder_skipped(parent) or skipped_folder(root, rel, name)
+        return folders[rel]
+
+    return lambda rel: bool(SKIP_FILE_RE.fullmatch(rel)) or folder_skipped(rel.rpartition("/")[0])
+
+
+def skipped_folder(root, rel, name):
+    """True for a folder never copied from the untracked files: a cache, a virtual environment, an earlier edition."""
+    return (name in SKIP_NAMES or name.endswith(".egg-info")
+            or any(os.path.exists(os.path.join(root, rel, marker)) for marker in FOLDER_MARKERS))
 
 
 def walk_tree(root):
     """Relative paths (with /) of the files under root that a source archive would hold (see list_files)."""
     found = []
     for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_NAMES and not d.endswith(".egg-info")
-                         and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg")))
         rel = os.path.relpath(folder, root).replace(os.sep, "/")
-        found += [n if rel == "." else f"{rel}/{n}" for n in names
-                  if n not in SKIP_NAMES and not n.endswith((".pyc", ".pyo"))]
+        rel = "" if rel == "." else rel + "/"
+        dirs[:] = sorted(d for d in dirs if not skipped_folder(root, rel + d, d))  # never enters a venv
+        found += [rel + n for n in names if not SKIP_FILE_RE.fullmatch(rel + n) and n not in SKIP_NAMES]
     return found
 
 
@@ -364,13 +409,42 @@ def build(out, parts=None, root=ROOT):
     """Write the student edition of `root` to `out` with the regions of `parts` (default: all) removed.
 
     Returns the removed regions (dicts, see `student_text`; path relative to out, plus the enclosing function).
+    `out` must not exist or be an empty folder; errors are SystemExit("error: ..."), after removing what was written.
     """
     parts = list(PARTS) if parts is None else list(parts)
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise SystemExit(f"error: unknown part(s) {', '.join(unknown)}; the parts are {', '.join(PARTS)}")
+    # Never write into a used folder: it may be an earlier edition a student has since worked in (grade runs there),
+    # and a build must not delete files it did not write. To rebuild, remove OUT or build into another folder.
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise SystemExit(f"error: {out} exists and is not an empty directory; choose a new one")
+        raise SystemExit(f"error: {out} exists and is not an empty directory; build into a new folder or remove it")
+    # What a failed build removes: the highest folder it creates (OUT or a missing parent), or only OUT's contents
+    # when OUT was an empty folder already (the user's, perhaps the shell's working directory: it stays).
+    created = os.path.abspath(out)
+    while not os.path.exists(os.path.dirname(created)):
+        created = os.path.dirname(created)
+    existed = os.path.exists(created)
+    try:
+        return write_edition(out, parts, root)
+    except BaseException as exc:  # also Ctrl-C: no partial edition that the next build would refuse
+        if existed:
+            for name in os.listdir(created):
+                path = os.path.join(created, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.remove(path)
+        else:
+            shutil.rmtree(created, ignore_errors=True)
+        if isinstance(exc, OSError):  # a full disk, an unreadable file: one line naming it, not a traceback
+            raise SystemExit(f"error: {exc}; the partial edition in {out} was removed") from None
+        raise
+
+
+def write_edition(out, parts, root):
+    """The body of `build`: copy, strip the regions, write the handouts. Problems in the sources: SystemExit."""
     regions = []
     for rel in list_files(root):
         src, dst = os.path.join(root, rel), os.path.join(out, rel)
@@ -378,9 +452,26 @@ def build(out, parts=None, root=ROOT):
         if not rel.endswith(".py") or rel == THIS_FILE:
             shutil.copy2(src, dst)
             continue
-        with open(src, encoding="utf-8") as f:
-            text, found = student_text(f.read(), parts, rel)
-        compile(text, rel, "exec")  # a region must not end in the middle of a statement
+        try:
+            with open(src, encoding="utf-8") as f:
+                original = f.read()
+            text, found = student_text(original, parts, rel)
+            # only a file the builder changed is compiled: a region must not end in the middle of a statement. A file
+            # without markers is copied as it is, whatever Python version it is written for.
+            if text != original:
+                compile(text, rel, "exec")
+        except UnicodeDecodeError:
+            raise SystemExit(f"error: {rel} is not UTF-8 text; the builder reads every Python file as UTF-8") from None
+        except ValueError as exc:  # a marker problem, already "path:line: what"; or compile's (a NUL byte)
+            where = "" if str(exc).startswith(rel) else f"{rel}: "
+            raise SystemExit(f"error: {where}{exc}") from None
+        except SyntaxError as exc:
+            try:  # the reference itself, or the removal of a region?
+                compile(original, rel, "exec")
+            except SyntaxError as own:
+                raise SystemExit(f"error: {rel}:{own.lineno}: {own.msg} (in the reference file itself)") from None
+            raise SystemExit(f"error: {rel}: line {exc.lineno} of its student text does not compile ({exc.msg}); "
+                             f"does a region end in the middle of a statement?") from None
         with open(dst, "w", encoding="utf-8") as f:
             f.write(text)
         shutil.copymode(src, dst)

@@ -46,13 +46,16 @@ ADVERSARIAL = [  # (description, expression, the answer calculate must give)
 ]
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default="data/gsm8k", help="folder with train.jsonl and test.jsonl")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     ok = True
 
-    examples = load_gsm8k("train", args.root) + load_gsm8k("test", args.root)  # says what to do if missing
+    try:  # a missing download: one line naming the file and `python -m gift.data gsm8k`, not a traceback
+        examples = load_gsm8k("train", args.root) + load_gsm8k("test", args.root)
+    except (OSError, ValueError) as e:  # ValueError: a malformed row, with its file and line number
+        raise SystemExit(f"error: {e}") from None
     for split, sha256 in GSM8K_SHA256.items():
         with open(os.path.join(args.root, f"{split}.jsonl"), "rb") as f:
             data = f.read()

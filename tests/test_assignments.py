@@ -7,19 +7,20 @@ the student edition: it builds the student edition into a temporary directory an
 fails there with its part's NotImplementedError, passes once the solution is put back, and that no line of solution
 code reaches the student edition.
 """
-import copy
 import inspect
 import json
 import os
 import re
+import shlex
 import shutil
+import subprocess
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-import eval as evaluation
 import train
+from gift import loss as loss_module
 from scripts import assignments
 from gift.model import GPT, GPTConfig
 from gift.sampler import generate
@@ -64,18 +65,20 @@ def summed_logratio(policy, ref, prompts, gen, G):
     return torch.stack(values)
 
 
-def test_rl_step_hands_gift_loss_the_summed_response_logratio(monkeypatch):
+def test_rl_step_hands_gift_loss_the_summed_response_logratio(monkeypatch, tmp_path):
     cfg = train.parse_args(["--init=nano", "--device=cpu", "--sft_steps=0", "--prompts=2", "--group_size=4",
                             "--max_new_tokens=12", "--micro_batch=1", "--ref=frozen", "--std_floor=0.5",
-                            "--detach_std=true", "--eval_problems=1", "--minibatches=1"])
+                            "--detach_std=true", "--eval_problems=1", "--minibatches=1", f"--out_dir={tmp_path}"])
     torch.manual_seed(0)
-    policy, enc = evaluation.load_model(cfg.init, cfg.task)
-    ref = copy.deepcopy(policy).requires_grad_(False)
+    run = train.setup(cfg)  # the policy, the task, the loss (LOSSES["gift"]) and the reference
+    policy = run.policy
+    run.reference.copy_of(policy)
+    ref = run.reference.model
     with torch.no_grad():
         for p in ref.parameters():
             p.add_(0.05 * torch.randn_like(p))  # pi_ref != pi_theta: the log-ratios are not 0
     seen, calls = {}, []
-    real_generate, real_gift_loss = train.generate, train.gift_loss
+    real_generate, real_gift_loss = train.generate, loss_module.gift_loss
 
     def spy_generate(model, prompts, **kwargs):
         seen["prompts"], seen["out"] = prompts, real_generate(model, prompts, **kwargs)
@@ -88,10 +91,9 @@ def test_rl_step_hands_gift_loss_the_summed_response_logratio(monkeypatch):
         return real_gift_loss(*args, **kwargs)
 
     monkeypatch.setattr(train, "generate", spy_generate)
-    monkeypatch.setattr(train, "gift_loss", spy_gift_loss)
-    opt = torch.optim.SGD(policy.parameters(), lr=0.0)  # the weights stay put: the expected values can be recomputed
-    train_example, _ = train.make_task(cfg)
-    total, stats = train.rl_step(0, policy, ref, opt, enc, train_example, cfg, 0, 1)
+    monkeypatch.setattr(loss_module, "gift_loss", spy_gift_loss)  # what gift_objective calls
+    run.opt = torch.optim.SGD(policy.parameters(), lr=0.0)  # the weights stay put: the expected values can be recomputed
+    total, stats = train.rl_step(run, cfg)
 
     assert len(calls) == 2  # micro_batch=1: one call per group of G = 4
     for call in calls:
@@ -145,24 +147,126 @@ def test_build_refuses_unknown_parts_and_used_directories(tmp_path):
         assignments.grade(str(tmp_path / "b"))
 
 
+def copy_of_repo(dest):
+    """Copy the files the builder would copy from the repository to dest (a few MB: no .git, out/, data/ or venv).
+    Returns their relative paths."""
+    files = assignments.list_files(ROOT)
+    for rel in files:
+        os.makedirs(dest / os.path.dirname(rel), exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, rel), dest / rel)
+    return files
+
+
+def write_files(root, files):
+    for rel, text in files.items():
+        os.makedirs(root / os.path.dirname(rel), exist_ok=True)
+        (root / rel).write_text(text)
+
+
 def test_build_from_a_source_archive_without_git(tmp_path):
     """A downloaded zip has no .git: the files come from walking the tree, without runs, data, venvs or caches."""
     archive = tmp_path / "gift-main"
-    for rel in assignments.list_files(ROOT):
-        os.makedirs(archive / os.path.dirname(rel), exist_ok=True)
-        shutil.copy2(os.path.join(ROOT, rel), archive / rel)
+    files = copy_of_repo(archive)
     junk = ["out/builtin-gift-s0/ckpt.pt", "data/gsm8k/train.jsonl", ".venv/pyvenv.cfg", ".venv/lib/site.py",
             "env2/pyvenv.cfg", "env2/bin/python", "gift/__pycache__/loss.cpython-311.pyc", ".pytest_cache/v/x",
-            "tests/__pycache__/x.pyc", "gift.egg-info/PKG-INFO", ".git"]  # .git as a file: a stray worktree link
-    for rel in junk:
-        os.makedirs(archive / os.path.dirname(rel), exist_ok=True)
-        (archive / rel).write_text("x")
-    assert assignments.list_files(str(archive)) == assignments.list_files(ROOT)
+            "tests/__pycache__/x.pyc", "gift.egg-info/PKG-INFO", "runs/gift/events.out.tfevents.1", "eval.json",
+            ".env", "lib/python3.11/site-packages/torch/x.py", "conda/conda-meta/history", "conda/lib/y.py",
+            ".git"]  # .git as a file: a stray worktree link
+    write_files(archive, {rel: "x" for rel in junk})
+    assert assignments.list_files(str(archive)) == files
     (archive / "NOTES.md").write_text("a teacher's own file")  # untracked files are copied, as from a checkout
     assert "NOTES.md" in assignments.list_files(str(archive))
     regions = assignments.build(str(tmp_path / "student"), ["loss"], root=str(archive))
     assert {r["part"] for r in regions} == {"loss"} and (tmp_path / "student" / "NOTES.md").exists()
     assert not (tmp_path / "student" / "out").exists() and not (tmp_path / "student" / ".venv").exists()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git program")
+def test_build_never_copies_a_venv_or_caches_that_git_lists_as_untracked(tmp_path):
+    """A checkout whose .gitignore misses the venv (an older clone, a venv under another name): git lists its 20,000
+    files as untracked, and torch ships .py files that do not compile. The builder skips them by its own rules."""
+    repo = tmp_path / "checkout"
+    files = copy_of_repo(repo)
+    git = ["git", "-C", str(repo), "-c", "core.excludesFile=/dev/null"]  # the user's global ignores play no part
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    (repo / ".gitignore").write_text("__pycache__/\n")  # an older .gitignore: no venv, cache or output entries
+    junk = {"myenv/pyvenv.cfg": "home = /usr/bin\n",  # a venv named as the user liked: found by its pyvenv.cfg
+            "myenv/lib/python3.11/site-packages/x.py": "def f(:\n",  # a syntax error, as in some of torch's files
+            "myenv/bin/python": "",
+            ".venv/lib/python3.11/site-packages/y.py": "def f(:\n",  # by its name (no pyvenv.cfg)
+            "tools/site-packages/z.py": "def f(:\n",  # any site-packages folder
+            "miniconda/conda-meta/history": "", "miniconda/lib/w.py": "def f(:\n",  # a conda environment
+            ".mypy_cache/3.11/gift/loss.json": "{}", "gift.egg-info/PKG-INFO": "x", "gift/loss.cpython-311.pyc": "x",
+            ".env": "TOKEN=secret\n", "eval.json": "{}", "runs/gift/events.out.tfevents.1": "x",
+            "student/assignments/parts.json": "{}", "student/gift/loss.py": "x = 1\n"}  # an earlier edition
+    write_files(repo, junk)
+    listed = subprocess.run(git + ["ls-files", "--others", "--exclude-standard"], capture_output=True, text=True,
+                            check=True).stdout.split("\n")
+    assert "myenv/lib/python3.11/site-packages/x.py" in listed and ".env" in listed  # git would copy them
+    (repo / "NOTES.md").write_text("a teacher's own file")  # untracked and not junk: still copied
+
+    assert assignments.list_files(str(repo)) == sorted(files + ["NOTES.md"])
+    out = tmp_path / "student"
+    assignments.build(str(out), ["loss"], root=str(repo))
+    written = {os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/") for d, _, names in os.walk(out)
+               for f in names}
+    assert written == set(files) | {"NOTES.md", "assignments/loss/ASSIGNMENT.md", "assignments/parts.json"}
+
+
+BAD_SOURCES = {  # untracked files that make a build fail after it has written everything else (zz_ sorts last)
+    "mid_statement": ("x = (\n    # BEGIN SOLUTION loss\n    1\n    # END SOLUTION\n)\n", "does not compile"),
+    "unclosed": ("# BEGIN SOLUTION loss\nx = 1\n", "zz_bad.py:1: BEGIN SOLUTION loss is never closed"),
+    "not_utf8": (b"x = '\xff'\n", "zz_bad.py is not UTF-8 text"),
+    "disk_full": ("x = 1\n", "No space left on device"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SOURCES))
+def test_a_failed_build_prints_one_error_line_and_leaves_no_partial_edition(case, tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    copy_of_repo(root)
+    source, message = BAD_SOURCES[case]
+    (root / "zz_bad.py").write_bytes(source if isinstance(source, bytes) else source.encode())
+    if case == "disk_full":  # every 20th copied file finds the disk full: midway through each build
+        copies, real_copy2 = [], shutil.copy2
+
+        def copy2(src, dst, **kwargs):
+            copies.append(dst)
+            if len(copies) % 20 == 0:
+                raise OSError(28, "No space left on device", dst)
+            return real_copy2(src, dst, **kwargs)
+
+        monkeypatch.setattr(assignments.shutil, "copy2", copy2)
+    (tmp_path / "empty").mkdir()
+    # OUT new (with a missing parent: both go) or an empty folder the user made (it stays, empty)
+    outs = [(tmp_path / "new" / "student", tmp_path / "new"), (tmp_path / "empty", None)]
+    for out, created in outs:
+        with pytest.raises(SystemExit) as failed:
+            assignments.build(str(out), ["loss"], root=str(root))
+        text = str(failed.value)
+        assert text.startswith("error: ") and "\n" not in text and message in text, text
+        assert not created.exists() if created else os.listdir(out) == []
+    (root / "zz_bad.py").unlink()  # the problem fixed, the same command works: nothing was left to refuse
+    monkeypatch.undo()
+    for out, _ in outs:
+        assert {r["part"] for r in assignments.build(str(out), ["loss"], root=str(root))} == {"loss"}
+
+
+def test_the_docs_build_commands_work_one_after_the_other(tmp_path):
+    """docs/assignments.md's build examples, run in order as a reader would (with /tmp/ moved into tmp_path)."""
+    with open(os.path.join(ROOT, "docs", "assignments.md"), encoding="utf-8") as f:
+        lines = [x.split("#")[0] for x in f.read().split("\n") if x.startswith("python scripts/assignments.py build")]
+    assert len(lines) >= 2, lines
+    editions = []
+    for line in lines:
+        argv = [a.replace("/tmp/", f"{tmp_path}/", 1) if a.startswith("/tmp/") else a for a in shlex.split(line)]
+        assert assignments.main(argv[2:]) == 0, line
+        out, parts = argv[3], argv[argv.index("--parts") + 1 :] if "--parts" in argv else list(assignments.PARTS)
+        with open(os.path.join(out, "assignments", "parts.json"), encoding="utf-8") as f:
+            assert json.load(f)["parts"] == parts
+        editions.append(out)
+    assert len(set(editions)) == len(editions)  # each edition is still there, in its own folder
 
 
 def solution_lines():

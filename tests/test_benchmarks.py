@@ -45,7 +45,12 @@ def test_rl_step_benchmark_runs_its_documented_cpu_check():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, path, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "step 2: sampling" in proc.stdout and "loss nan" not in proc.stdout
+    assert "step 2: rollout" in proc.stdout and "loss nan" not in proc.stdout
+    assert "nan GiB" not in proc.stdout and " 0M parameters" not in proc.stdout and "0.13M parameters" in proc.stdout
     bad = subprocess.run([sys.executable, path, "--preset", "nano", "--prompts", "3", "--device", "cpu"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "divisible by --minibatches" in bad.stderr
+    if not torch.cuda.is_available():  # the default shape is a GPU benchmark: one line on a CPU, before any work
+        refused = subprocess.run([sys.executable, path], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and refused.stderr.strip().startswith("error: benchmarks/rl_step.py is a GPU")
+        assert "\n" not in refused.stderr.strip()

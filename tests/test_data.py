@@ -224,7 +224,7 @@ def test_builtin_knobs():
 
 # the writers setting (--mistakes > 0)
 
-from gift.data import MISTAKE_FACTORS, WRITER_CONTEXTS, mistake_rate, writer_mistakes  # noqa: E402
+from gift.writers import MISTAKE_FACTORS, WRITER_CONTEXTS, mistake_rate, writer_mistakes, writers_example  # noqa: E402
 
 
 def right_answer(question):
@@ -242,8 +242,8 @@ def right_answer(question):
 
 def test_writers_split_disjoint_answers_exact_and_reproducible():
     kw = dict(mistakes=0.5, tool_fraction=1.0)
-    train = [builtin_example("train", i, seed=s, **kw) for s in (0, 1) for i in range(300)]
-    test = [builtin_example("test", i, **kw) for i in range(300)]
+    train = [writers_example("train", i, seed=s, **kw) for s in (0, 1) for i in range(300)]
+    test = [writers_example("test", i, **kw) for i in range(300)]
     assert not {e.question for e in train} & {e.question for e in test}
     assert all(is_heldout(e.question) for e in test) and not any(is_heldout(e.question) for e in train)
     for e in train + test:
@@ -261,18 +261,19 @@ def test_writers_split_disjoint_answers_exact_and_reproducible():
     lucky = [e for e in train if extract_answer(e.solution) == e.answer
              and any(m for _, m in writer_mistakes(e.question, e.solution))]
     assert len(lucky) <= 3  # a mistake changes the answer but for coincidences (2+2 = 2*2)
-    assert builtin_example("train", 7, seed=3, **kw) == builtin_example("train", 7, seed=3, **kw)
-    assert builtin_example("train", 7, seed=3, **kw) != builtin_example("train", 7, seed=4, **kw)
-    assert builtin_example("train", 7, seed=3) != builtin_example("train", 7, seed=3, **kw)  # another task
-    with pytest.raises(ValueError, match="mistakes must be in"):
-        builtin_example("train", 0, mistakes=0.75)
+    assert writers_example("train", 7, seed=3, **kw) == writers_example("train", 7, seed=3, **kw)
+    assert writers_example("train", 7, seed=3, **kw) != writers_example("train", 7, seed=4, **kw)
+    assert builtin_example("train", 7, seed=3) != writers_example("train", 7, seed=3, **kw)  # another task
+    for bad in (0.75, 0.0):
+        with pytest.raises(ValueError, match="mistakes must be in"):
+            writers_example("train", 0, mistakes=bad)
 
 
 def test_writers_mistake_rates_as_configured():
     for mistakes in (0.5, 0.3):
         counts = {}  # context -> [mistakes, steps], read back from the solutions' operators
         for i in range(2000):
-            e = builtin_example("train", i, seed=1, mistakes=mistakes, tool_fraction=1.0)
+            e = writers_example("train", i, seed=1, mistakes=mistakes, tool_fraction=1.0)
             for context, mistaken in writer_mistakes(e.question, e.solution):
                 assert mistaken is not None
                 c = counts.setdefault(context, [0, 0])

@@ -115,3 +115,26 @@ def test_every_figure_in_the_docs_is_shown_somewhere():
                 shown.add(os.path.normpath(os.path.join(os.path.dirname(path), target.split("#", 1)[0])))
     pictures = {os.path.normpath(p) for p in glob.glob(os.path.join(ROOT, "docs", "**", "*.png"), recursive=True)}
     assert pictures and not pictures - shown, sorted(os.path.relpath(p, ROOT) for p in pictures - shown)
+
+
+def test_the_seams_snippets_of_code_md_plug_a_new_loss_and_task_into_train(tmp_path, monkeypatch):
+    """docs/code.md shows the few lines a new method and a new task need: they run through train.main as written."""
+    import textwrap
+
+    import train
+    from gift import loss, tasks
+
+    with open(os.path.join(ROOT, "docs", "code.md"), encoding="utf-8") as f:
+        section = f.read().split("## The seams", 1)[1].split("\n## ", 1)[0]
+    snippets = [textwrap.dedent(block) for block in re.findall(r"```python\n(.*?)```", section, re.S)]
+    assert len(snippets) == 2
+    monkeypatch.setitem(loss.LOSSES, "reinforce", None)  # the snippets add these entries; undone after the test
+    monkeypatch.setitem(tasks.TASKS, "even", None)
+    exec(snippets[0], vars(loss))
+    exec(snippets[1], vars(tasks))
+    tiny = ["--init=nano", "--sft_steps=4", "--sft_batch=4", "--rl_steps=2", "--prompts=2", "--group_size=4",
+            "--minibatches=2", "--eval_problems=4", "--max_new_tokens=16", "--threads=1", f"--out_dir={tmp_path}"]
+    summary = train.main(tiny + ["--method=reinforce", "--task=even"])
+    assert summary["config"]["method"] == "reinforce" and 0 <= summary["rl_accuracy"] <= 1
+    records = [l for l in (tmp_path / "even-reinforce-s0" / "metrics.jsonl").read_text().splitlines() if '"rl"' in l]
+    assert len(records) == 2

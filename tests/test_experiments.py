@@ -1,6 +1,14 @@
-"""experiments/common.py: runs start in dependency order, finished runs are reused, other settings are refused."""
+"""experiments/: common.py's runs start in dependency order, finished runs are reused, other settings are refused;
+and every experiment script runs end to end at a tiny size (its run list, train.py subprocesses, its report), so
+that a changed signature fails here instead of in a rerun.
+
+The tests share one folder of tiny runs (`runs_dir`), as the scripts share runs: a run another test finished is
+reused (and checked against its settings), so each test starts only the runs that are its own.
+"""
 
 import dataclasses
+import importlib
+import json
 import os
 import sys
 
@@ -12,6 +20,34 @@ sys.path.insert(0, os.path.join(ROOT, "experiments"))
 import common  # noqa: E402
 
 TINY = dict(sft_batch=4, prompts=2, minibatches=2, group_size=4, eval_problems=4, max_new_tokens=16)
+# the built-in task's experiments: TINY under each run's own settings (group_size.py's sizes, faithful.py's K = 1),
+# the SFT runs from the nano preset
+BUILTIN_TINY = {k: v for k, v in TINY.items() if k != "group_size"}
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+def script_args(exp, runs, out, *more):
+    """exp's command line options for one seed (0), runs in `runs`, the report in `out`."""
+    return exp.PARSER.parse_args([f"--runs={runs}", f"--out={out}", "--seeds", "0", *more])
+
+
+def tiny_builtin(runs):
+    """Built-in task runs at a tiny size: 2 prompts a step, 4 held-out problems, 16 tokens; SFT 4 steps of nano."""
+    return [{**BUILTIN_TINY, **r, **({"init": "nano", "sft_steps": 4} if r["rl_steps"] == 0 else {})} for r in runs]
+
+
+def read_report(out, name):
+    """<out>/<name>.json, after checking that <name>.png was written beside it."""
+    assert (out / f"{name}.png").stat().st_size > 0
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def in_unit(values):
+    return all(0 <= v <= 1 for v in values)
 
 
 def test_run_all_orders_reuses_and_refuses(tmp_path, monkeypatch):
@@ -47,23 +83,20 @@ def test_run_all_orders_reuses_and_refuses(tmp_path, monkeypatch):
         common.run_all([common.rl(str(tmp_path), "new", 0, **TINY)], report_only)
 
 
-def test_testbed_runs_pairs_and_reports(tmp_path):
-    """experiments/testbed.py end to end on a tiny setting (one seed, every method, 2 RL steps)."""
-    import json
+def test_writers_runs_pairs_and_reports(runs_dir, tmp_path):
+    """experiments/writers.py end to end on a tiny setting (one seed, every method, 2 RL steps)."""
+    import writers
 
-    import testbed
-
-    args = testbed.PARSER.parse_args([f"--runs={tmp_path}", f"--out={tmp_path / 'docs'}", "--seeds", "0",
+    args = writers.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0",
                                       "--pass_problems=3"])
-    runs = testbed.runs(args, steps=2, eval_every=1)
-    assert {r["run_name"] for r in runs} == {f"writers-{m}-s0" for m in ("sft", *testbed.METHODS)}
-    assert all(r["mistakes"] == testbed.TASK["mistakes"] for r in runs)  # SFT and RL runs share the task
-    runs = [dict(r, **TINY, **({"sft_steps": 4} if r["run_name"] == "writers-sft-s0" else {})) for r in runs]
-    common.run_all(runs, args)
-    testbed.pass_at_16(args)
-    testbed.report(args)
-    out = json.loads((tmp_path / "docs" / "testbed.json").read_text())
-    assert (tmp_path / "docs" / "testbed.png").exists()
+    runs = writers.runs(args, steps=2, eval_every=1)
+    assert {r["run_name"] for r in runs} == {f"writers-{m}-s0" for m in ("sft", *common.WRITERS_METHODS)}
+    assert all(r["mistakes"] == common.WRITERS_TASK["mistakes"] for r in runs)  # SFT and RL runs share the task
+    common.run_all(tiny_runs(runs), args)
+    writers.pass_at_16(args)
+    writers.report(args)
+    out = json.loads((tmp_path / "docs" / "writers.json").read_text())
+    assert (tmp_path / "docs" / "writers.png").exists()
     gift, grpo = (out["results"][m]["per_seed"]["0"] for m in ("gift", "grpo"))
     assert out["paired"]["gift-grpo"]["per_seed"] == [gift["final_accuracy"] - grpo["final_accuracy"]]
     assert gift["sft_accuracy"] == grpo["sft_accuracy"]  # paired: one SFT checkpoint
@@ -72,53 +105,55 @@ def test_testbed_runs_pairs_and_reports(tmp_path):
     assert set(gift["mistakes"]) == {"gets", "gives", "boxes", "doubles", "triples"} and len(gift["mistakes"]["gets"]) == 3
     # diversity: eval.py's pass@1 / pass@16 of every final model and of the shared SFT model, paired like accuracy
     for m in ("gift", "grpo"):
-        saved = json.loads((tmp_path / f"writers-{m}-s0" / "pass16.json").read_text())
-        assert saved["n"] == 16 and saved["problems"] == 3 and saved["knobs"]["mistakes"] == testbed.TASK["mistakes"]
+        saved = json.loads((runs_dir / f"writers-{m}-s0" / "pass16.json").read_text())
+        assert saved["n"] == 16 and saved["problems"] == 3 and saved["knobs"]["mistakes"] == common.WRITERS_TASK["mistakes"]
         assert out["results"][m]["per_seed"]["0"]["pass16"] == saved["pass@16"]
     assert gift["sft_pass16"] == grpo["sft_pass16"] is not None and 0 <= gift["pass1"] <= gift["pass16"] <= 1
     assert out["paired"]["gift-grpo_pass@16"]["per_seed"] == [gift["pass16"] - grpo["pass16"]]
 
 
-def test_check_same_accepts_runs_made_before_a_neutral_field(tmp_path):
-    import json
-
-    config = dict(vars(common.Config()), run_name="old")
-    del config["mistakes"]  # a run finished before --mistakes existed did what mistakes=0 does
+def test_check_same_accepts_runs_made_before_a_field_existed(tmp_path):
+    """A run saved without a field (any field: there is no list of them) was made before train.py had it, and did
+    what the field's default does: it is reused when the experiment asks for the default, refused otherwise."""
+    config = dict(vars(common.Config()), run_name="old", threads=4, out_dir="elsewhere")
+    del config["mistakes"], config["max_events"]  # both added after the run was made
     (tmp_path / "summary.json").write_text(json.dumps(dict(config=config)))
-    common.check_same(str(tmp_path), dict(run_name="old"))
-    with pytest.raises(SystemExit, match="mistakes=0.0.*mistakes=0.5"):
+    common.check_same(str(tmp_path), dict(run_name="old", max_events=1))  # threads, out_dir: RESUMABLE or the folder
+    with pytest.raises(SystemExit, match="mistakes=0.0 \\(it predates --mistakes: the default\\).*mistakes=0.5"):
         common.check_same(str(tmp_path), dict(run_name="old", mistakes=0.5))
+    with pytest.raises(SystemExit, match="max_events=1 .*max_events=2"):
+        common.check_same(str(tmp_path), dict(run_name="old", max_events=2))
+    with pytest.raises(SystemExit, match="rl_steps=50, this experiment asks for rl_steps=3"):  # a saved key counts
+        common.check_same(str(tmp_path), dict(run_name="old", rl_steps=3))
 
 
 def test_t_interval_and_steps_to():
-    import testbed
-
-    m, half = testbed.t_interval([0.1, 0.3, 0.2])  # sd 0.1, n 3: t(2) = 4.303
+    m, half = common.t_interval([0.1, 0.3, 0.2])  # sd 0.1, n 3: t(2) = 4.303
     assert abs(m - 0.2) < 1e-12 and abs(half - 4.303 * 0.1 / 3 ** 0.5) < 1e-12
-    assert testbed.t_interval([0.5]) == (0.5, None)
-    assert testbed.steps_to([0, 10, 20], [0.1, 0.5, 0.6], 0.45) == 10 and testbed.steps_to([0], [0.1], 0.2) is None
+    assert common.t_interval([0.5]) == (0.5, None)
+    assert common.steps_to([0, 10, 20], [0.1, 0.5, 0.6], 0.45) == 10 and common.steps_to([0], [0.1], 0.2) is None
+    assert common.paired_difference([0.1, 0.3, 0.2])["ci95"] == [m - half, m + half]
+    assert common.paired_difference([0.5]) == dict(per_seed=[0.5], mean=0.5, ci95=None)
 
 
 def tiny_runs(runs):
     return [dict(r, **TINY, **({"sft_steps": 4} if r["run_name"].startswith("writers-sft") else {})) for r in runs]
 
 
-def test_testbed_overfit_runs_a_pool_and_pairs_the_gaps(tmp_path):
-    """experiments/testbed_overfit.py end to end on a tiny setting: both methods on the same pool, train and
+def test_writers_overfit_runs_a_pool_and_pairs_the_gaps(runs_dir, tmp_path):
+    """experiments/writers_overfit.py end to end on a tiny setting: both methods on the same pool, train and
     held-out curves, gaps and their paired differences."""
-    import json
+    import writers_overfit as exp
 
-    import testbed_overfit as exp
-
-    args = exp.PARSER.parse_args([f"--runs={tmp_path}", f"--out={tmp_path / 'docs'}", "--seeds", "0", "1"])
+    args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0", "1"])
     runs = exp.runs(args, steps=2, eval_every=1)
     rl_runs = [r for r in runs if not r["run_name"].startswith("writers-sft")]
     assert len(rl_runs) == 4 and all(r["rl_pool"] == exp.POOL and r["mistakes"] == 0.5 for r in rl_runs)
-    assert {r["rl_lr"] for r in rl_runs if "gift" in r["run_name"]} == {exp.METHODS["gift"]["rl_lr"]}
+    assert {r["rl_lr"] for r in rl_runs if "gift" in r["run_name"]} == {common.WRITERS_METHODS["gift"]["rl_lr"]}
     common.run_all(tiny_runs(runs), args)
     exp.report(args)
-    out = json.loads((tmp_path / "docs" / "testbed_overfit.json").read_text())
-    assert (tmp_path / "docs" / "testbed_overfit.png").exists()
+    out = json.loads((tmp_path / "docs" / "writers_overfit.json").read_text())
+    assert (tmp_path / "docs" / "writers_overfit.png").exists()
     r = out["results"]["gift-s1"]
     assert r["steps"] == [0, 1, 2] and len(r["train_accuracy"]) == len(r["heldout_accuracy"]) == 3
     assert r["gap"] == [a - b for a, b in zip(r["train_accuracy"], r["heldout_accuracy"])]
@@ -126,51 +161,46 @@ def test_testbed_overfit_runs_a_pool_and_pairs_the_gaps(tmp_path):
     assert out["paired"]["final_gap"]["per_seed"] == gaps and out["paired"]["final_gap"]["ci95"] is not None
 
 
-def test_testbed_ablations_change_one_option_each_and_pair_with_the_default(tmp_path):
-    import json
+def test_writers_ablations_change_one_option_each_and_pair_with_the_default(runs_dir, tmp_path):
+    import writers
+    import writers_ablations as exp
 
-    import testbed_ablations as exp
-
-    args = exp.PARSER.parse_args([f"--runs={tmp_path}", f"--out={tmp_path / 'docs'}", "--seeds", "0"])
+    args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0"])
     runs = exp.runs(args, steps=2, eval_every=1)
     by_name = {r["run_name"]: r for r in runs}
     default = by_name["writers-gift-s0"]
-    import testbed
-
-    assert default == [r for r in testbed.runs(args, steps=2, eval_every=1) if r["run_name"] == "writers-gift-s0"][0]
+    assert default == [r for r in writers.runs(args, steps=2, eval_every=1) if r["run_name"] == "writers-gift-s0"][0]
     for name, changed in exp.VARIANTS.items():  # exactly the named option differs from the default run
         run = by_name[f"writers-{name}-s0"]
         assert {k for k in run if run[k] != default.get(k)} - {"run_name"} == set(changed)
     common.run_all(tiny_runs(runs), args)
     exp.report(args)
-    out = json.loads((tmp_path / "docs" / "testbed_ablations.json").read_text())
-    assert (tmp_path / "docs" / "testbed_ablations.png").exists()
+    out = json.loads((tmp_path / "docs" / "writers_ablations.json").read_text())
+    assert (tmp_path / "docs" / "writers_ablations.png").exists()
     frozen, base = out["results"]["ref-frozen"], out["results"]["gift"]
     assert frozen["minus_default"]["per_seed"] == [frozen["per_seed"]["0"]["final_accuracy"]
                                                    - base["per_seed"]["0"]["final_accuracy"]]
     assert "minus_default" not in base and frozen["settings"] == {"ref": "frozen"}
 
 
-def test_testbed_lr_sweeps_each_method_reuses_experiment_7_and_pairs_the_best_rates(tmp_path):
-    """experiments/testbed_lr.py end to end on a tiny setting: every method at every rate, the runs at experiment 7's
-    rates are experiment 7's runs (same names, same settings), and the best rates are paired by seed."""
-    import json
+def test_writers_lr_sweeps_each_method_reuses_writers_runs_and_pairs_the_best_rates(runs_dir, tmp_path):
+    """experiments/writers_lr.py end to end on a tiny setting: every method at every rate, the runs at writers.py's
+    rates are writers.py's runs (same names, same settings), and the best rates are paired by seed."""
+    import writers
+    import writers_lr as exp
 
-    import testbed
-    import testbed_lr as exp
-
-    args = exp.PARSER.parse_args([f"--runs={tmp_path}", f"--out={tmp_path / 'docs'}", "--seeds", "0", "1"])
+    args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0", "1"])
     runs = exp.runs(args, steps=2, eval_every=1)
     rl_runs = {r["run_name"]: r for r in runs if not r["run_name"].startswith("writers-sft")}
     assert len(rl_runs) == 2 * sum(len(r) for r in exp.RATES.values())
     assert rl_runs["writers-gift-lr4e-5-s0"]["rl_lr"] == 4e-5 and rl_runs["writers-gift-lr4e-5-s0"]["method"] == "gift"
-    shared = [r for r in testbed.runs(args, steps=2, eval_every=1) if r["run_name"] in rl_runs]
-    assert {r["run_name"] for r in shared} == {f"{n}-s{s}" for n in exp.SAME_AS_TESTBED.values() for s in (0, 1)}
+    shared = [r for r in writers.runs(args, steps=2, eval_every=1) if r["run_name"] in rl_runs]
+    assert {r["run_name"] for r in shared} == {f"{n}-s{s}" for n in exp.SAME_AS_WRITERS.values() for s in (0, 1)}
     assert all(rl_runs[r["run_name"]] == r for r in shared)  # one run, whichever experiment starts it
     common.run_all(tiny_runs(runs), args)
     exp.report(args)
-    out = json.loads((tmp_path / "docs" / "testbed_lr.json").read_text())
-    assert (tmp_path / "docs" / "testbed_lr.png").exists()
+    out = json.loads((tmp_path / "docs" / "writers_lr.json").read_text())
+    assert (tmp_path / "docs" / "writers_lr.png").exists()
     gift = out["results"]["gift"]
     assert set(gift) == {"2e-5", "4e-5", "8e-5"} and gift["4e-5"]["per_seed"]["1"]["steps"] == [0, 1, 2]
     best = out["best_gift_minus_best_grpo"]
@@ -178,3 +208,198 @@ def test_testbed_lr_sweeps_each_method_reuses_experiment_7_and_pairs_the_best_ra
     assert best["gift_lr"] == out["results"]["gift"][max(means["gift"], key=means["gift"].get)]["lr"]
     g, r = (out["results"][m][exp.rate(best[f"{m}_lr"])]["per_seed"] for m in ("gift", "grpo"))
     assert best["per_seed"] == [g[s]["final_accuracy"] - r[s]["final_accuracy"] for s in ("0", "1")]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the built-in task's experiments, end to end at a tiny size (one seed, 2 RL steps, an evaluation after each)
+
+
+def test_compare_runs_every_method_from_one_sft_and_reports(runs_dir, tmp_path):
+    import compare
+
+    args = script_args(compare, runs_dir, tmp_path)
+    runs = compare.runs(args, steps=2, eval_every=1)
+    assert [r["run_name"] for r in runs] == ["sft-s0", "gift-s0", "grpo-s0", "grpo-kl-s0"]
+    assert all(r["init"] == os.path.join(str(runs_dir), "sft-s0", "sft.pt") for r in runs[1:])
+    common.run_all(tiny_builtin(runs), args)
+    compare.report(args)
+    out = read_report(tmp_path, "compare")
+    assert out["seeds"] == [0] and out["methods"] == common.BUILTIN_METHODS and set(out["results"]) == set(
+        common.BUILTIN_METHODS)
+    sft = common.summary(args, "sft-s0")["rl_accuracy"]  # the SFT run's final model is every RL run's start
+    for entry in out["results"].values():
+        v = entry["per_seed"]["0"]
+        assert v["steps"] == [0, 1, 2] and len(v["train_seconds"]) == 3 and len(v["reward"]) == 2
+        assert v["sft_accuracy"] == v["accuracy"][0] == sft and v["final_accuracy"] == v["accuracy"][-1]
+        assert in_unit(v["accuracy"] + v["reward"]) and entry["final_mean"] == v["final_accuracy"]
+        assert entry["final_sd"] == 0.0 and in_unit([entry["reward_first10_mean"], entry["reward_last10_mean"]])
+
+
+def test_faithful_shares_compare_runs_and_reports_the_k_choice(runs_dir, tmp_path):
+    import compare
+    import faithful
+
+    args = script_args(faithful, runs_dir, tmp_path)
+    runs = faithful.runs(args, steps=2, eval_every=1)
+    by_name = {r["run_name"]: r for r in runs}
+    assert set(by_name) == {"sft-s0", "gift-s0", "gift-prev-s0", "grpo-s0", "gift-k2-s0", "grpo-k2-s0"}
+    for r in compare.runs(args, steps=2, eval_every=1):  # compare.py's run where the names agree
+        assert by_name.get(r["run_name"], r) == r
+    assert by_name["gift-prev-s0"]["minibatches"] == 1 and by_name["gift-k2-s0"]["minibatches"] == 2
+    common.run_all(tiny_builtin(runs), args)
+    assert common.summary(args, "gift-prev-s0")["config"]["std_floor"] == 1.0
+    faithful.report(args)
+    out = read_report(tmp_path, "faithful")
+    assert set(out["results"]) == set(faithful.METHODS) and set(out["k_choice"]) == {"gift", "grpo", *faithful.K_CHOICE}
+    assert out["k_choice"]["gift"] == out["results"]["gift"]  # one seed: the same runs
+    for entry in [*out["results"].values(), *out["k_choice"].values()]:
+        v = entry["per_seed"]["0"]
+        assert v["steps"] == [0, 1, 2] and len(v["reward"]) == 2 and in_unit(v["accuracy"])
+
+
+def test_group_size_runs_each_size_and_shares_the_default_size(runs_dir, tmp_path):
+    import compare
+    import group_size
+
+    args = script_args(group_size, runs_dir, tmp_path)
+    runs = group_size.runs(args, steps=2, eval_every=1)
+    by_name = {r["run_name"]: r for r in runs}
+    assert set(by_name) == {"sft-s0"} | {f"{m}{g}-s0" for m in ("gift", "grpo") for g in ("", "-g4", "-g16")}
+    shared = [r for r in compare.runs(args, steps=2, eval_every=1) if r["run_name"] in ("gift-s0", "grpo-s0")]
+    assert all(by_name[r["run_name"]] == r for r in shared)  # group size 8 is compare.py's run
+    common.run_all(tiny_builtin(runs), args)
+    group_size.report(args)
+    out = read_report(tmp_path, "group_size")
+    assert set(out["results"]) == {f"{m}-g{g}-s0" for m in ("gift", "grpo") for g in group_size.SIZES}
+    for key, r in out["results"].items():
+        run = group_size.name(r["method"], r["group_size"]) + "-s0"
+        assert common.summary(args, run)["config"]["group_size"] == r["group_size"]
+        assert r["steps"] == [0, 1, 2] and in_unit(r["accuracy"]) and r["final_accuracy"] == r["accuracy"][-1]
+        assert r["train_seconds_total"] == r["train_seconds"][-1] >= 0
+
+
+def test_overfit_trains_on_a_pool_and_reports_the_gap(runs_dir, tmp_path):
+    import overfit
+
+    args = script_args(overfit, runs_dir, tmp_path)
+    runs = overfit.runs(args, steps=2, eval_every=1)
+    rl_runs = [r for r in runs if r["rl_steps"]]
+    assert [r["run_name"] for r in rl_runs] == [f"pool{overfit.POOL}-{m}-s0" for m in overfit.METHODS]
+    assert all(r["rl_pool"] == overfit.POOL for r in rl_runs)
+    common.run_all(tiny_builtin(runs), args)
+    overfit.report(args)
+    out = read_report(tmp_path, "overfit")
+    assert out["pool"] == overfit.POOL and set(out["results"]) == {f"{m}-s0" for m in overfit.METHODS}
+    for r in out["results"].values():
+        assert r["steps"] == [0, 1, 2] and in_unit(r["train_accuracy"] + r["heldout_accuracy"])
+        assert r["gap"] == [a - b for a, b in zip(r["train_accuracy"], r["heldout_accuracy"])]
+        assert r["final_gap"] == r["gap"][-1] and r["max_heldout"] == max(r["heldout_accuracy"])
+
+
+@pytest.mark.filterwarnings("ignore:Data has no positive values")  # a tiny run's logratio std is 0: no log scale
+def test_reference_reports_beta_and_the_logratio_per_step(runs_dir, tmp_path):
+    import reference
+
+    args = script_args(reference, runs_dir, tmp_path)
+    runs = reference.runs(args, steps=2, eval_every=1)
+    assert {r["run_name"]: r.get("ref") for r in runs if r["rl_steps"]} == {
+        "ref-frozen-s0": "frozen", "ref-refresh-10-s0": "refresh", "ref-old-s0": "old"}
+    common.run_all(tiny_builtin(runs), args)
+    reference.report(args)
+    out = read_report(tmp_path, "reference")
+    assert set(out["results"]) == {f"{name}-s0" for name in reference.REFS}
+    for r in out["results"].values():
+        assert r["eval_steps"] == [0, 1, 2] and r["steps"] == [0, 1] and in_unit(r["accuracy"] + r["reward"])
+        assert len(r["beta"]) == len(r["corr"]) == len(r["logratio_std"]) == len(r["kl"]) == 2
+        assert all(b is None or b >= 0 for b in r["beta"]) and all(s >= 0 for s in r["logratio_std"])
+        h = r["second_half"]
+        assert h["kl_mean"] >= 0 and 0 <= h["reward_mean"] <= 1 and h["logratio_std_median"] >= 0
+
+
+def test_beta_sweeps_the_kl_coefficient_and_checks_the_scale_with_a_loss_fn(runs_dir, tmp_path):
+    """The sweep through train.py runs; the check in this process through train.main(argv, loss_fn=...). A tiny SFT
+    model gets no reward, so the check runs add weight decay: the weights move, the logratio leaves 0, and the
+    scaled losses have something to agree on."""
+    import beta
+    import compare
+
+    args = script_args(beta, runs_dir, tmp_path)
+    runs = beta.runs(args, steps=2, eval_every=1)
+    by_name = {r["run_name"]: r for r in runs}
+    assert set(by_name) == {"sft-s0", "gift-s0", *(f"{beta.kl_name(c)}-s0" for c in beta.KL_COEFS)}
+    for r in compare.runs(args, steps=2, eval_every=1):  # kl_coef 0 and 0.04, and GIFT: compare.py's runs
+        assert by_name[r["run_name"]] == r
+    common.run_all(tiny_builtin(runs), args)
+    check = {c: dict(r, **BUILTIN_TINY, weight_decay=0.1) for c, r in beta.check_runs(args, 0, steps=2).items()}
+    assert set(check) == set(beta.SCALES) and all(r["ref"] == "frozen" for r in check.values())
+    beta.report(args, check=check)
+    out = read_report(tmp_path, "beta")
+    assert out["check_steps"] == 2 and out["update_norm"] > 0
+    assert set(out["invariance"]) == {"0.01", "1", "100"}
+    for c, r in out["invariance"].items():
+        assert len(r["losses"]) == 2 and 0 <= r["heldout_accuracy_200"] <= 1
+        assert r["max_loss_diff"] < 1e-4 and r["update_rel_diff"] < 1e-2  # z(c * logratio) = z(logratio): one update
+    assert out["invariance"]["1"]["max_loss_diff"] == out["invariance"]["1"]["update_rel_diff"] == 0
+    assert set(out["kl_sweep"]) == {*map(str, beta.KL_COEFS), "gift"}
+    for r in out["kl_sweep"].values():
+        assert r["steps"] == [0, 1, 2] and len(r["kl"]) == 2 and r["kl_second_half"] >= 0 and in_unit(r["accuracy"])
+    assert common.summary(args, "beta-check-c100-s0")["config"]["ref"] == "frozen"
+    beta.report(args, check=check)  # finished: the check runs are reused, not run again
+    assert read_report(tmp_path, "beta") == out
+
+
+def test_summarize_tables_finished_runs(runs_dir, tmp_path, capsys):
+    import compare
+    import summarize
+
+    args = script_args(compare, runs_dir, tmp_path)
+    common.run_all(tiny_builtin(compare.runs(args, steps=2, eval_every=1)), args)  # compare's test may have run them
+    dirs = [str(runs_dir / name) for name in ("sft-s0", "gift-s0", "grpo-s0", "grpo-kl-s0")]
+    rows = summarize.main(dirs + ["--json", str(tmp_path / "table.json")])
+    assert json.loads((tmp_path / "table.json").read_text()) == rows
+    assert [(r["run"], r["method"]) for r in rows] == [("sft-s0", "gift"), ("gift-s0", "gift"), ("grpo-s0", "grpo"),
+                                                      ("grpo-kl-s0", "grpo")]
+    for r in rows:
+        assert abs(r["gain"] - (r["rl"] - r["sft"])) < 1e-12 and in_unit([r["sft"], r["rl"]]) and r["problems"] == 4
+    table = capsys.readouterr().out
+    assert "| gift-s0 | gift | old | 0 |" in table and "| grpo (ref old) | 2 |" in table
+    with pytest.raises(SystemExit, match="summary.json not found"):
+        summarize.main([str(tmp_path)])
+
+
+def test_all_runs_each_experiment_script_in_order_as_a_subprocess(tmp_path):
+    """experiments/all.py imports no sibling: it starts `python experiments/<name>.py` with its own options, and
+    each script accepts them."""
+    all_py = importlib.import_module("all")
+    calls = []
+    all_py.main([f"--runs={tmp_path}", "--out=o", "--jobs=3", "--threads=2", "--report_only"],
+                call=lambda cmd: calls.append(cmd) or 0)
+    assert [os.path.basename(c[1]) for c in calls] == [f"{n}.py" for n in ("compare", "reference", "overfit",
+                                                                          "group_size", "beta")]
+    for cmd in calls:
+        assert cmd[0] == sys.executable and os.path.isfile(cmd[1])
+        assert cmd[2:] == [f"--runs={tmp_path}", "--out=o", "--jobs=3", "--threads=2", "--report_only"]
+        script = importlib.import_module(os.path.basename(cmd[1])[:-3])
+        a = script.PARSER.parse_args(cmd[2:])
+        assert (a.runs, a.out, a.jobs, a.threads, a.report_only) == (str(tmp_path), "o", 3, 2, True)
+    calls.clear()
+    with pytest.raises(SystemExit, match="reference.py failed \\(exit 2\\)"):
+        all_py.main([], call=lambda cmd: calls.append(cmd) or (2 if cmd[1].endswith("reference.py") else 0))
+    assert len(calls) == 2 and "--report_only" not in calls[0]  # stops at the first failure
+    with pytest.raises(SystemExit, match="default seeds"):
+        all_py.main(["--seeds", "0"], call=lambda cmd: 0)
+
+
+def test_no_experiment_script_imports_a_sibling():
+    """Each script imports only common (and train, gift, the standard library, torch): no script's code is another's."""
+    import ast
+
+    folder = os.path.join(ROOT, "experiments")
+    scripts = {name[:-3] for name in os.listdir(folder) if name.endswith(".py")}
+    for name in scripts:
+        with open(os.path.join(folder, name + ".py")) as f:
+            tree = ast.parse(f.read())
+        imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        assert imported & scripts <= {"common"}, (name, imported & scripts)

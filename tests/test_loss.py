@@ -390,3 +390,194 @@ def test_una_loss():
     assert una_loss(rewards / 0.1, rewards, 0.1).item() == pytest.approx(0.0)
     assert una_loss(torch.zeros(3), rewards, 0.1).item() == pytest.approx((0.25 + 1) / 3)
     assert una_loss(rewards / 0.1 + 1, rewards, 0.1).item() == pytest.approx(0.01)   # no log Z invariance
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the loss family: LOSSES[name](batch, cfg) -> (loss, stats), what train.py --method=name runs
+
+from types import SimpleNamespace  # noqa: E402
+
+from gift.loss import LOSSES, RLBatch, gift_objective, grpo_objective  # noqa: E402
+
+
+def random_batch(B=3, G=4, T=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(B * G, T, generator=g) > 0.3).float()
+    mask[:, 0] = 1  # every response has a token
+    logp = (-torch.rand(B * G, T, generator=g) * mask).requires_grad_()
+    old = -torch.rand(B * G, T, generator=g) * mask
+    ref = -torch.rand(B * G, T, generator=g) * mask
+    rewards = torch.randint(0, 2, (B * G,), generator=g).float()
+    rewards[:G] = 1.0  # one degenerate group
+    return RLBatch(logp, old, ref, rewards, mask, G, T)
+
+
+def test_every_method_is_a_function_of_one_signature():
+    cfg = SimpleNamespace(std_floor=1e-3, detach_std=True, mask_degenerate=False, scale_by_std=True, clip_eps=0.2,
+                          kl_coef=0.1, agg="token-mean", clip_high=0.28, gspo_eps_low=3e-4, gspo_eps_high=4e-4,
+                          beta=1.0)
+    batch = random_batch()
+    assert set(LOSSES) >= {"gift", "grpo"}
+    for name, fn in LOSSES.items():
+        loss, stats = fn(batch, cfg)
+        assert loss.dim() == 0 and torch.isfinite(loss) and all(isinstance(v, float) for v in stats.values()), name
+        (grad,) = torch.autograd.grad(loss, batch.logp)
+        assert torch.isfinite(grad).all() and grad[batch.mask == 0].eq(0).all(), name  # no gradient off the response
+
+
+def test_gift_objective_is_gift_loss_on_the_summed_log_ratio():
+    cfg = SimpleNamespace(std_floor=0.05, detach_std=True, mask_degenerate=True, beta=1.0)
+    batch = random_batch(seed=1)
+    loss, stats = gift_objective(batch, cfg)
+    logratio = ((batch.logp - batch.ref_logp) * batch.mask).sum(dim=1)  # the implicit reward over beta, eq. 6
+    expected, expected_stats = gift_loss(logratio, batch.rewards, 4, std_floor=0.05, detach_std=True,
+                                         mask_degenerate=True)
+    torch.testing.assert_close(loss, expected)
+    assert stats == expected_stats
+
+
+def test_grpo_objective_is_the_clipped_surrogate_on_group_advantages():
+    cfg = SimpleNamespace(scale_by_std=False, clip_eps=0.1, kl_coef=0.0, agg="constant")
+    batch = random_batch(seed=2)
+    batch.ref_logp = None  # no KL term: no reference needed
+    loss, stats = grpo_objective(batch, cfg)
+    adv = group_advantages(batch.rewards, 4, scale_by_std=False)
+    expected, expected_stats = grpo_loss(batch.logp, batch.old_logp, None, adv, batch.mask, clip_eps=0.1, agg="constant",
+                                         max_len=7)
+    torch.testing.assert_close(loss, expected)
+    assert stats == expected_stats
+
+
+def test_gift_beta_weighs_the_log_ratio_z_score_as_the_authors_code_does():
+    """(z(r) - beta z(l))^2, the author's kl_loss_coef: value and gradient against a formula written out here."""
+    g = torch.Generator().manual_seed(5)
+    G, B = 6, 3
+    logratio = torch.randn(B * G, generator=g, dtype=torch.float64).requires_grad_()
+    rewards = torch.rand(B * G, generator=g, dtype=torch.float64)
+    for beta in (0.25, 1.0, 3.0):
+        loss, _ = gift_loss(logratio, rewards, G, beta=beta)
+        l, r = logratio.detach().view(B, G), rewards.view(B, G)
+        zr = (r - r.mean(1, keepdim=True)) / r.std(1, unbiased=False, keepdim=True)
+        std_l = l.std(1, unbiased=False, keepdim=True)
+        zl = (l - l.mean(1, keepdim=True)) / std_l
+        torch.testing.assert_close(loss.detach(), ((zr - beta * zl) ** 2).mean())
+        (grad,) = torch.autograd.grad(loss, logratio)
+        # std detached: d/dl_i of 1/(B G) sum (zr - beta zl)^2 = -2 beta (zr_i - beta zl_i) / (B G std); the mean's
+        # part cancels because the residuals sum to zero within a group
+        expected = -2 * beta * (zr - beta * zl) / (B * G * std_l)
+        torch.testing.assert_close(grad.view(B, G), expected)
+    cos = F.cosine_similarity  # at a small beta the gradient leans to the reward's direction (REINFORCE's)
+    grads = {b: torch.autograd.grad(gift_loss(logratio, rewards, G, beta=b)[0], logratio)[0] for b in (0.1, 1.0)}
+    zr_flat = -zr.flatten()
+    assert cos(grads[0.1], zr_flat, dim=0) > cos(grads[1.0], zr_flat, dim=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# DAPO, GSPO, Dr. GRPO against formulas written out response by response
+
+def baseline_cfg(**kw):
+    return SimpleNamespace(**{**dict(clip_eps=0.2, clip_high=0.28, gspo_eps_low=3e-4, gspo_eps_high=4e-4, kl_coef=0.0,
+                                     std_floor=1e-3, detach_std=True, mask_degenerate=False, scale_by_std=True,
+                                     agg="token-mean", beta=1.0), **kw})
+
+
+def moved_batch(seed, B=3, G=4, T=6, spread=0.3):
+    """A batch whose policy moved away from pi_old (ratios off 1, some past the clips), with padding, one degenerate
+    group and one truncated response."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(B * G, T, dtype=torch.float64)
+    for i in range(B * G):
+        mask[i, 1 + i % (T - 1):] = 0  # responses of 1..T-1 tokens, right-padded
+    old = -torch.rand(B * G, T, generator=g, dtype=torch.float64) - 0.1
+    logp = (old + spread * torch.randn(B * G, T, generator=g, dtype=torch.float64)) * mask
+    old = old * mask
+    rewards = torch.rand(B * G, generator=g, dtype=torch.float64).round()
+    rewards[:G] = 0.0  # a degenerate group: advantage 0 for every method
+    truncated = torch.zeros(B * G, dtype=torch.bool)
+    truncated[G + 1] = True
+    return RLBatch(logp.requires_grad_(), old, None, rewards, mask, G, T, truncated)
+
+
+def advantages_by_hand(rewards, G, scale):
+    out = []
+    for k in range(0, len(rewards), G):
+        r = [float(x) for x in rewards[k:k + G]]
+        m = sum(r) / G
+        sd = (sum((x - m) ** 2 for x in r) / G) ** 0.5
+        out += [(x - m) / (sd + 1e-4) if scale else x - m for x in r]
+    return out
+
+
+def test_dapo_is_the_clip_higher_token_mean_surrogate_without_truncated_responses():
+    cfg = baseline_cfg()
+    for seed in range(3):
+        batch = moved_batch(seed)
+        loss, stats = LOSSES["dapo"](batch, cfg)
+        adv = advantages_by_hand(batch.rewards, 4, scale=True)
+        total, count = 0.0, 0
+        for i in range(len(adv)):
+            if batch.truncated[i]:
+                continue  # overlong filtering
+            for t in range(batch.mask.shape[1]):
+                if batch.mask[i, t]:
+                    ratio = math.exp(batch.logp[i, t].item() - batch.old_logp[i, t].item())
+                    clipped = min(max(ratio, 1 - 0.2), 1 + 0.28)
+                    total += -min(ratio * adv[i], clipped * adv[i])
+                    count += 1
+        assert loss.item() == pytest.approx(total / count, rel=1e-9, abs=1e-12)
+        (grad,) = torch.autograd.grad(loss, batch.logp)
+        assert grad[batch.truncated].abs().sum() == 0 and grad[batch.mask == 0].abs().sum() == 0
+        assert grad[:4].abs().sum() == 0  # the degenerate group pushes nothing
+        assert stats["filtered_frac"] == pytest.approx(1 / 12)
+
+
+def test_dapo_clip_higher_lets_positive_advantage_tokens_grow_further_than_grpo():
+    """A token whose ratio is 1.25 with a positive advantage: GRPO's clip (0.2) stops its gradient, DAPO's upper clip
+    (0.28) does not; below 1 - 0.2 neither clip stops it (a positive advantage may always raise a token that fell)."""
+    mask = torch.ones(2, 1, dtype=torch.float64)
+    old = torch.log(torch.tensor([[0.4], [0.4]], dtype=torch.float64))
+    for ratio, dapo_moves, grpo_moves in ((1.25, True, False), (1.35, False, False), (0.7, True, True)):
+        logp = (old + math.log(ratio)).clone().requires_grad_()
+        batch = RLBatch(logp, old, None, torch.tensor([1.0, 0.0], dtype=torch.float64), mask, 2, 1)
+        g_dapo = torch.autograd.grad(LOSSES["dapo"](batch, baseline_cfg())[0], logp)[0][0, 0].item()
+        g_grpo = torch.autograd.grad(LOSSES["grpo"](batch, baseline_cfg())[0], logp)[0][0, 0].item()
+        assert (g_dapo != 0) == dapo_moves and (g_grpo != 0) == grpo_moves, ratio
+
+
+def test_gspo_clips_one_length_normalised_ratio_per_response():
+    for eps in ((3e-4, 4e-4), (0.05, 0.1)):
+        cfg = baseline_cfg(gspo_eps_low=eps[0], gspo_eps_high=eps[1])
+        for seed in range(3):
+            batch = moved_batch(seed, spread=0.02 if eps[0] < 0.01 else 0.2)
+            loss, stats = LOSSES["gspo"](batch, cfg)
+            adv = advantages_by_hand(batch.rewards, 4, scale=True)
+            per_seq = []
+            for i in range(len(adv)):
+                n = int(batch.mask[i].sum())
+                log_s = sum(batch.logp[i, t].item() - batch.old_logp[i, t].item() for t in range(n)) / n
+                s = math.exp(log_s)
+                per_seq.append(-min(s * adv[i], min(max(s, 1 - eps[0]), 1 + eps[1]) * adv[i]))
+            assert loss.item() == pytest.approx(sum(per_seq) / len(per_seq), rel=1e-9, abs=1e-12)
+            # the gradient of an unclipped response's term: -A_i s_i / n_i on each of its tokens
+            (grad,) = torch.autograd.grad(loss, batch.logp)
+            for i in range(len(adv)):
+                n = int(batch.mask[i].sum())
+                s = math.exp(sum(batch.logp[i, t].item() - batch.old_logp[i, t].item() for t in range(n)) / n)
+                inside = 1 - eps[0] <= s <= 1 + eps[1]
+                active = inside or (adv[i] > 0 and s < 1 - eps[0]) or (adv[i] < 0 and s > 1 + eps[1])
+                expected = -adv[i] * s / n / len(adv) if active else 0.0
+                assert grad[i, :n].tolist() == pytest.approx([expected] * n, abs=1e-12), (seed, i)
+                assert grad[i, n:].abs().sum() == 0
+
+
+def test_dr_grpo_has_no_std_and_a_constant_normaliser():
+    batch = moved_batch(4)
+    loss, _ = LOSSES["dr_grpo"](batch, baseline_cfg())
+    adv = advantages_by_hand(batch.rewards, 4, scale=False)
+    total = 0.0
+    for i in range(len(adv)):
+        for t in range(batch.mask.shape[1]):
+            if batch.mask[i, t]:
+                ratio = math.exp(batch.logp[i, t].item() - batch.old_logp[i, t].item())
+                total += -min(ratio * adv[i], min(max(ratio, 0.8), 1.2) * adv[i])
+    assert loss.item() == pytest.approx(total / (12 * 6), rel=1e-9)  # N * max_len, whatever the lengths

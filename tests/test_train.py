@@ -1,5 +1,6 @@
 """train.py and eval.py end to end on tiny configs: the run, resume, config checks, non-finite steps, GSM8K, DDP."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -14,7 +15,7 @@ import torch
 
 import eval as evaluation
 import train
-from gift import data
+from gift import data, runs, tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--init=nano", "--sft_steps=4", "--sft_batch=4", "--rl_steps=3", "--prompts=2", "--group_size=4",
@@ -83,7 +84,7 @@ def test_resume_is_bit_identical(tmp_path, method, ref):
 def test_rollout_minibatches_move_the_policy_within_a_step(tmp_path, monkeypatch, method, trace):
     """K=2 mini-batches scored against pi_old computed once: the first sees the sampling policy exactly (GIFT's
     logratio 0, GRPO's ratio 1), the second a policy one optimiser step away (GIFT's logratio spread, GRPO's clipping)."""
-    monkeypatch.setattr(train, "is_correct", lambda text, answer: len(text) % 2 == 0)  # informative groups
+    monkeypatch.setattr(tasks, "verifier_reward", lambda text, ex: float(len(text) % 2 == 0))  # informative groups
     run(tmp_path, "--run_name=k", f"--method={method}", "--prompts=4", "--rl_lr=0.02", "--micro_batch=1")
     rl = [json.loads(line) for line in (tmp_path / "k" / "metrics.jsonl").read_text().splitlines()]
     rl = [r for r in rl if r["stage"] == "rl"]
@@ -166,16 +167,16 @@ def test_help_lists_every_setting_with_its_default_and_meaning(capsys):
         train.parse_args(["--seed=3", "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    rows = train.config_help()
-    assert [key for _, key, _, _ in rows] == [f.name for f in train.fields(train.Config)]
-    undocumented = [key for _, key, _, meaning in rows if not meaning]
-    assert not undocumented, f"Config fields without a trailing comment (their --help line): {undocumented}"
-    for section, key, default, meaning in rows:
-        value = str(default).lower() if isinstance(default, bool) else str(default)
-        assert re.search(rf"^  --{key}={re.escape(value)} +{re.escape(meaning)}$", text, re.M), key
-        assert f"\n{section}:\n" in text or text.startswith(f"{section}:")
-    assert dict((k, s) for s, k, _, _ in rows)["sft_lr"].startswith("SFT")  # the comment line above is the section
-    assert "usage: python train.py" in text and "--overwrite=false" in text
+    flat = " ".join(text.split())  # argparse wraps long help lines
+    for f in dataclasses.fields(train.Config):
+        help_text = f.metadata.get("help")
+        assert help_text, f"Config field without a help text: {f.name}"
+        default = str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
+        assert re.search(rf"--{f.name}\b", text), f.name
+        assert " ".join(f"{help_text} (default: {default})".split()) in flat, f.name
+    sections = [f.metadata["section"] for f in dataclasses.fields(train.Config) if f.metadata.get("section")]
+    assert len(sections) >= 5 and all(f"\n{s}:\n" in text for s in sections)
+    assert "usage: python train.py" in text
     proc = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == text.strip()
 
@@ -184,10 +185,10 @@ def test_non_finite_loss_skips_the_update_and_stops(tmp_path, monkeypatch):
     run(tmp_path, "--run_name=a", "--stop_after=4")  # SFT done, checkpoint at step 4
     before = weights(tmp_path / "a" / "ckpt.pt")
 
-    def nan_loss(logratio, *args, **kwargs):
-        return logratio.sum() * float("nan"), {}
+    def nan_loss(batch, cfg):
+        return batch.logp.sum() * float("nan"), {}
 
-    monkeypatch.setattr(train, "gift_loss", nan_loss)
+    monkeypatch.setitem(train.LOSSES, "gift", nan_loss)
     with pytest.raises(SystemExit, match="non-finite"):
         run(tmp_path, "--run_name=a", "--resume", "--max_bad_steps=2", "--ckpt_every=1")
     after = weights(tmp_path / "a" / "ckpt.pt")
@@ -239,8 +240,8 @@ def test_gsm8k_recipe_smoke(tmp_path, monkeypatch):
     commands = [c for c in doc_commands("eval.py") if c[0].startswith("out/gsm8k-gift-s0/")]
     assert commands, "docs/gsm8k.md shows no eval.py command for the GSM8K run"
     for argv in commands:  # as written: the run's own max_new_tokens (8) and the fixture's 6 test rows
-        evaluation.main(argv)
-        res = json.loads((tmp_path / "out" / "gsm8k-gift-s0" / "eval.json").read_text())
+        out = evaluation.main(argv)  # beside the checkpoint, named after the evaluation
+        res = json.loads((tmp_path / "out" / "gsm8k-gift-s0" / os.path.basename(out)).read_text())
         assert res["problems"] == 6 and res["max_new_tokens"] == 8 and 0 <= res["flexible/pass@1"] <= 1
 
 
@@ -253,8 +254,8 @@ def test_readme_eval_commands_run_on_the_checkpoints_train_writes(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     train.main(TINY + ["--rl_steps=1"])
     for argv in commands:
-        evaluation.main(argv + ["--problems", "8"])
-        res = json.loads((tmp_path / argv[0]).with_name("eval.json").read_text())
+        out = evaluation.main(argv + ["--problems", "8"])  # beside the checkpoint, named after the evaluation
+        res = json.loads((tmp_path / argv[0]).with_name(os.path.basename(out)).read_text())
         assert res["problems"] == 8 and res["max_new_tokens"] == 24 and 0 <= res["pass@1"] <= 1
 
 
@@ -318,13 +319,18 @@ def test_gpt2_names_load_the_published_weights_on_gsm8k(monkeypatch):
     """--task=gsm8k --init=gpt2 is the documented recipe (README, docs/gsm8k.md): pretrained GPT-2, not a random model
     of its shape."""
     loaded = []
-    monkeypatch.setattr(evaluation, "get_tokenizer", lambda name: evaluation.builtin_tokenizer())  # no download
-    monkeypatch.setattr(evaluation.GPT, "from_pretrained", classmethod(lambda cls, name: loaded.append(name) or
-                                                                       cls(evaluation.preset("nano"))))
-    evaluation.load_model("gpt2-medium", "gsm8k")
-    assert loaded == ["gpt2-medium"]
-    model, _ = evaluation.load_model("gpt2", "builtin")  # the built-in task trains its presets from scratch
-    assert loaded == ["gpt2-medium"] and model.config.vocab_size == 257
+    monkeypatch.setattr(runs, "get_tokenizer", lambda name: runs.builtin_tokenizer())  # no download
+    monkeypatch.setattr(runs, "checkpoint_dir", lambda name: f"/hub-cache/{name}")
+    monkeypatch.setattr(runs.GPT, "from_pretrained", classmethod(lambda cls, name: loaded.append(name) or
+                                                                 cls(runs.preset("nano"))))
+    runs.load_model("gpt2-medium", "gsm8k")
+    assert loaded == ["/hub-cache/gpt2-medium"]
+    # the built-in task trains small presets from scratch with its byte tokenizer: a published name is refused
+    for name in ("gpt2", "qwen2.5-0.5b", "README.md", "no-such-model"):
+        with pytest.raises(SystemExit, match=rf"^error: --init={re.escape(name)}") as error:
+            runs.load_model(name, "builtin")
+        assert "\n" not in str(error.value)
+    assert loaded == ["/hub-cache/gpt2-medium"]
 
 
 def test_pass_at_k_estimator():
@@ -409,6 +415,155 @@ def test_fused_head_gives_the_plain_log_probs_entropy_and_gradients():
 def test_mistakes_knob_is_checked_and_reaches_the_task():
     with pytest.raises(SystemExit, match="--mistakes=0.9 must be in"):
         train.parse_args(["--mistakes=0.9"])
-    train_example, heldout = train.make_task(train.parse_args(["--mistakes=0.5", "--eval_problems=3"]))
-    assert all("Then " in e.question for e in heldout + [train_example(0)])
-    assert not any("Then " in e.question for e in train.make_task(train.parse_args(["--eval_problems=3"]))[1])
+    task = tasks.make_task(train.parse_args(["--mistakes=0.5", "--eval_problems=3"]))
+    assert all("Then " in e.question for e in task.heldout + [task.train_example(0)])
+    assert not any("Then " in e.question for e in tasks.make_task(train.parse_args(["--eval_problems=3"])).heldout)
+
+
+def test_bad_settings_are_refused_before_any_work(tmp_path, monkeypatch):
+    """Each bad value is one error line at parse time, before SFT (which used to run first and then fail)."""
+    monkeypatch.setattr(train, "load_model", lambda *a: pytest.fail("a model was loaded"))
+    bad = {"--group_size=1": "group_size=1 must be >= 2", "--prompts=0": "prompts=0 must be >= 1",
+           "--eval_problems=0": "eval_problems=0 must be >= 1", "--rl_steps=-5": "rl_steps=-5 must be >= 0",
+           "--sft_steps=-1": "sft_steps=-1 must be >= 0", "--rl_lr=0": "rl_lr=0.0 must be > 0",
+           "--temperature=-1": "temperature=-1.0 must be > 0", "--tool_fraction=2": "tool_fraction=2.0 must be in",
+           "--max_new_tokens=0": "max_new_tokens=0 must be >= 1", "--method=ppo": "--method='ppo' must be one of"}
+    for arg, message in bad.items():
+        with pytest.raises(SystemExit) as error:
+            train.main([arg, f"--out_dir={tmp_path}"])
+        assert str(error.value).startswith("error: ") and message in str(error.value), arg
+        assert "\n" not in str(error.value)
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a CPU-only torch")
+def test_cuda_on_a_cpu_only_torch_is_one_line():
+    with pytest.raises(SystemExit, match=r"^error: --device=cuda but CUDA is not available .* use --device=cpu$"):
+        train.parse_args(["--device=cuda"])
+    with pytest.raises(SystemExit, match=r"^error: --device='tpu' must be auto, cpu or cuda"):
+        train.parse_args(["--device=tpu"])
+
+
+def test_ctrl_c_prints_the_step_and_the_resume_command(tmp_path, monkeypatch):
+    real = train.sft_step
+
+    def interrupted(run, cfg):
+        if run.step == 3:
+            raise KeyboardInterrupt
+        return real(run, cfg)
+
+    monkeypatch.setattr(train, "sft_step", interrupted)
+    with pytest.raises(SystemExit) as error:
+        run(tmp_path, "--run_name=c", "--ckpt_every=2")
+    message = str(error.value)
+    assert message.startswith("interrupted at step 3: the last checkpoint is step 2; continue with: python train.py")
+    assert message.endswith("--resume") and "\n" not in message
+    monkeypatch.setattr(train, "sft_step", real)  # the printed command continues the run
+    argv = shlex.split(message.split("continue with: python train.py ")[1])
+    assert train.main(argv)["rl_accuracy"] >= 0
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_it(tmp_path):
+    run(tmp_path, "--run_name=l", "--stop_after=2")
+    lock = runs.RunLock(str(tmp_path / "l")).acquire()  # as a live run holds it
+    with pytest.raises(SystemExit, match=r"^error: .*/l is in use by another run \(pid \d+ on .*\)"):
+        run(tmp_path, "--run_name=l", "--resume")
+    lock.file.close()  # the holder ends (a killed process drops its flock too): the lock file left behind is stale
+    assert (tmp_path / "l" / ".lock").exists()
+    assert run(tmp_path, "--run_name=l", "--resume")["rl_accuracy"] >= 0
+    lines = (tmp_path / "l" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len({json.loads(line)["step"] for line in lines}) + 1  # no step logged twice (+ final)
+
+
+def test_a_damaged_checkpoint_is_refused_by_its_checksum(tmp_path):
+    run(tmp_path, "--run_name=d", "--stop_after=4")
+    path = tmp_path / "d" / "ckpt.pt"
+    state = torch.load(path, weights_only=False)
+    name = next(iter(state["model"]))
+    state["model"][name].view(-1)[0] += 1.0  # one weight changed, the stored checksum kept: a flipped bit
+    torch.save(state, path)
+    for load in (lambda: run(tmp_path, "--run_name=d", "--resume"), lambda: runs.load_model(str(path), "builtin")):
+        with pytest.raises(SystemExit, match=rf"^error: checkpoint {re.escape(str(path))} is damaged"):
+            load()
+
+
+def test_small_gpu_options_together_run_and_resume_bit_identically(tmp_path):
+    """--lora_rank, --grad_ckpt, --optim=adamw8bit (when bitsandbytes is installed) and sample logging in one run;
+    stopped halfway and resumed it ends with exactly the same weights and optimiser state."""
+    opts = ["--lora_rank=4", "--lora_alpha=8", "--grad_ckpt", "--ref=frozen", "--log_samples_every=1", "--rl_steps=4"]
+    try:
+        import bitsandbytes  # noqa: F401
+        opts.append("--optim=adamw8bit")
+    except ImportError:
+        pass
+    run(tmp_path, "--run_name=full", *opts)
+    run(tmp_path, "--run_name=cut", "--stop_after=6", *opts)
+    run(tmp_path, "--run_name=cut", "--resume", *opts)
+    full, cut = (torch.load(tmp_path / n / "ckpt.pt", weights_only=False) for n in ("full", "cut"))
+    assert any("lora_A" in k for k in full["model"]) and full["model"].keys() == cut["model"].keys()
+    for name in full["model"]:
+        assert torch.equal(full["model"][name], cut["model"][name]), name
+    assert str(full["opt"]) == str(cut["opt"])  # optimiser state (8-bit or not) saved and resumed
+    trainable = [k for k in full["model"] if "lora_" in k]
+    assert len(full["opt"]["state"]) == len(trainable)  # only the adapters are optimised
+    samples = [json.loads(line) for line in (tmp_path / "full" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 4 * 2 and {s["step"] for s in samples} == {4, 5, 6, 7}
+    for group in samples:
+        assert set(group) == {"step", "prompt", "beta", "completions"} and len(group["completions"]) == 4
+        assert {"text", "reward", "z_reward", "logratio", "z_logratio", "truncated"} == set(group["completions"][0])
+    rl = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines() if '"rl"' in l]
+    assert all(0 <= r["truncated_frac"] <= 1 and r["reward_std"] >= 0 for r in rl)
+    model, _ = runs.load_model(str(tmp_path / "full" / "ckpt.pt"), "builtin")  # adapters merged into a plain model
+    assert not any("lora" in k for k in model.state_dict())
+
+
+def test_grad_ckpt_changes_nothing_but_memory(tmp_path):
+    run(tmp_path, "--run_name=plain", "--rl_steps=2")
+    run(tmp_path, "--run_name=ckpt", "--rl_steps=2", "--grad_ckpt")
+    a, b = weights(tmp_path / "plain" / "ckpt.pt"), weights(tmp_path / "ckpt" / "ckpt.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_optional_extras_fail_with_one_line_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if not installed
+    with pytest.raises(SystemExit, match=r"^error: --optim=adamw8bit needs bitsandbytes"):
+        run(tmp_path, "--run_name=o", "--optim=adamw8bit")
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(SystemExit, match=r"^error: --tensorboard needs the tensorboard package"):
+        run(tmp_path, "--run_name=t", "--tensorboard")
+    assert not (tmp_path / "o" / "metrics.jsonl").exists() or not (tmp_path / "o" / "metrics.jsonl").read_text()
+
+
+def test_tensorboard_gets_the_metrics_and_the_samples(tmp_path):
+    pytest.importorskip("tensorboard")  # a test requirement (requirements-dev.txt); optional at run time
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tmp_path, "--run_name=tb", "--tensorboard", "--log_samples_every=1")
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"), size_guidance={"tensors": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"sft/loss", "rl/loss", "rl/reward", "rl/truncated_frac", "heldout/accuracy"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("rl/reward")] == [4, 5, 6]
+    assert any("samples" in t for t in tags["tensors"])
+
+
+def test_rl_scores_its_samples_at_the_sampling_temperature(tmp_path, monkeypatch):
+    """pi_old's log-probs (GRPO's ratio denominator, GIFT's pi_ref) are those of the distribution the sampler drew
+    from: softmax(logits / T), as verl computes them; at T != 1 plain log-probs would be another policy's."""
+    seen = {}
+    real = train.generate
+
+    def spy(model, prompts, **kw):
+        seen["out"], seen["prompts"] = real(model, prompts, **kw), prompts
+        return seen["out"]
+
+    monkeypatch.setattr(train, "generate", spy)
+    cfg = train.parse_args(TINY + [f"--out_dir={tmp_path}", "--temperature=0.7", "--sft_steps=0"])
+    run_ = train.setup(cfg)
+    r = train.rollout(run_, cfg)
+    out, G = seen["out"], cfg.group_size
+    for i, seq in enumerate(out.sequences):
+        start, m = len(seen["prompts"][i // G]) - 1, out.mask[i, : len(seq)]
+        torch.testing.assert_close(r.old_logp[i, start : start + len(seq)] * m, out.logprobs[i, : len(seq)] * m,
+                                   atol=1e-5, rtol=1e-5)
+    run_.lock.release()

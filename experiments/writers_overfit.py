@@ -1,28 +1,28 @@
-"""Experiment 8: overfitting on the writers setting. RL held to a finite pool of problems for 300 steps; train
-against held-out accuracy, GIFT against GRPO, paired by seed.
+"""The writers setting: overfitting. RL held to a finite pool of problems for 300 steps; train against held-out
+accuracy, GIFT against GRPO, paired by seed.
 
-    python experiments/testbed_overfit.py [--seeds 0 1 2] [--runs out/experiments] [--out docs/experiments]
+    python experiments/writers_overfit.py [--seeds 0 1 2] [--runs out/experiments] [--out docs/experiments]
 
-Each method (with its learning rate from experiments/testbed.py) trains on the same POOL problems (`--rl_pool`) for
+Each method (with its learning rate, common.WRITERS_METHODS) trains on the same POOL problems (`--rl_pool`) for
 STEPS steps, 16 prompts a step (POOL = 128: 37 passes over the pool), from the seed's writers SFT checkpoint (shared
-with experiment 7). Every EVAL_EVERY steps the pool (greedy: train accuracy) and 1,000 held-out problems are scored.
-Reported per seed: both curves, the gap (train minus held-out) at the end and its largest value, and the paired
-differences GIFT - GRPO of the final gap and of the final held-out accuracy with 95% t-intervals.
-Writes testbed_overfit.json and testbed_overfit.png.
+with experiments/writers.py). Every EVAL_EVERY steps the pool (greedy: train accuracy) and 1,000 held-out problems
+are scored. Reported per seed: both curves, the gap (train minus held-out) at the end and its largest value, and the
+paired differences GIFT - GRPO of the final gap and of the final held-out accuracy with 95% t-intervals.
+Writes writers_overfit.json and writers_overfit.png.
 """
 
-from common import curve, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
-from testbed import METHODS, TASK, paired_difference
+from common import (WRITERS_METHODS, WRITERS_TASK, curve, metrics, paired_difference, parser, pyplot, run_all,
+                    save_figure, summary, write_json, writers_rl, writers_sft)
 
 POOL, STEPS, EVAL_EVERY = 128, 300, 25
 COMPARED = ("gift", "grpo")
 
 
 def runs(args, steps=STEPS, eval_every=EVAL_EVERY):
-    out = [sft(seed, "writers-sft", **TASK) for seed in args.seeds]
+    out = [writers_sft(seed) for seed in args.seeds]
     for seed in args.seeds:
-        out += [rl(args.runs, f"writers-pool{POOL}-{name}", seed, sft_name="writers-sft", rl_pool=POOL,
-                   rl_steps=steps, eval_every=eval_every, **TASK, **METHODS[name]) for name in COMPARED]
+        out += [writers_rl(args, f"writers-pool{POOL}-{name}", seed, steps, eval_every, rl_pool=POOL,
+                           **WRITERS_METHODS[name]) for name in COMPARED]
     return out
 
 
@@ -45,8 +45,8 @@ def collect(args):
 
 def report(args):
     result, paired = collect(args)
-    write_json(args, "testbed_overfit", dict(seeds=args.seeds, pool=POOL, steps=STEPS, task=TASK,
-                                             methods={m: METHODS[m] for m in COMPARED}, results=result,
+    write_json(args, "writers_overfit", dict(seeds=args.seeds, pool=POOL, steps=STEPS, task=WRITERS_TASK,
+                                             methods={m: WRITERS_METHODS[m] for m in COMPARED}, results=result,
                                              paired=paired))
     for name, r in result.items():
         print(f"{name}: final train {r['train_accuracy'][-1]:.3f} held-out {r['final_heldout']:.3f} gap "
@@ -71,7 +71,7 @@ def report(args):
         ax.set_xlabel(f"RL step (16 prompts/step; {POOL} training problems)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    save_figure(args, fig, "testbed_overfit")
+    save_figure(args, fig, "writers_overfit")
 
 
 PARSER = parser(__doc__, seeds=(0, 1, 2))

@@ -1,22 +1,21 @@
-"""Experiment 10: a learning-rate sweep for GIFT and for GRPO on the writers setting, paired by seed.
+"""The writers setting: a learning-rate sweep for GIFT and for GRPO, paired by seed.
 
-    python experiments/testbed_lr.py [--seeds 0 1 2] [--runs out/experiments] [--out docs/experiments]
+    python experiments/writers_lr.py [--seeds 0 1 2] [--runs out/experiments] [--out docs/experiments]
 
-Experiment 7 ran GIFT at one rate and GRPO at two, and its ranking followed the rate. Here each method runs at each of
-its RATES from the seed's writers SFT checkpoint: 150 RL steps, held-out accuracy (greedy, 1,000 problems) every 10
-steps, everything else as in experiment 7 (a run at one of experiment 7's rates is that experiment's run).
+experiments/writers.py ran GIFT at one rate and GRPO at two, and its ranking followed the rate. Here each method runs
+at each of its RATES from the seed's writers SFT checkpoint: 150 RL steps, held-out accuracy (greedy, 1,000
+problems) every 10 steps, everything else as in writers.py (a run at one of writers.py's rates is writers.py's run).
 Reported: final held-out accuracy per method, rate and seed, the mean and the steps to 90% of the final accuracy;
 each method's best rate (highest mean); and the paired difference best GIFT - best GRPO with a 95% t-interval. The
 best rates are picked on the seeds they are measured on, which flatters both methods alike.
-Writes testbed_lr.json and testbed_lr.png.
+Writes writers_lr.json and writers_lr.png.
 """
 
-from common import parser, pyplot, rl, run_all, save_figure, sft, write_json
-from testbed import TASK, accuracy_runs, paired_difference
+from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, paired_difference, parser, pyplot,
+                    run_all, save_figure, write_json, writers_rl, writers_sft)
 
-STEPS, EVAL_EVERY = 150, 10
 RATES = {"gift": (2e-5, 4e-5, 8e-5), "grpo": (5e-6, 2e-5, 4e-5)}
-SAME_AS_TESTBED = {  # (method, rate): experiment 7's run of it
+SAME_AS_WRITERS = {  # (method, rate): writers.py's run of it
     ("gift", 2e-5): "writers-gift", ("grpo", 5e-6): "writers-grpo", ("grpo", 2e-5): "writers-grpo-lr2e-5"}
 
 
@@ -27,14 +26,14 @@ def rate(lr):
 
 def arm(method, lr):
     """The run name (without -s<seed>) of a method at a learning rate."""
-    return SAME_AS_TESTBED.get((method, lr), f"writers-{method}-lr{rate(lr)}")
+    return SAME_AS_WRITERS.get((method, lr), f"writers-{method}-lr{rate(lr)}")
 
 
-def runs(args, steps=STEPS, eval_every=EVAL_EVERY):
-    out = [sft(seed, "writers-sft", **TASK) for seed in args.seeds]
+def runs(args, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EVERY):
+    out = [writers_sft(seed) for seed in args.seeds]
     for seed in args.seeds:
-        out += [rl(args.runs, arm(method, lr), seed, sft_name="writers-sft", rl_steps=steps, eval_every=eval_every,
-                   **TASK, method=method, rl_lr=lr) for method, rates in RATES.items() for lr in rates]
+        out += [writers_rl(args, arm(method, lr), seed, steps, eval_every, method=method, rl_lr=lr)
+                for method, rates in RATES.items() for lr in rates]
     return out
 
 
@@ -49,8 +48,8 @@ def collect(args):
 
 def report(args):
     result, paired = collect(args)
-    write_json(args, "testbed_lr", dict(seeds=args.seeds, steps=STEPS, task=TASK, rates=RATES, results=result,
-                                        best_gift_minus_best_grpo=paired))
+    write_json(args, "writers_lr", dict(seeds=args.seeds, steps=WRITERS_STEPS, task=WRITERS_TASK, rates=RATES,
+                                        results=result, best_gift_minus_best_grpo=paired))
     for method, arms in result.items():
         for name, a in arms.items():
             print(f"{method} lr {name:6s} " + " ".join(f"{v['final_accuracy']:.3f}" for v in a["per_seed"].values())
@@ -86,7 +85,7 @@ def report(args):
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    save_figure(args, fig, "testbed_lr")
+    save_figure(args, fig, "writers_lr")
 
 
 PARSER = parser(__doc__, seeds=(0, 1, 2))

@@ -1,24 +1,23 @@
-"""Experiment 9: ablations of faithful GIFT's options on the writers setting, paired by seed.
+"""The writers setting: ablations of faithful GIFT's options, paired by seed.
 
-    python experiments/testbed_ablations.py [--seeds 0 1 2] [--runs out/experiments] [--out docs/experiments]
+    python experiments/writers_ablations.py [--seeds 0 1 2] [--runs out/experiments] [--out docs/experiments]
 
-From each seed's writers SFT checkpoint, GIFT with train.py's defaults (the author's recipe; the run is experiment
-7's writers-gift-s<seed>) and with one option changed at a time, same learning rate (experiments/testbed.py), 150
-steps, held-out accuracy every 10 steps:
+From each seed's writers SFT checkpoint, GIFT with train.py's defaults (the author's recipe; the run is
+experiments/writers.py's writers-gift-s<seed>) and with one option changed at a time, same learning rate
+(common.WRITERS_METHODS), 150 steps, held-out accuracy every 10 steps:
   - the reference: frozen (the SFT model, the paper's pi_ref) or refreshed from the policy every 10 steps, against
     the default (the sampling policy of each step, `--ref=old`);
   - the log-ratio's group std differentiated (`--detach_std=false`) instead of a constant;
   - groups with equal rewards masked (`--mask_degenerate=true`) instead of kept;
   - the std floor at 1 nat (`--std_floor=1`) instead of 1e-3.
 Reported: final held-out accuracy per seed, the paired difference from the default with a 95% t-interval, and the
-steps to reach 90% of the run's final accuracy. Writes testbed_ablations.json and testbed_ablations.png.
+steps to reach 90% of the run's final accuracy. Writes writers_ablations.json and writers_ablations.png.
 """
 
-from common import parser, pyplot, rl, run_all, save_figure, sft, write_json
-from testbed import METHODS, TASK, accuracy_runs, paired_difference
+from common import (WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, paired_difference,
+                    parser, pyplot, run_all, save_figure, write_json, writers_rl, writers_sft)
 
-STEPS, EVAL_EVERY = 150, 10
-VARIANTS = {  # name: train.py settings changed from the default (experiment 7's "gift" run has none)
+VARIANTS = {  # name: train.py settings changed from the default (writers.py's "gift" run has none)
     "gift": {},
     "ref-frozen": dict(ref="frozen"),
     "ref-refresh-10": dict(ref="refresh", ref_every=10),
@@ -28,11 +27,11 @@ VARIANTS = {  # name: train.py settings changed from the default (experiment 7's
 }
 
 
-def runs(args, steps=STEPS, eval_every=EVAL_EVERY):
-    out = [sft(seed, "writers-sft", **TASK) for seed in args.seeds]
+def runs(args, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EVERY):
+    out = [writers_sft(seed) for seed in args.seeds]
     for seed in args.seeds:
-        out += [rl(args.runs, f"writers-{name}", seed, sft_name="writers-sft", rl_steps=steps, eval_every=eval_every,
-                   **TASK, **METHODS["gift"], **cfg) for name, cfg in VARIANTS.items()]
+        out += [writers_rl(args, f"writers-{name}", seed, steps, eval_every, **WRITERS_METHODS["gift"], **cfg)
+                for name, cfg in VARIANTS.items()]
     return out
 
 
@@ -50,8 +49,8 @@ def collect(args):
 
 def report(args):
     result = collect(args)
-    write_json(args, "testbed_ablations", dict(seeds=args.seeds, steps=STEPS, task=TASK, lr=METHODS["gift"]["rl_lr"],
-                                               results=result))
+    write_json(args, "writers_ablations", dict(seeds=args.seeds, steps=WRITERS_STEPS, task=WRITERS_TASK,
+                                               lr=WRITERS_METHODS["gift"]["rl_lr"], results=result))
     for name, e in result.items():
         line = f"{name:20s} " + " ".join(f"{v['final_accuracy']:.3f}" for v in e["per_seed"].values())
         line += f"  mean {e['final_mean']:.3f}"
@@ -70,7 +69,7 @@ def report(args):
     ax.set_ylabel(f"held-out accuracy (greedy, mean of seeds {args.seeds})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    save_figure(args, fig, "testbed_ablations")
+    save_figure(args, fig, "writers_ablations")
 
 
 PARSER = parser(__doc__, seeds=(0, 1, 2))

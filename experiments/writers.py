@@ -1,16 +1,16 @@
-"""Experiment 7: GIFT against GRPO (with and without KL, and at GIFT's learning rate) on the writers setting, paired by
-seed, with intervals.
+"""The writers setting: GIFT against GRPO (with and without KL, and at GIFT's learning rate), paired by seed, with
+intervals.
 
-    python experiments/testbed.py [--seeds 0 1 2 3 4] [--runs out/experiments] [--out docs/experiments]
+    python experiments/writers.py [--seeds 0 1 2 3 4] [--runs out/experiments] [--out docs/experiments]
 
 The writers setting (`--mistakes=0.5 --tool_fraction=1`; docs/results.md, "The writers setting") is the built-in
 task on which RL has several choices to fix at different speeds, so methods can differ. Per seed: one SFT run
 (writers-sft-s<seed>), then from its checkpoint 150 RL steps of each method with the same prompts, per-prompt
 sampling seeds, sampling budget (16 prompts x 8 samples, K = 4 rollout mini-batches) and optimiser. The learning rate
-is each method's own (METHODS): at K = 4 GIFT's step is smaller than GRPO's, and a probe on seeds 0 and 1 found GIFT
-at 2e-5 level with GRPO at 5e-6 by step 100 while GIFT at 5e-6 stayed near its SFT model (docs/results.md). GRPO
-also runs at GIFT's rate, so that a difference can be told apart from the rate's. Held-out accuracy (greedy,
-1,000 problems) every 10 steps. Reported:
+is each method's own (common.WRITERS_METHODS): at K = 4 GIFT's step is smaller than GRPO's, and a probe on seeds 0
+and 1 found GIFT at 2e-5 level with GRPO at 5e-6 by step 100 while GIFT at 5e-6 stayed near its SFT model
+(docs/results.md). GRPO also runs at GIFT's rate, so that a difference can be told apart from the rate's. Held-out
+accuracy (greedy, 1,000 problems) every 10 steps. Reported:
   - final held-out accuracy per seed and method;
   - the paired difference GIFT - GRPO (and GIFT - GRPO+KL, GIFT - GRPO at GIFT's rate) per seed, its mean and 95%
     t-interval over seeds;
@@ -19,7 +19,7 @@ also runs at GIFT's rate, so that a difference can be told apart from the rate's
   - sampled reward (training prompts, T = 1) against step and against training seconds (evaluations excluded);
   - diversity: pass@1 and pass@16 at T = 1 (`eval.py --n 16 --k 1,16`) of each SFT model and each run's final
     model on --pass_problems held-out problems (run here, written to <run>/pass16.json), and the paired differences.
-Writes testbed.json and testbed.png.
+Writes writers.json and writers.png.
 """
 
 import json
@@ -28,27 +28,16 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, curve, mean_sd, metrics, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json
-from compare import collect as collect_runs
-
-TASK = dict(mistakes=0.5, tool_fraction=1.0)  # the writers setting; every run (SFT and RL) carries it
-STEPS, EVAL_EVERY = 150, 10
-METHODS = {  # name: train.py settings; everything else is train.py's default (K = 4 mini-batches for all)
-    "gift": dict(method="gift", rl_lr=2e-5),  # 4x GRPO's: at 5e-6 GIFT gained 26-30 points in 150 steps (probe)
-    "grpo": dict(method="grpo", rl_lr=5e-6),  # at train.py's 1e-4 GRPO is at 0.95 within 25 steps: nothing to compare
-    "grpo-kl": dict(method="grpo", rl_lr=5e-6, kl_coef=0.04),
-    "grpo-lr2e-5": dict(method="grpo", rl_lr=2e-5),  # GRPO at GIFT's learning rate: is a difference the rate's?
-}
-# two-sided 95% quantiles of Student's t with df = 1..30 degrees of freedom (df > 30: 1.96 is within 4%)
-T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+from common import (ROOT, WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, collect_methods, mean_sd,
+                    metrics, parser, pyplot, run_all, save_figure, steps_to, t_interval, write_json, writers_rl,
+                    writers_sft)
 
 
-def runs(args, steps=STEPS, eval_every=EVAL_EVERY, task=TASK):
-    out = [sft(seed, "writers-sft", **task) for seed in args.seeds]
+def runs(args, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EVERY):
+    out = [writers_sft(seed) for seed in args.seeds]
     for seed in args.seeds:
-        out += [rl(args.runs, f"writers-{name}", seed, sft_name="writers-sft", rl_steps=steps, eval_every=eval_every,
-                   **task, **cfg) for name, cfg in METHODS.items()]
+        out += [writers_rl(args, f"writers-{name}", seed, steps, eval_every, **cfg)
+                for name, cfg in WRITERS_METHODS.items()]
     return out
 
 
@@ -58,7 +47,7 @@ def pass_runs(args):
     out = []
     for seed in args.seeds:
         out.append((f"writers-sft-s{seed}", "sft.pt"))
-        out += [(f"writers-{name}-s{seed}", "ckpt.pt") for name in METHODS]
+        out += [(f"writers-{name}-s{seed}", "ckpt.pt") for name in WRITERS_METHODS]
     return out
 
 
@@ -97,48 +86,12 @@ def read_pass(args, name):
     return r["pass@1"], r["pass@16"]
 
 
-def t_interval(diffs):
-    """Mean of paired differences and the half-width of its 95% t-interval (None with one pair)."""
-    m, sd = mean_sd(diffs)
-    n = len(diffs)
-    if n < 2:
-        return m, None
-    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
-    return m, t * sd / n ** 0.5
-
-
-def steps_to(steps, values, target):
-    """The first evaluated step whose value is at or above target (None if never)."""
-    return next((s for s, v in zip(steps, values) if v >= target), None)
-
-
-def paired_difference(diffs):
-    """Paired differences as the reports write them: per seed, their mean and its 95% t-interval (None with one
-    pair)."""
-    m, half = t_interval(diffs)
-    return dict(per_seed=diffs, mean=m, ci95=None if half is None else [m - half, m + half])
-
-
-def accuracy_runs(args, name):
-    """The held-out accuracy of the finished runs <name>-s<seed>: per seed its curve, final value and the step
-    reaching 90% of it; the mean and sd of the finals."""
-    per_seed = {}
-    for seed in args.seeds:
-        run = f"{name}-s{seed}"
-        steps, _, acc = curve(metrics(args, run))
-        final = summary(args, run)["rl_accuracy"]
-        per_seed[seed] = dict(steps=steps, accuracy=acc, final_accuracy=final,
-                              steps_to_90pct=steps_to(steps, acc, 0.9 * final))
-    m, sd = mean_sd([v["final_accuracy"] for v in per_seed.values()])
-    return dict(per_seed=per_seed, final_mean=m, final_sd=sd)
-
-
 def collect(args):
-    """compare.collect's per-seed curves and finals for each method, plus what this experiment adds: pass@k, steps to
-    90%, the reward against training seconds and the mistake shares."""
-    base = collect_runs(args, [f"writers-{name}" for name in METHODS])
+    """common.collect_methods' per-seed curves and finals for each method, plus what this experiment adds: pass@k,
+    steps to 90%, the reward against training seconds and the mistake shares."""
+    base = collect_methods(args, [f"writers-{name}" for name in WRITERS_METHODS])
     result = {}
-    for name in METHODS:
+    for name in WRITERS_METHODS:
         entry = result[name] = base[f"writers-{name}"]
         for seed, v in entry["per_seed"].items():
             records = metrics(args, f"writers-{name}-s{seed}")
@@ -152,10 +105,10 @@ def collect(args):
                 reward_seconds=[round(r["time"] - r["eval_time"], 1) for r in rl_records],
                 mistakes={k[len("heldout_mistake_"):]: [r[k] for r in records if k in r]
                           for k in (records[-1] if records else {}) if k.startswith("heldout_mistake_")})
-        # training seconds at the last RL step (compare's is at the last evaluation)
+        # training seconds at the last RL step (collect_methods' is at the last evaluation)
         entry["train_seconds_mean"] = mean_sd([v["reward_seconds"][-1] for v in entry["per_seed"].values()])[0]
     paired = {}
-    for other in [m for m in METHODS if m != "gift"]:
+    for other in [m for m in WRITERS_METHODS if m != "gift"]:
         for key, label in (("final_accuracy", ""), ("pass1", " pass@1"), ("pass16", " pass@16")):
             pairs = [(result["gift"]["per_seed"][s][key], result[other]["per_seed"][s][key]) for s in args.seeds]
             if any(v is None for pair in pairs for v in pair):
@@ -167,56 +120,66 @@ def collect(args):
     return result, paired
 
 
+STYLES = ["-", "--", ":", "-."]  # one line style per method, so that lines on top of each other stay visible
+MARKERS = ["o", "s", "^", "D"]
+
+
 def plot(args, result):
+    """A 2 x 2 figure readable at 900 px: held-out accuracy and sampled reward against steps, reward against
+    training seconds, and pass@1 / pass@16 at T = 1 (when measured)."""
     plt = pyplot()
-    fig, (ax_acc, ax_step, ax_time, ax_pass) = plt.subplots(1, 4, figsize=(20, 3.8))
-    for name, entry in result.items():
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+    (ax_acc, ax_step), (ax_time, ax_pass) = axes
+    for k, (name, entry) in enumerate(result.items()):
         seeds = list(entry["per_seed"].values())
+        style = dict(linestyle=STYLES[k % 4], color=f"C{k}")
         accs = list(zip(*[s["accuracy"] for s in seeds]))
-        line, = ax_acc.plot(seeds[0]["steps"], [sum(a) / len(a) for a in accs], marker="o", markersize=3,
-                            label=f"{name} (final {entry['final_mean']:.3f})")
-        color = line.get_color()
-        ax_acc.fill_between(seeds[0]["steps"], [min(a) for a in accs], [max(a) for a in accs], color=color, alpha=0.15)
+        ax_acc.plot(seeds[0]["steps"], [sum(a) / len(a) for a in accs], marker=MARKERS[k % 4], markersize=3,
+                    label=f"{name} (final {entry['final_mean']:.3f})", **style)
+        ax_acc.fill_between(seeds[0]["steps"], [min(a) for a in accs], [max(a) for a in accs], color=f"C{k}",
+                            alpha=0.12)
         rewards = list(zip(*[s["reward"] for s in seeds]))  # per step, one value per seed
         mean = [sum(r) / len(r) for r in rewards]
         smooth = [sum(mean[max(0, i - 4): i + 1]) / len(mean[max(0, i - 4): i + 1]) for i in range(len(mean))]
-        x = range(1, len(mean) + 1)
-        ax_step.plot(x, smooth, color=color, label=name)
-        ax_step.fill_between(x, [min(r) for r in rewards], [max(r) for r in rewards], color=color, alpha=0.1)
+        ax_step.plot(range(1, len(mean) + 1), smooth, label=name, **style)
         secs = [sum(t) / len(t) for t in zip(*[s["reward_seconds"] for s in seeds])]
-        ax_time.plot(secs, smooth, color=color, label=name)
+        ax_time.plot(secs, smooth, label=name, **style)
     bars = {"SFT": [(x["sft_pass1"], x["sft_pass16"]) for x in next(iter(result.values()))["per_seed"].values()]}
     bars.update({name: [(x["pass1"], x["pass16"]) for x in e["per_seed"].values()] for name, e in result.items()})
     if all(v is not None for seeds in bars.values() for pair in seeds for v in pair):  # diversity, when measured
         for i, (name, seeds) in enumerate(bars.items()):
             for j, label in enumerate(("pass@1", "pass@16")):
                 values = [pair[j] for pair in seeds]
-                ax_pass.bar(i + 0.4 * j - 0.2, sum(values) / len(values), 0.38, color=f"C{j}",
+                ax_pass.bar(i + 0.4 * j - 0.2, sum(values) / len(values), 0.38, color=f"C{j + 6}",
                             label=label if i == 0 else None)
                 ax_pass.plot([i + 0.4 * j - 0.2] * len(values), values, "k.", markersize=4)
-        ax_pass.set_xticks(range(len(bars)), list(bars))
-        ax_pass.set_ylabel(f"T = 1, {args.pass_problems} held-out problems (dots: seeds)")
+        ax_pass.set_xticks(range(len(bars)), list(bars), rotation=20, fontsize=9)
+        ax_pass.set_ylabel("pass@k at T = 1 (bars: mean, dots: seeds)")
+        ax_pass.set_ylim(0, 1.18)  # room above the bars for the legend
+        ax_pass.set_title(f"diversity: {args.pass_problems} held-out problems", fontsize=10)
+        ax_pass.legend(fontsize=9, loc="upper left", ncol=2)
     else:
         ax_pass.axis("off")
-    ax_acc.set_xlabel("RL step")
-    ax_acc.set_ylabel("held-out accuracy (greedy)")
-    ax_step.set_xlabel("RL step")
-    ax_step.set_ylabel("sampled reward (mean of seeds, 5-step mean)")
-    ax_time.set_xlabel(f"training seconds ({args.threads} CPU thread(s), evaluations excluded)")
-    ax_time.set_ylabel("sampled reward")
-    for ax in (ax_acc, ax_step, ax_time, ax_pass):
+    ax_acc.set(xlabel="RL step", ylabel="held-out accuracy (greedy)")
+    ax_acc.set_title("held-out accuracy, mean of seeds (band: min-max)", fontsize=10)
+    ax_step.set(xlabel="RL step", ylabel="sampled reward (mean of seeds, 5-step mean)")
+    ax_time.set(xlabel=f"training seconds ({args.threads} CPU thread(s), evaluations excluded)",
+                ylabel="sampled reward (5-step mean)")
+    for ax in (ax_acc, ax_step, ax_time):
+        ax.legend(fontsize=9)
+    for ax in axes.flat:
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.suptitle(f"writers setting (--mistakes={TASK['mistakes']}), seeds {args.seeds} (bands: min-max over seeds)",
-                 fontsize=10)
-    save_figure(args, fig, "testbed")
+        ax.tick_params(labelsize=9)
+    fig.suptitle(f"writers setting (--mistakes={WRITERS_TASK['mistakes']} --tool_fraction="
+                 f"{WRITERS_TASK['tool_fraction']:g}), seeds {args.seeds}", fontsize=11)
+    save_figure(args, fig, "writers")
 
 
 def report(args):
     result, paired = collect(args)
-    write_json(args, "testbed", dict(seeds=args.seeds, steps=STEPS, task=TASK, methods=METHODS,
-                                     pass_problems=args.pass_problems, results=result, paired=paired))
+    write_json(args, "writers", dict(seeds=args.seeds, steps=WRITERS_STEPS, task=WRITERS_TASK,
+                                     methods=WRITERS_METHODS, pass_problems=args.pass_problems, results=result,
+                                     paired=paired))
     print(f"{'method':8s} " + " ".join(f"s{s:<6d}" for s in args.seeds) + " mean   sd     SFT    steps to 90% "
           "(of final / of gain)  train s")
     for name, entry in result.items():

@@ -1,0 +1,97 @@
+"""Tasks: what train.py trains on and how it is scored. A task supplies
+
+    train_example(i) -> Example    the i-th training example, fixed by (task, seed, i), so a run resumes exactly
+    heldout                        the held-out Examples, scored greedily (the same for every seed)
+    reward(text, example) -> float the explicit reward r_phi of one response (here: the verifier, 1.0 if right)
+    metrics(examples, completions, correct) -> dict   the task's own extra evaluation numbers (may be {})
+    byte_tokenizer                 True: the built-in byte tokenizer and a small preset trained from scratch
+
+Three are built in, chosen by `--task` and the task options of train.py's Config:
+    builtin   GSM8K-shaped arithmetic generated from a seed (gift/data.py): no download, learns on a CPU
+              (--mistakes > 0 with --tool_fraction=1: the writers setting of gift/writers.py)
+    gsm8k     the official GSM8K files (python -m gift.data gsm8k downloads them)
+A new task is a function returning a Task, added to TASKS.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from gift import data, writers
+from gift.runs import setting
+from gift.verifier import is_correct
+
+
+@dataclass
+class TaskSettings:
+    """The task variants experiments use, which train.py's Config takes in (--help lists them)."""
+    rl_pool: int = setting(0, "RL prompts cycle through this many training problems (0: a new problem every time)",
+                           section="task variants (experiments/)")
+    max_events: int = setting(1, "built-in task: events per problem, 1..max_events")
+    tool_fraction: float = setting(0.5, "built-in task: share of SFT solutions written with the calculator")
+    mistakes: float = setting(0.0, "built-in task: > 0, the writers setting (gift/writers.py: --mistakes=0.5 "
+                                   "--tool_fraction=1)")
+
+
+@dataclass
+class Task:
+    name: str
+    train_example: Callable  # i -> Example
+    heldout: list  # [Example]
+    reward: Callable  # (response text, Example) -> float
+    metrics: Callable  # (examples, completions, per-problem correct counts) -> {name: float}
+    byte_tokenizer: bool = True  # the built-in byte tokenizer and small presets (False: the model's own BPE)
+
+
+def verifier_reward(text, example):
+    """1.0 if the response's final answer equals the example's (gift/verifier.py), else 0.0."""
+    return float(is_correct(text, example.answer))
+
+
+def style_metrics(examples, completions, correct):
+    """Built-in task: how often each style is chosen (tool: the response calls the calculator) and how often each is
+    right: RL should move answers to the tool style, the one that works."""
+    tool = ["<<" in text for text in completions]
+    out = {}
+    for name, chosen in (("tool", tool), ("direct", [not t for t in tool])):
+        hits = [c for c, pick in zip(correct, chosen) if pick]
+        out[f"{name}_frac"] = len(hits) / len(tool)
+        out[f"{name}_accuracy"] = sum(hits) / max(1, len(hits))
+    return out
+
+
+def builtin_task(cfg):
+    """The built-in task; with cfg.mistakes > 0 the writers setting (its held-out problems end in a scaling step, and
+    its metrics add how often each step kind is written in the writers' mistaken form)."""
+    knobs = dict(max_steps=cfg.max_events)
+    if cfg.mistakes:
+        example = lambda split, i, **kw: writers.writers_example(split, i, mistakes=cfg.mistakes, **knobs, **kw)
+
+        def metrics(examples, completions, correct):
+            return {**style_metrics(examples, completions, correct), **writers.mistake_metrics(examples, completions)}
+    else:
+        example = lambda split, i, **kw: data.builtin_example(split, i, **knobs, **kw)
+        metrics = style_metrics
+    heldout = [example("test", i) for i in range(cfg.eval_problems)]  # the same for every seed
+    return Task("builtin", lambda i: example("train", i, seed=cfg.seed, tool_fraction=cfg.tool_fraction), heldout,
+                verifier_reward, metrics)
+
+
+def gsm8k_task(cfg):
+    """GSM8K from cfg.data_root: training examples in a seeded order (cycled), the first eval_problems test rows."""
+    try:
+        train, test = data.load_gsm8k("train", cfg.data_root), data.load_gsm8k("test", cfg.data_root)
+    except (OSError, ValueError) as e:  # missing (it names the download command) or malformed files
+        raise SystemExit(f"error: {e}") from None
+    order = np.random.default_rng(cfg.seed).permutation(len(train))
+    return Task("gsm8k", lambda i: train[order[i % len(train)]], test[: cfg.eval_problems], verifier_reward,
+                lambda examples, completions, correct: {}, byte_tokenizer=False)
+
+
+TASKS = {"builtin": builtin_task, "gsm8k": gsm8k_task}
+
+
+def make_task(cfg):
+    """The Task named by cfg.task, built from cfg's task options (task, seed, eval_problems, data_root, mistakes,
+    tool_fraction, max_events)."""
+    return TASKS[cfg.task](cfg)
