@@ -7,7 +7,8 @@
 What is measured and what is arithmetic. On a CPU nothing of the full shapes runs; instead, for each shape:
 - the bytes autograd saves for backward per token (the training phase's activations), measured with
   torch.autograd.graph.saved_tensors_hooks on a slice of the model at full width (1 and 2 layers, so the per-layer
-  part and the embedding/LM-head part are told apart), under bf16 autocast as on a GPU, through train.py's own
+  part and the embedding/LM-head part are told apart; rows of T and 2T tokens, so what does not grow with the
+  length, autocast's bf16 copies of the weights, is told apart too), under bf16 autocast as on a GPU, through train.py's own
   response_logprobs (the fused LM head at this vocabulary: no (N, L, V) logits), with and without --grad_ckpt
   and LoRA (with --grad_ckpt the blocks' inputs, which torch.utils.checkpoint keeps itself, are added: 4 bytes x
   width per layer and token). Attention is PyTorch's scaled_dot_product_attention, linear in the length.
@@ -63,21 +64,28 @@ def slice_model(name, layers, lora_rank, grad_ckpt):
 
 
 def measure(name, tokens, lora_rank, grad_ckpt, layers=(1, 2)):
-    """(per-layer bytes per token, the rest's bytes per token, trainable parameters per layer and the rest)."""
+    """(per-layer bytes per token, the rest's bytes per token, trainable parameters per layer and the rest, and the
+    bytes kept whatever the length: the bf16 weight copies autocast saves). Bytes per token are the slope between
+    `tokens` and 2 x `tokens`, so the weight copies (a fixed size) do not count as activations."""
     cfg = train.parse_args(["--task=gsm8k", "--dtype=bfloat16", "--fused_head=auto"])
-    idx = torch.randint(0, 1000, (1, tokens + 1))
-    mask = torch.ones(1, tokens)
-    acts, trainable = [], []
+    vocab = preset(name).vocab_size
+    slope, fixed, trainable = [], [], []
     for n in layers:
         model = slice_model(name, n, lora_rank, grad_ckpt)
-        acts.append(saved_bytes(model, idx, mask, cfg) / tokens)
+        kept = []
+        for length in (tokens, 2 * tokens):
+            idx = torch.randint(0, min(1000, vocab), (1, length + 1), generator=torch.Generator().manual_seed(0))
+            kept.append(saved_bytes(model, idx, torch.ones(1, length), cfg))
+        slope.append((kept[1] - kept[0]) / tokens)
+        fixed.append(kept[0] - slope[-1] * tokens)
         trainable.append(sum(p.numel() for p in model.parameters() if p.requires_grad))
-        total = sum(p.numel() for p in model.parameters())
-    per_layer = (acts[-1] - acts[0]) / (layers[-1] - layers[0])
+    per_layer = (slope[-1] - slope[0]) / (layers[-1] - layers[0])
     if grad_ckpt:  # checkpoint keeps each block's input itself (the fp32 residual stream), outside autograd's hooks
         per_layer += 4 * preset(name).n_embd
     t_layer = (trainable[-1] - trainable[0]) / (layers[-1] - layers[0])
-    return per_layer, acts[0] - per_layer * layers[0], t_layer, trainable[0] - t_layer * layers[0], total
+    f_layer = (fixed[-1] - fixed[0]) / (layers[-1] - layers[0])
+    return (per_layer, slope[0] - per_layer * layers[0], t_layer, trainable[0] - t_layer * layers[0],
+            (f_layer, fixed[0] - f_layer * layers[0]))
 
 
 def optimiser_bytes_per_param(optim):
@@ -93,7 +101,7 @@ def optimiser_bytes_per_param(optim):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokens", type=int, default=256, help="tokens of the measured row (memory is linear in it)")
+    p.add_argument("--tokens", type=int, default=128, help="tokens of the measured rows (T and 2T: the slope)")
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--row-tokens", type=int, default=712, help="prompt + response tokens of a row (200 + 512)")
@@ -125,10 +133,10 @@ def main(argv=None):
                    ("--grad_ckpt --optim=adamw8bit", 0, True, "adamw8bit"),
                    (f"--grad_ckpt --lora_rank={args.lora_rank}", args.lora_rank, True, "adamw")]
         for label, rank, ckpt, optim in configs:
-            per_layer, rest, t_layer, t_rest, _ = measure(name, args.tokens, rank, ckpt)
+            per_layer, rest, t_layer, t_rest, (f_layer, f_rest) = measure(name, args.tokens, rank, ckpt)
             n_layer = full.n_layer
             trainable = t_rest + t_layer * n_layer
-            acts = (rest + per_layer * n_layer) * micro_tokens
+            acts = (rest + per_layer * n_layer) * micro_tokens + f_rest + f_layer * n_layer  # + bf16 weight copies
             training = 4 * params + (4 + optim_bytes[optim]) * trainable + acts
             head_dim = full.n_embd // full.n_head
             kv = 2 * n_layer * (full.n_kv_head or full.n_head) * head_dim * 2 * rollout_rows * args.row_tokens

@@ -64,7 +64,8 @@ PARTS = {
         title="The GIFT loss and group z-scoring",
         points=20,
         tests=["tests/test_loss.py"],
-        k="not rejects_bad_input and not kl_k3 and not aggregate and not test_grpo and not dpo and not una_loss",
+        k="not rejects_bad_input and not kl_k3 and not aggregate and not test_grpo and not dpo and not una_loss "
+          "and not dapo and not gspo and not dr_grpo",
         graded="The tests of group_zscore and gift_loss in tests/test_loss.py (identities, invariances, the first "
                "step, degenerate groups, statistics) and GRPO's advantages, which use group_zscore",
         body="""\

@@ -54,3 +54,18 @@ def test_rl_step_benchmark_runs_its_documented_cpu_check():
         refused = subprocess.run([sys.executable, path], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert refused.returncode == 1 and refused.stderr.strip().startswith("error: benchmarks/rl_step.py is a GPU")
         assert "\n" not in refused.stderr.strip()
+
+
+def test_memory_benchmark_counts_what_backward_keeps_and_the_options_cut_it():
+    """benchmarks/memory.py's measurement on a small shape: checkpointing keeps less for backward than not, LoRA trains
+    a small fraction of the parameters, and the per-layer fit from 1-2 layers predicts 3 layers."""
+    from benchmarks import memory
+
+    plain = memory.measure("micro", 64, 0, False, layers=(1, 2))
+    ckpt = memory.measure("micro", 64, 0, True, layers=(1, 2))
+    lora = memory.measure("micro", 64, 4, True, layers=(1, 2))
+    assert 0 < ckpt[0] < plain[0]  # bytes per token per layer
+    assert lora[2] < 0.2 * plain[2]  # trainable parameters per layer
+    three = memory.measure("micro", 64, 0, False, layers=(2, 3))
+    assert abs(three[0] - plain[0]) <= 0.02 * plain[0]
+    assert 7.5 <= memory.optimiser_bytes_per_param("adamw") <= 8.5

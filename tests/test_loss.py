@@ -429,7 +429,7 @@ def test_gift_objective_is_gift_loss_on_the_summed_log_ratio():
     cfg = SimpleNamespace(std_floor=0.05, detach_std=True, mask_degenerate=True, beta=1.0)
     batch = random_batch(seed=1)
     loss, stats = gift_objective(batch, cfg)
-    logratio = ((batch.logp - batch.ref_logp) * batch.mask).sum(dim=1)  # the implicit reward over beta, eq. 6
+    logratio = (batch.logp * batch.mask).sum(1) - (batch.ref_logp * batch.mask).sum(1)  # implicit reward / beta
     expected, expected_stats = gift_loss(logratio, batch.rewards, 4, std_floor=0.05, detach_std=True,
                                          mask_degenerate=True)
     torch.testing.assert_close(loss, expected)
