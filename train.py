@@ -1,6 +1,6 @@
 """SFT, then GIFT (or GRPO) RL, then a held-out evaluation: the method in one file, read top to bottom.
 
-    python train.py                                  # built-in task on a CPU, no download (a few minutes)
+    python train.py                                  # built-in task on a CPU, no download (6-7 min on 2 cores)
     python train.py --method=grpo --seed=1           # any setting: --key=value (--help lists them all)
     python train.py --task=gsm8k --init=gpt2 ...     # GSM8K from GPT-2 (GPU settings: docs/gsm8k.md)
     torchrun --standalone --nproc-per-node=2 train.py ...  # DDP: prompts sharded over ranks, whole groups each
