@@ -90,9 +90,9 @@ def measure(name, tokens, lora_rank, grad_ckpt, layers=(1, 2)):
 
 def optimiser_bytes_per_param(optim):
     """Bytes of optimiser state per parameter after one step, on a 4M-parameter tensor (8-bit needs >= 4096)."""
-    p = torch.nn.Parameter(torch.randn(4 * 2**20))
-    opt = train.make_optimizer(torch.nn.Linear(1, 1), 1e-3, train.parse_args([f"--optim={optim}"]))
-    opt = type(opt)([p], lr=1e-3)
+    holder = torch.nn.Module()
+    holder.p = p = torch.nn.Parameter(torch.randn(4 * 2**20))
+    opt = train.make_optimizer(holder, 1e-3, train.parse_args([f"--optim={optim}"]))
     p.grad = torch.randn_like(p)
     opt.step()
     state = [t for s in opt.state.values() for t in s.values() if torch.is_tensor(t)]

@@ -250,15 +250,23 @@ def builtin_example(split, index, seed=0, tool_fraction=0.5, **knobs):
     the tool style with probability tool_fraction; held-out references always use the tool style (only the final
     answer is graded). The writers setting (gift/writers.py) is a variant of this task.
     """
+    rng, (question, ops, answer), tool = split_problem(split, index, seed, tool_fraction,
+                                                       lambda rng: builtin_problem(rng, **knobs))
+    return Example(question, builtin_solution(ops, answer, tool), str(answer))
+
+
+def split_problem(split, index, seed, tool_fraction, make_problem):
+    """(rng, problem, tool): problem = make_problem(rng), a tuple whose first item is the question, drawn from the
+    random stream of (split, seed, index) until its question hashes to this split's side; then whether its solution
+    is written in the tool style (always for "test"). The rng is returned so a variant can keep drawing from it."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     rng = random.Random(f"builtin-{split}-{seed}-{index}")
     while True:  # rejection: keep only problems on this split's side of the hash
-        question, ops, answer = builtin_problem(rng, **knobs)
-        if is_heldout(question) == (split == "test"):
+        problem = make_problem(rng)
+        if is_heldout(problem[0]) == (split == "test"):
             break
-    tool = split == "test" or rng.random() < tool_fraction
-    return Example(question, builtin_solution(ops, answer, tool), str(answer))
+    return rng, problem, split == "test" or rng.random() < tool_fraction
 
 
 def main(argv=None):

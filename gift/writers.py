@@ -2,9 +2,7 @@
 systematic mistake, so that RL has several choices to fix, each at its own speed. `train.py --mistakes=0.5
 --tool_fraction=1` selects it (gift/tasks.py); docs/results.md ("The writers setting") says why it is built so.
 """
-import random
-
-from gift.data import EVENTS, ITEMS, NAMES, Example, builtin_solution, is_heldout
+from gift.data import EVENTS, ITEMS, NAMES, Example, builtin_solution, split_problem
 from gift.verifier import calculate
 
 # A task on which RL has several choices to fix, each at its own speed, so that methods can differ. Every problem is
@@ -106,17 +104,11 @@ def writers_example(split, index, seed=0, tool_fraction=1.0, mistakes=0.5, **kno
     """Example number `index` of a split of the writers setting, fixed by (split, index, seed, knobs) like
     gift.data.builtin_example (same random stream, same held-out hash). Training solutions carry the writers' mistakes
     at MISTAKE_FACTORS x mistakes per context; the answer is always the right one, as are held-out references."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if not 0.0 < mistakes <= MAX_MISTAKES:
         raise ValueError(f"mistakes must be in (0, {MAX_MISTAKES:.3f}] (the highest context rate is "
                          f"{max(MISTAKE_FACTORS.values())} x mistakes), got {mistakes}")
-    rng = random.Random(f"builtin-{split}-{seed}-{index}")
-    while True:  # rejection: keep only problems on this split's side of the hash
-        question, start, events = writers_problem(rng, **knobs)
-        if is_heldout(question) == (split == "test"):
-            break
-    tool = split == "test" or rng.random() < tool_fraction
+    rng, (question, start, events), tool = split_problem(split, index, seed, tool_fraction,
+                                                         lambda rng: writers_problem(rng, **knobs))
     answer = writers_ops(start, events, [False] * len(events))[-1][1]  # the right answer, whoever writes
     wrong = [split == "train" and rng.random() < mistake_rate(writer_context(kind, x), mistakes) for kind, x in events]
     ops = writers_ops(start, events, wrong)
