@@ -31,7 +31,7 @@ from gift.evaluation import evaluate
 from gift.kernels import model_logprobs
 from gift.lora import adapters_disabled, add_lora, merge_lora
 from gift.loss import LOSSES, BaselineSettings, RLBatch, kl_k3
-from gift.monitor import Monitor, sample_groups
+from gift.monitor import GradientProbe, Monitor, sample_groups
 from gift.runs import (OPTIMIZERS, OUTPUTS, RESUMABLE, Run, RunSettings, check_fresh, check_settings,  # noqa: F401
                        init_processes, interrupted, load_model, make_optimizer, open_run_dir, parse_config, resume_run,
                        save_run, setting)
@@ -152,13 +152,14 @@ class Reference:
 
 
 def optimizer_step(run, cfg, loss_value):
-    """Clip and step, unless the loss or a gradient is not finite: then skip the update (weights stay finite)."""
+    """Clip and step, unless the loss or a gradient is not finite: then skip the update (weights stay finite).
+    Returns (stepped, the gradient norm before clipping)."""
     norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
     ok = math.isfinite(loss_value) and bool(torch.isfinite(norm))
     if ok:
         run.opt.step()
     run.opt.zero_grad(set_to_none=True)
-    return ok
+    return ok, norm.item()
 
 
 def sft_step(run, cfg):
@@ -180,22 +181,72 @@ def sft_step(run, cfg):
     loss = -logp.sum() * run.world / n_tokens  # mean negative log-likelihood per solution token
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
-    ok = optimizer_step(run, cfg, loss.item())
-    return loss.item(), dict(lr=lr, tokens=int(n_tokens), skipped=not ok)
+    ok, norm = optimizer_step(run, cfg, loss.item())
+    return loss.item(), dict(lr=lr, tokens=int(n_tokens), grad_norm=norm, skipped=not ok)
 
 
 def rl_prompts(run, cfg):
-    """This rank's B/world prompts of the step and their sampling seeds. Mini-batch k holds global prompts
-    k*B/K .. (k+1)*B/K - 1, each rank a slice of every mini-batch; seeds are per prompt, so ranks sample exactly
-    what one process would. The stream is SFT's shifted far apart (--rl_pool: cycling through a pool)."""
+    """This rank's share of the next B prompts of the RL stream and their sampling seeds. Mini-batch k holds the
+    round's prompts k*B/K .. (k+1)*B/K - 1, each rank a slice of every mini-batch; seeds are per prompt, so ranks
+    sample exactly what one process would. The stream is SFT's shifted far apart (--rl_pool: cycling through a pool);
+    books["rl_drawn"] counts the prompts drawn so far (B per step, more with dynamic sampling)."""
     K, b = cfg.minibatches, cfg.prompts // cfg.minibatches // run.world
-    base = (run.step - cfg.sft_steps) * cfg.prompts  # index of the step's first prompt in the RL stream
+    base = run.books["rl_drawn"]
+    run.books["rl_drawn"] += cfg.prompts
     slots = [base + k * (cfg.prompts // K) + run.rank * b + i for k in range(K) for i in range(b)]
     return [rl_example(run.task, j, cfg) for j in slots], [(cfg.seed * 1_000_003 + j) % 2**62 for j in slots]
 
 
 def rl_example(task, k, cfg):
     return task.train_example(10_000_000 + (k % cfg.rl_pool if cfg.rl_pool else k))
+
+
+class Group(NamedTuple):
+    """One prompt's G samples, scored."""
+    question: str
+    prompt: list  # token ids
+    sequences: list  # G responses' token ids
+    masks: list  # G (len,) tensors: 1 at the tokens the model chose (not the calculator's)
+    texts: list  # G responses' texts
+    rewards: list  # G explicit rewards r_phi
+    finished: list  # G bools: ended with a stop token (else cut at --max_new_tokens)
+
+
+def generate_groups(run, cfg, examples, seeds, decode_graphs=None):
+    """G responses to each example from the current policy (gift/sampler.py), scored by the task: one Group each."""
+    G, enc = cfg.group_size, run.enc
+    prompts = data.encode_batch(enc, examples, with_solution=False)
+    out = generate(run.policy.eval(), prompts, num_samples=G, max_new_tokens=cfg.max_new_tokens,
+                   temperature=cfg.temperature, stop_tokens=stop_ids(enc), calculator=calculate, tokenizer=enc,
+                   dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None, seed=seeds,
+                   decode_graphs=decode_graphs)  # the calculator writes the result of each <<expr=
+    groups = []
+    for i, ex in enumerate(examples):
+        seqs = out.sequences[i * G:(i + 1) * G]
+        texts = [response_text(enc, seq) for seq in seqs]
+        groups.append(Group(ex.question, prompts[i], seqs, [out.mask[i * G + j, :len(s)] for j, s in enumerate(seqs)],
+                            texts, [run.task.reward(t, ex) for t in texts], out.finished[i * G:(i + 1) * G].tolist()))
+    return groups
+
+
+def dynamic_sampling(run, cfg, drawn, kept, spare):
+    """DAPO's dynamic sampling: of a round's groups (every rank's, in the round's prompt order) keep those whose
+    rewards differ; the others are spares, used only if --max_draws rounds do not fill the step. Under DDP every rank
+    sees every group (all_gather), so all ranks choose the same B groups, the ones one process would."""
+    if run.world > 1:
+        everyone = [None] * run.world
+        dist.all_gather_object(everyone, drawn)
+        K, b = cfg.minibatches, cfg.prompts // cfg.minibatches // run.world
+        drawn = [everyone[(p % (cfg.prompts // K)) // b][(p // (cfg.prompts // K)) * b + p % b]
+                 for p in range(cfg.prompts)]  # round position p = k*B/K + rank*b + i
+    for g in drawn:
+        (kept if max(g.rewards) > min(g.rewards) else spare).append(g)
+
+
+def my_groups(run, cfg, groups):
+    """This rank's share of the step's B groups (the same slices rl_prompts gives it)."""
+    K, b = cfg.minibatches, cfg.prompts // cfg.minibatches // run.world
+    return [groups[k * (cfg.prompts // K) + run.rank * b + i] for k in range(K) for i in range(b)]
 
 
 class Rollout(NamedTuple):
@@ -210,27 +261,32 @@ class Rollout(NamedTuple):
     questions: list  # B prompts' questions
     texts: list  # N responses' texts
     truncated: torch.Tensor  # (N,) bool: cut at --max_new_tokens without a stop token
+    draws: int = 1  # rounds of B prompts sampled (dynamic sampling: more than 1)
+    filled: int = 0  # groups with equal rewards kept because --max_draws rounds did not fill the step
 
 
 def rollout(run, cfg, decode_graphs=None):
     """Sample G responses per prompt from the current policy, score them, and take their log-probs under pi_old and
-    pi_ref. decode_graphs: the sampler's (None: CUDA graphs on a GPU; benchmarks/rl_step.py compares)."""
-    G, enc = cfg.group_size, run.enc
-    examples, seeds = rl_prompts(run, cfg)
-    prompts = data.encode_batch(enc, examples, with_solution=False)
-    t0 = time.time()
-    out = generate(run.policy.eval(), prompts, num_samples=G, max_new_tokens=cfg.max_new_tokens,
-                   temperature=cfg.temperature, stop_tokens=stop_ids(enc), calculator=calculate, tokenizer=enc,
-                   dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None, seed=seeds,
-                   decode_graphs=decode_graphs)  # the calculator writes the result of each <<expr=
+    pi_ref. A loss with `filter_groups` (DAPO) draws rounds of B prompts until B groups have rewards that differ
+    (at most --max_draws rounds). decode_graphs: the sampler's (None: CUDA graphs on a GPU)."""
+    G, t0 = cfg.group_size, time.time()
+    if run.books["rl_drawn"] is None:  # a checkpoint from before the count: B prompts per step
+        run.books["rl_drawn"] = (run.step - cfg.sft_steps) * cfg.prompts
+    if not getattr(run.loss_fn, "filter_groups", False):
+        groups, draws, filled = generate_groups(run, cfg, *rl_prompts(run, cfg), decode_graphs), 1, 0
+    else:
+        kept, spare, draws = [], [], 0
+        while len(kept) < cfg.prompts and draws < cfg.max_draws:
+            dynamic_sampling(run, cfg, generate_groups(run, cfg, *rl_prompts(run, cfg), decode_graphs), kept, spare)
+            draws += 1
+        filled = max(0, cfg.prompts - len(kept))
+        groups = my_groups(run, cfg, (kept + spare)[:cfg.prompts])
     sample_time = time.time() - t0
-    texts = [response_text(enc, seq) for seq in out.sequences]
-    rewards = torch.tensor([run.task.reward(text, examples[i // G]) for i, text in enumerate(texts)])
-    rows = [prompts[i // G] + seq for i, seq in enumerate(out.sequences)]
-    idx, mask = data.pad_rows(rows, [len(prompts[i // G]) for i in range(len(rows))],
-                              [out.mask[i, : len(seq)] for i, seq in enumerate(out.sequences)])
+    rows = [g.prompt + seq for g in groups for seq in g.sequences]
+    idx, mask = data.pad_rows(rows, [len(g.prompt) for g in groups for _ in range(G)],
+                              [m for g in groups for m in g.masks])
     # K mini-batches of b whole groups, each cut into micro-batches of --micro_batch groups (row slices)
-    B, b = len(prompts), len(prompts) // cfg.minibatches
+    B, b = len(groups), len(groups) // cfg.minibatches
     micro = cfg.micro_batch or b
     batches = [[slice(g * G, min(g + micro, m + b) * G) for g in range(m, m + b, micro)] for m in range(0, B, b)]
     idx, mask = idx.to(cfg.device), mask.to(cfg.device)
@@ -240,14 +296,18 @@ def rollout(run, cfg, decode_graphs=None):
     with torch.no_grad():
         old_logp = score(run.policy)
         ref_logp = run.reference.logprobs(old_logp, score, run.policy)
-    return Rollout(idx, mask, rewards.to(cfg.device), old_logp, ref_logp, batches, sample_time,
-                   [ex.question for ex in examples], texts, (~out.finished).to(cfg.device))
+    rewards = torch.tensor([r for g in groups for r in g.rewards], device=cfg.device)
+    truncated = torch.tensor([not f for g in groups for f in g.finished], device=cfg.device)
+    return Rollout(idx, mask, rewards, old_logp, ref_logp, batches, sample_time, [g.question for g in groups],
+                   [t for g in groups for t in g.texts], truncated, draws, filled)
 
 
 def update_policy(run, cfg, r):
     """One optimiser step per mini-batch of the rollout (`inner_steps` passes), with the loss --method names."""
     run.model.train()
     losses, per_step, entropy, kl, n = [], [], 0.0, 0.0, len(r.rewards) // cfg.minibatches
+    if run.probe:
+        run.probe.new_rollout()
     for _ in range(cfg.inner_steps):
         for mb in r.batches:
             total, stats = 0.0, {}
@@ -256,24 +316,34 @@ def update_policy(run, cfg, r):
                 ref = None if r.ref_logp is None else r.ref_logp[rs]
                 batch = RLBatch(logp, r.old_logp[rs], ref, r.rewards[rs], r.mask[rs], cfg.group_size,
                                 cfg.max_new_tokens, r.truncated[rs])
-                loss, micro_stats = run.loss_fn(batch, cfg)  # gift/loss.py
                 weight = (rs.stop - rs.start) / n
-                (loss * weight).backward()
+                if run.probe:  # --grad_stats: the same backward, and the equal-reward groups' part apart
+                    loss, micro_stats = run.probe.backward(run.loss_fn, batch, cfg, weight)
+                else:
+                    loss, micro_stats = run.loss_fn(batch, cfg)  # gift/loss.py
+                    (loss * weight).backward()
                 total += loss.item() * weight
                 stats = {k: stats.get(k, 0.0) + v * weight for k, v in micro_stats.items()}
                 with torch.no_grad():
                     entropy += (ent * r.mask[rs]).sum().item()
                     if ref is not None:  # k3 estimate of KL(pi_theta || pi_ref) per response token
                         kl += (kl_k3(logp, ref) * r.mask[rs]).sum().item()
-            if not optimizer_step(run, cfg, total):
+            if run.probe:
+                stats["cos_mb1"], stats["equal_share"] = run.probe.step_stats()
+            ok, stats["grad_norm"] = optimizer_step(run, cfg, total)
+            if not ok:
                 return float("nan"), dict(skipped=True)
             losses.append(total)
             per_step.append(stats)
     tokens = r.mask.sum().item()
     stats = {k: sum(s[k] for s in per_step) / len(per_step) for k in per_step[0]}  # mean over optimiser steps
-    traces = {f"{k}_mb": [s[k] for s in per_step] for k in ("logratio_std", "clip_frac") if k in stats}  # 0, then not
-    reward_std = r.rewards.view(-1, cfg.group_size).std(dim=1, unbiased=False).mean().item()  # in-group spread
+    traces = {f"{k}_mb": [s[k] for s in per_step] for k in ("logratio_std", "clip_frac", "grad_norm", "cos_mb1",
+                                                             "equal_share") if k in stats}  # per optimiser step
+    G = cfg.group_size
+    reward_std = r.rewards.view(-1, G).std(dim=1, unbiased=False).mean().item()  # in-group spread
+    distinct = sum(len(set(r.texts[i:i + G])) for i in range(0, len(r.texts), G)) / (len(r.texts) // G)
     return sum(losses) / len(losses), dict(stats, reward=r.rewards.mean().item(), reward_std=reward_std,
+                                           distinct=distinct, draws=r.draws, filled=r.filled,
                                            truncated_frac=r.truncated.float().mean().item(), sample_time=r.sample_time,
                                            new_tokens=int(tokens), entropy=entropy / (tokens * cfg.inner_steps),
                                            kl=kl / (tokens * cfg.inner_steps), skipped=False, **traces)
@@ -327,6 +397,10 @@ def setup(cfg, loss_fn=None):
               cfg.rl_lr, cfg), loss_fn or LOSSES[cfg.method], Reference(ref_kind, cfg.ref_every, cfg.lora_rank > 0))
     if cfg.resume:
         resume_run(run, cfg, RESUMABLE, lambda: make_optimizer(run.model, cfg.rl_lr, cfg))
+    if cfg.grad_stats:
+        if world > 1:
+            raise SystemExit("error: --grad_stats measures one process's gradient; run it without torchrun")
+        run.probe = GradientProbe(run.policy)
     if rank == 0:
         run.monitor = Monitor(run_dir, cfg.tensorboard)
         run.lock = open_run_dir(run_dir, cfg, run.step, OUTPUTS)

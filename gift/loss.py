@@ -319,6 +319,9 @@ def dapo_objective(batch, cfg):
     return loss, dict(zip(["clip_frac", "ratio_mean", "filtered_frac"], stats))
 
 
+dapo_objective.filter_groups = True  # train.rollout: dynamic sampling, only groups whose rewards differ (--max_draws)
+
+
 def gspo_objective(batch, cfg):
     """GSPO (arXiv 2507.18071): one importance ratio per response, s_i = exp(mean over its tokens of log pi_theta -
     log pi_old) (the geometric mean of the token ratios, so its scale does not grow with the length), clipped to
@@ -344,6 +347,8 @@ class BaselineSettings:
                               "its variants' (gift/loss.py)")
     kl_coef: float = setting(0.0, "GRPO, Dr. GRPO: k3 KL penalty to the frozen SFT model")
     clip_high: float = setting(0.28, "DAPO: the upper clip, ratio <= 1 + clip_high (clip-higher)")
+    max_draws: int = setting(3, "DAPO: dynamic sampling draws at most this many rounds of --prompts prompts a step "
+                             "to fill it with groups whose rewards differ (1: no resampling)")
     gspo_eps_low: float = setting(3e-4, "GSPO: the sequence ratio's lower clip, ratio >= 1 - gspo_eps_low")
     gspo_eps_high: float = setting(4e-4, "GSPO: the sequence ratio's upper clip, ratio <= 1 + gspo_eps_high")
     agg: str = setting("token-mean", "token-mean | seq-mean | constant (Dr. GRPO: with --scale_by_std=false)")

@@ -14,8 +14,11 @@ samples.jsonl, one line per logged group (train.py --log_samples_every=N, every 
 logratio is sum_t log pi_theta - log pi_ref over the response after the step's update: the implicit reward over beta
 that the step moved towards the rewards.
 """
+import dataclasses
 import json
 import os
+
+import torch
 
 from gift.loss import group_zscore
 
@@ -80,3 +83,52 @@ class Monitor:
     def close(self):
         if self._writer is not None:
             self._writer.close()
+
+
+class GradientProbe:
+    """Where a step's gradient comes from (train.py --grad_stats; experiments/writers_plateau.py reads it). Per
+    optimiser step of a rollout, before clipping:
+
+    cos_mb1      cosine of the step's gradient with the rollout's first one (for GIFT with pi_ref = pi_old the first
+                 mini-batch's log-ratios are all 0, so its gradient is GRPO's REINFORCE direction); 0 when either is 0
+    equal_share  the part of the gradient from groups whose rewards are all equal: <g_equal, g> / |g|^2 (the rest is
+                 the other groups'; for GRPO and DAPO it is exactly 0, their advantages are 0 there)
+
+    g_equal comes from a second backward pass of the same loss with the other groups' log-probs detached (the loss
+    is a sum over groups, so this is exactly their share); the first, ordinary pass fills .grad as without the probe,
+    so the update is the same. One process only (under DDP .grad is the ranks' mean, g_equal would be local)."""
+
+    def __init__(self, model):
+        self.model, self.params, self.first, self.equal = model, [], None, None
+
+    def new_rollout(self):
+        self.params = [p for p in self.model.parameters() if p.requires_grad]  # LoRA re-adds adapters at RL's start
+        self.first = None
+
+    def backward(self, loss_fn, batch, cfg, weight):
+        """loss_fn(batch, cfg), backpropagated into .grad with `weight`, plus the equal-reward groups' part of it
+        into self.equal; returns what loss_fn returns."""
+        loss, stats = loss_fn(batch, cfg)
+        (loss * weight).backward(retain_graph=True)
+        groups = batch.rewards.view(-1, batch.group_size)
+        equal = (groups.amax(dim=1) == groups.amin(dim=1)).repeat_interleave(batch.group_size)[:, None]  # (N, 1)
+        if equal.any():
+            only_equal = dataclasses.replace(batch, logp=torch.where(equal, batch.logp, batch.logp.detach()))
+            part = loss_fn(only_equal, cfg)[0] * weight
+            grads = torch.autograd.grad(part, self.params, allow_unused=True)
+            flat = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().float()
+                              for g, p in zip(grads, self.params)])
+            self.equal = flat if self.equal is None else self.equal + flat
+        return loss, stats
+
+    def step_stats(self):
+        """Call after the mini-batch's backward passes, before the optimiser step: (cos_mb1, equal_share)."""
+        g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten().float()
+                       for p in self.params])
+        if self.first is None:
+            self.first = g.clone()
+        norm2 = g.dot(g).clamp_min(1e-30)
+        cos = (g.dot(self.first) / (norm2.sqrt() * self.first.norm().clamp_min(1e-30))).item()
+        share = 0.0 if self.equal is None else (self.equal.dot(g) / norm2).item()
+        self.equal = None
+        return cos, share

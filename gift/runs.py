@@ -64,6 +64,8 @@ class RunSettings:
     log_samples_every: int = setting(10, "RL steps between dumps of a few sampled groups to samples.jsonl "
                                          "(gift/monitor.py; 0: never)")
     tensorboard: bool = setting(False, "also write TensorBoard scalars and samples to <run>/tensorboard (optional)")
+    grad_stats: bool = setting(False, "log where each RL optimiser step's gradient comes from (gift/monitor.py's "
+                                      "GradientProbe; a second backward pass; one process only)")
     resume: bool = setting(False, "continue <out_dir>/<run_name>/ckpt.pt (bit-identical on one machine)")
     overwrite: bool = setting(False, "start afresh over an earlier run of the same name, deleting its outputs")
     stop_after: int = setting(0, "stop (with a checkpoint) after this many steps in total: for tests and "
@@ -74,7 +76,7 @@ class RunSettings:
 # train.py's settings that may differ when resuming (they do not change what the run computes)
 RESUMABLE = {"resume", "stop_after", "log_every", "eval_batch", "threads", "device", "ckpt_every", "max_bad_steps",
              "fused_head", "overwrite", "grad_ckpt", "log_samples_every", "tensorboard", "watch_every",
-             "watch_problems"}
+             "watch_problems", "grad_stats"}
 # what --overwrite deletes: the files train.py writes, and eval.py's and gift.plot's default outputs made from them
 OUTPUTS = ("ckpt.pt", "ckpt.pt.tmp", "sft.pt", "metrics.jsonl", "samples.jsonl", "summary.json", "eval*.json",
            "curves.png", "tensorboard/*")
@@ -304,7 +306,8 @@ def make_optimizer(model, lr, cfg):
 @dataclass
 class Run:
     """One train.py run's state besides its Config. `books` is what a checkpoint saves besides the weights, optimiser
-    and RNG states: sft_accuracy, sft_eval, elapsed (seconds), bad_steps (non-finite in a row), eval_time."""
+    and RNG states: sft_accuracy, sft_eval, elapsed (seconds), bad_steps (non-finite in a row), eval_time, rl_drawn (RL prompts
+    drawn so far)."""
     rank: int
     world: int
     run_dir: str
@@ -316,12 +319,13 @@ class Run:
     loss_fn: object  # gift.loss.LOSSES[cfg.method]
     reference: object  # train.Reference: pi_ref
     books: dict = field(default_factory=lambda: dict(sft_accuracy=None, sft_eval=None, elapsed=0.0, bad_steps=0,
-                                                     eval_time=0.0))
+                                                     eval_time=0.0, rl_drawn=None))
     step: int = 0  # optimiser steps taken (SFT and RL)
     saved_step: int = None  # the step of the last ckpt.pt
     start_time: float = 0.0
     lock: object = None  # RunLock: one process per run folder
     monitor: object = None  # gift.monitor.Monitor: samples.jsonl and TensorBoard (rank 0)
+    probe: object = None  # gift.monitor.GradientProbe (--grad_stats)
 
     @property
     def policy(self):  # the model itself, also under DDP
