@@ -60,11 +60,12 @@ class Config(BaselineSettings, TaskSettings, RunSettings):
     rl_steps: int = setting(50, "optimiser steps of RL after SFT (0: SFT only)")
     prompts: int = setting(16, "B prompts per step (global, over all ranks)")
     group_size: int = setting(8, "G samples per prompt")
-    rl_lr: float = setting(1e-4, "RL learning rate (constant)")
+    rl_lr: float = setting(1e-4, "RL learning rate")
+    rl_schedule: str = setting("constant", "constant | cosine (the RL rate decays to 0 over --rl_steps)")
     minibatches: int = setting(4, "K: a step's prompts in K mini-batches of whole groups, one optimiser step each")
     temperature: float = setting(1.0, "sampling temperature of the RL responses")
     max_new_tokens: int = setting(96, "longest response, in tokens (RL samples and evaluations)")
-    grad_clip: float = setting(1.0, "clip the gradient norm at this (SFT and RL)")
+    grad_clip: float = setting(1.0, "clip the gradient norm at this (SFT and RL; 0: no clipping)")
     std_floor: float = setting(1e-3, "floor on the group std of the log-ratio, in nats (1: the trust-region variant)",
                                section="GIFT's options (the defaults are the author's)")
     ref: str = setting("old", "pi_ref: old (the sampling policy of each step) | frozen (the SFT model) | refresh")
@@ -84,12 +85,12 @@ def parse_args(argv):
     cfg = parse_config(Config, argv, __doc__.split("\n\n")[0])
     check_settings(cfg, choices=dict(task=TASKS, method=LOSSES, ref=("old", "frozen", "refresh"), optim=OPTIMIZERS,
                                      dtype=("float32", "bfloat16"), agg=("token-mean", "seq-mean", "constant"),
-                                     fused_head=("auto", "on", "off")),
+                                     fused_head=("auto", "on", "off"), rl_schedule=("constant", "cosine")),
                    at_least=dict(sft_batch=1, prompts=1, group_size=2, minibatches=1, inner_steps=1, eval_problems=1,
                                  eval_batch=1, ckpt_every=1, log_every=1, max_bad_steps=1, max_new_tokens=1,
                                  max_events=1, ref_every=1),  # the other int settings: >= 0
-                   positive=("sft_lr", "rl_lr", "grad_clip", "std_floor", "temperature"),
-                   within=dict(tool_fraction=(0, 1), mistakes=(0, MAX_MISTAKES)))
+                   positive=("sft_lr", "rl_lr", "std_floor", "temperature"),
+                   within=dict(tool_fraction=(0, 1), mistakes=(0, MAX_MISTAKES), grad_clip=(0, math.inf)))
     if cfg.prompts % cfg.minibatches:
         raise SystemExit(f"error: --prompts={cfg.prompts} must be divisible by --minibatches={cfg.minibatches}")
     if cfg.kl_coef and cfg.method not in ("grpo", "dr_grpo"):
@@ -154,7 +155,7 @@ class Reference:
 def optimizer_step(run, cfg, loss_value):
     """Clip and step, unless the loss or a gradient is not finite: then skip the update (weights stay finite).
     Returns (stepped, the gradient norm before clipping)."""
-    norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip or math.inf)
     ok = math.isfinite(loss_value) and bool(torch.isfinite(norm))
     if ok:
         run.opt.step()
@@ -305,6 +306,9 @@ def rollout(run, cfg, decode_graphs=None):
 def update_policy(run, cfg, r):
     """One optimiser step per mini-batch of the rollout (`inner_steps` passes), with the loss --method names."""
     run.model.train()
+    t = run.step - cfg.sft_steps  # RL steps done
+    for group in run.opt.param_groups:
+        group["lr"] = cfg.rl_lr * (0.5 * (1 + math.cos(math.pi * t / cfg.rl_steps)) if cfg.rl_schedule == "cosine" else 1)
     losses, per_step, entropy, kl, n = [], [], 0.0, 0.0, len(r.rewards) // cfg.minibatches
     if run.probe:
         run.probe.new_rollout()

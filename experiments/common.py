@@ -169,6 +169,13 @@ def t_interval(diffs):
     return m, t * sd / n ** 0.5
 
 
+def area_under(steps, values):
+    """The area under an accuracy curve over its span of steps, divided by the span (trapezoids): the mean accuracy
+    over training, so 1 means right from the start; it rewards converging fast as well as far."""
+    area = sum((s1 - s0) * (v0 + v1) / 2 for s0, s1, v0, v1 in zip(steps, steps[1:], values, values[1:]))
+    return area / (steps[-1] - steps[0])
+
+
 def steps_to(steps, values, target):
     """The first evaluated step whose value is at or above target (None if never)."""
     return next((s for s, v in zip(steps, values) if v >= target), None)
@@ -219,6 +226,63 @@ def collect_methods(args, names):
                             sft_mean=mean_sd([v["sft_accuracy"] for v in per_seed.values()])[0],
                             train_seconds_mean=mean_sd([v["train_seconds"][-1] for v in per_seed.values()])[0])
     return result
+
+
+def machine():
+    """The machine a report was made on, in words: the GPU if torch sees one, else the CPU, and torch's version."""
+    import platform
+
+    import torch
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()}-core {model}, torch {torch.__version__}"
+
+
+def lr_name(lr):
+    """2e-05 -> "2e-5", the way run names spell a learning rate."""
+    return f"{lr:.0e}".replace("e-0", "e-")
+
+
+def pass_at_16(args, models, problems):
+    """Run `eval.py --n 16 --k 1,16 --temperature 1` on `problems` held-out problems for every (run name, checkpoint)
+    of `models` whose run has finished and has no pass16.json yet (args.jobs at a time, args.threads threads each);
+    --report_only runs nothing. The result goes to <run>/pass16.json (read_pass)."""
+    todo = [(n, c) for n, c in models if not os.path.exists(os.path.join(args.runs, n, "pass16.json"))
+            and os.path.exists(os.path.join(args.runs, n, "summary.json"))]  # finished runs only (ckpt.pt is final)
+    if args.report_only or not todo:
+        return
+    running = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            name, ckpt = todo.pop(0)
+            cmd = [sys.executable, os.path.join(ROOT, "eval.py"), os.path.join(args.runs, name, ckpt), "--task=builtin",
+                   "--n=16", "--k=1,16", "--temperature=1", f"--problems={problems}",
+                   f"--out={os.path.join(args.runs, name, 'pass16.json')}"]
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+            print(f"[{time.strftime('%H:%M:%S')}] pass@16 of {name}", flush=True)
+            running.append((name, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+        time.sleep(1)
+        for name, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((name, proc))
+                if proc.returncode:
+                    raise SystemExit(f"error: eval.py failed on {name}: {proc.stderr.read().decode()[-500:]}")
+
+
+def read_pass(args, name):
+    """(pass@1, pass@16) of a run's pass16.json, or (None, None) when it has not been measured."""
+    path = os.path.join(args.runs, name, "pass16.json")
+    if not os.path.exists(path):
+        return None, None
+    with open(path) as f:
+        r = json.load(f)
+    return r["pass@1"], r["pass@16"]
 
 
 # ----------------------------------------------------------------------------------------------------------------

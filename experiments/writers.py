@@ -22,15 +22,9 @@ accuracy (greedy, 1,000 problems) every 10 steps. Reported:
 Writes writers.json and writers.png.
 """
 
-import json
-import os
-import subprocess
-import sys
-import time
-
-from common import (ROOT, WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, collect_methods, mean_sd,
-                    metrics, parser, pyplot, run_all, save_figure, steps_to, t_interval, write_json, writers_rl,
-                    writers_sft)
+from common import (WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, collect_methods, mean_sd, metrics,
+                    parser, pass_at_16, pyplot, read_pass, run_all, save_figure, steps_to, t_interval, write_json,
+                    writers_rl, writers_sft)
 
 
 def runs(args, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EVERY):
@@ -51,39 +45,9 @@ def pass_runs(args):
     return out
 
 
-def pass_at_16(args):
-    """Run `eval.py --n 16 --k 1,16 --temperature 1` for every model of pass_runs without a pass16.json (args.jobs
-    at a time, args.threads threads each); --report_only runs nothing."""
-    todo = [(n, c) for n, c in pass_runs(args) if not os.path.exists(os.path.join(args.runs, n, "pass16.json"))
-            and os.path.exists(os.path.join(args.runs, n, "summary.json"))]  # finished runs only (ckpt.pt is final)
-    if args.report_only or not todo:
-        return
-    running = []
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            name, ckpt = todo.pop(0)
-            cmd = [sys.executable, os.path.join(ROOT, "eval.py"), os.path.join(args.runs, name, ckpt), "--task=builtin",
-                   "--n=16", "--k=1,16", "--temperature=1", f"--problems={args.pass_problems}",
-                   f"--out={os.path.join(args.runs, name, 'pass16.json')}"]
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-            print(f"[{time.strftime('%H:%M:%S')}] pass@16 of {name}", flush=True)
-            running.append((name, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
-        time.sleep(1)
-        for name, proc in list(running):
-            if proc.poll() is not None:
-                running.remove((name, proc))
-                if proc.returncode:
-                    raise SystemExit(f"error: eval.py failed on {name}: {proc.stderr.read().decode()[-500:]}")
-
-
-def read_pass(args, name):
-    """(pass@1, pass@16) of a run's pass16.json, or (None, None) when it has not been measured."""
-    path = os.path.join(args.runs, name, "pass16.json")
-    if not os.path.exists(path):
-        return None, None
-    with open(path) as f:
-        r = json.load(f)
-    return r["pass@1"], r["pass@16"]
+def pass_16(args):
+    """pass@1 and pass@16 at T = 1 of every model of pass_runs (common.pass_at_16)."""
+    pass_at_16(args, pass_runs(args), args.pass_problems)
 
 
 def collect(args):
@@ -207,5 +171,5 @@ PARSER.add_argument("--pass_problems", type=int, default=300, help="held-out pro
 if __name__ == "__main__":
     args = PARSER.parse_args()
     run_all(runs(args), args)
-    pass_at_16(args)
+    pass_16(args)
     report(args)

@@ -11,17 +11,12 @@ best rates are picked on the seeds they are measured on, which flatters both met
 Writes writers_lr.json and writers_lr.png.
 """
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, paired_difference, parser, pyplot,
-                    run_all, save_figure, write_json, writers_rl, writers_sft)
+from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, lr_name as rate, paired_difference,
+                    parser, pyplot, run_all, save_figure, write_json, writers_rl, writers_sft)
 
 RATES = {"gift": (2e-5, 4e-5, 8e-5), "grpo": (5e-6, 2e-5, 4e-5)}
 SAME_AS_WRITERS = {  # (method, rate): writers.py's run of it
     ("gift", 2e-5): "writers-gift", ("grpo", 5e-6): "writers-grpo", ("grpo", 2e-5): "writers-grpo-lr2e-5"}
-
-
-def rate(lr):
-    """2e-05 -> "2e-5", the way run names spell a learning rate."""
-    return f"{lr:.0e}".replace("e-0", "e-")
 
 
 def arm(method, lr):

@@ -93,7 +93,7 @@ def test_writers_runs_pairs_and_reports(runs_dir, tmp_path):
     assert {r["run_name"] for r in runs} == {f"writers-{m}-s0" for m in ("sft", *common.WRITERS_METHODS)}
     assert all(r["mistakes"] == common.WRITERS_TASK["mistakes"] for r in runs)  # SFT and RL runs share the task
     common.run_all(tiny_runs(runs), args)
-    writers.pass_at_16(args)
+    writers.pass_16(args)
     writers.report(args)
     out = json.loads((tmp_path / "docs" / "writers.json").read_text())
     assert (tmp_path / "docs" / "writers.png").exists()
@@ -208,6 +208,73 @@ def test_writers_lr_sweeps_each_method_reuses_writers_runs_and_pairs_the_best_ra
     assert best["gift_lr"] == out["results"]["gift"][max(means["gift"], key=means["gift"].get)]["lr"]
     g, r = (out["results"][m][exp.rate(best[f"{m}_lr"])]["per_seed"] for m in ("gift", "grpo"))
     assert best["per_seed"] == [g[s]["final_accuracy"] - r[s]["final_accuracy"] for s in ("0", "1")]
+
+
+def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, tmp_path, monkeypatch):
+    """experiments/writers_baselines.py end to end on a tiny setting (two arms, two rates each): the rate is chosen
+    on the tuning seed, the comparison runs on a fresh seed at that rate, pairs by seed and flags a best rate at the
+    grid's edge; a seed in both lists is refused."""
+    import writers_baselines as exp
+
+    monkeypatch.setattr(exp, "GRID", {"gift": (2e-5, 4e-5), "dapo": (2e-5, 4e-5)})
+    args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--tuning_seeds", "0",
+                                  "--seeds", "1", "--pass_problems=2"])
+    tiny = lambda runs: [dict(r, **TINY, **({"sft_steps": 4} if "sft" in r["run_name"] else
+                                            dict(rl_steps=2, eval_every=1))) for r in runs]
+    tuning = exp.tuning_runs(args)
+    assert {r["run_name"] for r in tuning} == {"writers-sft-s0", "writers-gift-lr2e-5-s0", "writers-gift-lr4e-5-s0",
+                                               "writers-dapo-lr2e-5-s0", "writers-dapo-lr4e-5-s0"}
+    common.run_all(tiny(tuning), args)
+    chosen = exp.choose_rates(args)
+    for arm, c in chosen.items():
+        means = c["final_mean"]
+        assert common.lr_name(c["lr"]) == max(means, key=means.get) and c["at_grid_edge"]  # 2 rates: both are edges
+    comparison = exp.comparison_runs(args, chosen)
+    assert {r["seed"] for r in comparison} == {1} and all(r["rl_lr"] == chosen[r["method"]]["lr"]
+                                                          for r in comparison if r["rl_steps"])
+    common.run_all(tiny(comparison), args)
+    common.pass_at_16(args, exp.pass_models(args, chosen), args.pass_problems)
+    exp.report(args, chosen)
+    out = read_report(tmp_path / "docs", "writers_baselines")
+    assert out["seeds"] == [1] and out["tuning_seeds"] == [0] and set(out["arms"]) == {"gift", "dapo"}
+    assert out["arms"]["dapo"]["lr"] == chosen["dapo"]["lr"] and "2-core" in out["machine"] or "core" in out["machine"]
+    g, d = (out["results"][a]["per_seed"]["1"] for a in ("gift", "dapo"))
+    assert out["paired"]["gift-dapo"]["final_accuracy"]["per_seed"] == [g["final_accuracy"] - d["final_accuracy"]]
+    assert out["paired"]["gift-dapo"]["pass16"]["per_seed"] == [g["pass16"] - d["pass16"]]
+    assert in_unit([g["auc"], d["auc"], g["pass1"], g["pass16"]]) and g["steps"] == [0, 1, 2]
+    with pytest.raises(SystemExit, match="must not share a seed"):
+        exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", "--tuning_seeds", "0", "1", "--seeds", "1", "2"]))
+
+
+def test_area_under_is_the_mean_accuracy_over_the_steps():
+    assert common.area_under([0, 10, 20], [0.0, 1.0, 1.0]) == pytest.approx(0.75)
+    assert common.area_under([0, 5, 20], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
+
+
+def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_dir, tmp_path, monkeypatch):
+    import writers_plateau as exp
+
+    monkeypatch.setattr(exp, "ARMS", {k: exp.ARMS[k] for k in ("base", "k1", "noclip")})
+    args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0",
+                                  "--rates", "4e-5"])
+    runs = exp.runs(args)
+    rl_runs = {r["run_name"]: r for r in runs if r["rl_steps"]}
+    base = rl_runs["writers-plateau-base-lr4e-5-s0"]
+    for arm, change in exp.ARMS.items():
+        run = rl_runs[f"writers-plateau-{arm}-lr4e-5-s0"]
+        assert {k for k in run if run[k] != base.get(k)} == set(change) | ({"run_name"} if change else set())
+        assert run["grad_stats"] and run["method"] == "gift" and run["rl_lr"] == 4e-5
+    common.run_all([{**r, **TINY, **({"sft_steps": 4} if "sft" in r["run_name"] else dict(rl_steps=3, eval_every=1)),
+                     **{k: v for k, v in r.items() if k in ("minibatches", "grad_clip")}} for r in runs], args)
+    exp.report(args)
+    out = read_report(tmp_path / "docs", "writers_plateau")["results"]["4e-5"]
+    k1, noclip, base = out["k1"], out["noclip"], out["base"]
+    assert len(base["per_seed"]["0"]["grad_norm_mb"]) == 2 and len(k1["per_seed"]["0"]["grad_norm_mb"]) == 1
+    assert base["per_seed"]["0"]["cos_mb1_mb"][0] == pytest.approx(1.0, abs=1e-5) or \
+        base["per_seed"]["0"]["grad_norm_mb"][0] == 0
+    assert noclip["per_seed"]["0"]["clipped_frac"] == 0.0 and 0 <= base["per_seed"]["0"]["clipped_frac"] <= 1
+    assert k1["minus_base"]["per_seed"] == [k1["per_seed"]["0"]["final_accuracy"]
+                                            - base["per_seed"]["0"]["final_accuracy"]]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""The writers setting: why GIFT levels off (near 0.98 where GRPO reaches 0.99). One change at a time from GIFT at
+each of its two best learning rates, paired by seed, with the gradient logged at every optimiser step.
+
+    python experiments/writers_plateau.py [--rates 2e-5 4e-5] [--seeds 0 1 2] [--runs out/experiments]
+                                          [--out docs/experiments] [--jobs 2]
+
+The hypothesis to test: the plateau is a noise floor proportional to the learning rate, set by the K - 1 matching
+steps of each rollout. With pi_ref = pi_old, mini-batch 1 of a rollout has log-ratio 0 and its gradient is GRPO's
+REINFORCE direction; mini-batches 2..K regress the group's z-scored log-ratios onto its z-scored rewards, and the
+gradient clip (not the loss) sets their step size. Each arm changes one thing (ARMS):
+  k1          K = 1: only the REINFORCE step (GIFT's update is then GRPO's, without the clip)
+  beta0.25/0.5  the author's coefficient on z(logratio): less pull-back of the group's own log-ratio spread
+  floor1e-2/1e-1  a larger floor under the log-ratio's std: tiny spreads are no longer amplified by 1/std
+  cosine      the learning rate decays to 0 over the 150 steps (a noise floor proportional to the rate goes too)
+  noclip      no gradient clip (the K - 1 matching steps take their full, large, steps)
+  prompts64   64 prompts a step, so 16 groups per mini-batch instead of 4 (less noise per step)
+Every run logs per optimiser step (train.py --grad_stats): the pre-clip gradient norm, the cosine with the rollout's
+first (REINFORCE) gradient, the share of the gradient from groups whose rewards are all equal, and the number of
+distinct responses per group. Reported per rate and arm: final held-out accuracy per seed, the paired difference
+from the unchanged run (base) with its 95% t-interval, and the gradient statistics over the last 50 steps by
+mini-batch position. --rates default: the best two of GIFT's rates in the earlier sweep (writers_lr.json); pass the
+rates writers_baselines.py chose when it has run.
+Writes writers_plateau.json and writers_plateau.png.
+"""
+
+from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, lr_name, machine, mean_sd, metrics,
+                    paired_difference, parser, pyplot, run_all, save_figure, summary, write_json, writers_rl,
+                    writers_sft)
+
+ARMS = {  # name: the one setting changed from GIFT's defaults
+    "base": {},
+    "k1": dict(minibatches=1),
+    "beta0.25": dict(beta=0.25),
+    "beta0.5": dict(beta=0.5),
+    "floor1e-2": dict(std_floor=1e-2),
+    "floor1e-1": dict(std_floor=1e-1),
+    "cosine": dict(rl_schedule="cosine"),
+    "noclip": dict(grad_clip=0.0),
+    "prompts64": dict(prompts=64),
+}
+TRACES = ("grad_norm_mb", "cos_mb1_mb", "equal_share_mb")  # per optimiser step of a rollout
+LAST = 50  # the gradient statistics are averaged over the last LAST RL steps (the plateau)
+
+
+def name(arm, lr):
+    return f"writers-plateau-{arm}-lr{lr_name(lr)}"
+
+
+def runs(args, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EVERY):
+    out = [writers_sft(seed) for seed in args.seeds]
+    for seed in args.seeds:
+        out += [writers_rl(args, name(arm, lr), seed, steps, eval_every, method="gift", rl_lr=lr, grad_stats=True,
+                           **change) for lr in args.rates for arm, change in ARMS.items()]
+    return out
+
+
+def gradient_stats(records, grad_clip):
+    """Means over the last LAST RL steps: each trace by mini-batch position, the share of optimiser steps whose
+    gradient was clipped, the distinct responses per group, and the steps on which equal-reward groups gave more
+    than 85% of some mini-batch's gradient."""
+    rl = [r for r in records if r.get("stage") == "rl"][-LAST:]
+    out = {k: [sum(x) / len(x) for x in zip(*[r[k] for r in rl])] for k in TRACES if rl and k in rl[0]}
+    norms = [g for r in rl for g in r["grad_norm_mb"]]
+    out["clipped_frac"] = sum(g > grad_clip for g in norms) / len(norms) if grad_clip else 0.0
+    out["distinct"] = sum(r["distinct"] for r in rl) / len(rl)
+    out["equal_dominated_steps"] = sum(any(s > 0.85 for s in r.get("equal_share_mb", [])) for r in rl)
+    return out
+
+
+def collect(args):
+    result = {}
+    for lr in args.rates:
+        arms = {}
+        for arm, change in ARMS.items():
+            per_seed = {}
+            for seed in args.seeds:
+                run = f"{name(arm, lr)}-s{seed}"
+                s = summary(args, run)
+                per_seed[seed] = dict(final_accuracy=s["rl_accuracy"],
+                                      **gradient_stats(metrics(args, run), s["config"]["grad_clip"]))
+            finals = [v["final_accuracy"] for v in per_seed.values()]
+            arms[arm] = dict(change=change, per_seed=per_seed, final_mean=mean_sd(finals)[0])
+        for arm, entry in arms.items():
+            if arm != "base":
+                entry["minus_base"] = paired_difference([entry["per_seed"][s]["final_accuracy"]
+                                                         - arms["base"]["per_seed"][s]["final_accuracy"]
+                                                         for s in args.seeds])
+        result[lr_name(lr)] = arms
+    return result
+
+
+def report(args):
+    result = collect(args)
+    write_json(args, "writers_plateau", dict(machine=machine(), seeds=args.seeds, rates=args.rates,
+                                             steps=WRITERS_STEPS, task=WRITERS_TASK, last_steps=LAST,
+                                             results=result))
+    for rate, arms in result.items():
+        print(f"== GIFT at {rate}")
+        for arm, e in arms.items():
+            v = list(e["per_seed"].values())
+            diff = e.get("minus_base")
+            ci = "" if diff is None or diff["ci95"] is None else \
+                f"  minus base {diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]"
+            grad = " ".join(f"{x:.3g}" for x in mean_over(v, "grad_norm_mb"))
+            cos = " ".join(f"{x:+.2f}" for x in mean_over(v, "cos_mb1_mb"))
+            print(f"{arm:10s} final " + " ".join(f"{x['final_accuracy']:.3f}" for x in v) + f"  mean {e['final_mean']:.3f}"
+                  + ci + f"  |g| by mini-batch {grad}  cos {cos}  clipped {mean_sd([x['clipped_frac'] for x in v])[0]:.2f}"
+                  + f"  distinct {mean_sd([x['distinct'] for x in v])[0]:.2f}")
+    plot(args, result)
+
+
+def mean_over(per_seed, key):
+    """A trace's per-position values, averaged over seeds."""
+    rows = [x[key] for x in per_seed if key in x]
+    return [sum(col) / len(col) for col in zip(*rows)] if rows else []
+
+
+def plot(args, result):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    for i, (rate, arms) in enumerate(result.items()):
+        rows = [(arm, e["minus_base"]) for arm, e in arms.items() if arm != "base"]
+        for y, (arm, d) in enumerate(rows):
+            lo, hi = d["ci95"] if d["ci95"] else (d["mean"], d["mean"])
+            axes[0].errorbar([d["mean"]], [y + 0.15 * i], xerr=[[d["mean"] - lo], [hi - d["mean"]]], fmt="o",
+                             color=f"C{i}", capsize=3, label=f"lr {rate}" if y == 0 else None)
+        axes[0].set_yticks(range(len(rows)), [arm for arm, _ in rows])
+        base = list(arms["base"]["per_seed"].values())
+        axes[1].plot(range(1, len(mean_over(base, "grad_norm_mb")) + 1), mean_over(base, "grad_norm_mb"), marker="o",
+                     color=f"C{i}", label=f"base, lr {rate}")
+    axes[0].axvline(0, color="k", linewidth=0.8)
+    axes[0].set_xlabel("final held-out accuracy minus base (paired, 95% t-interval)")
+    axes[1].set(xlabel="optimiser step within the rollout (mini-batch)", ylabel="pre-clip gradient norm",
+                yscale="symlog")
+    axes[1].set_title(f"GIFT's gradient by mini-batch, last {LAST} steps", fontsize=10)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(args, fig, "writers_plateau")
+
+
+PARSER = parser(__doc__, seeds=(0, 1, 2))
+PARSER.add_argument("--rates", type=float, nargs="+", default=[2e-5, 4e-5], help="GIFT's learning rates")
+
+if __name__ == "__main__":
+    args = PARSER.parse_args()
+    run_all(runs(args), args)
+    report(args)
