@@ -306,9 +306,9 @@ def rollout(run, cfg, decode_graphs=None):
 def update_policy(run, cfg, r):
     """One optimiser step per mini-batch of the rollout (`inner_steps` passes), with the loss --method names."""
     run.model.train()
-    t = run.step - cfg.sft_steps  # RL steps done
-    for group in run.opt.param_groups:
-        group["lr"] = cfg.rl_lr * (0.5 * (1 + math.cos(math.pi * t / cfg.rl_steps)) if cfg.rl_schedule == "cosine" else 1)
+    if cfg.rl_schedule == "cosine":  # from rl_lr down to 0 over the RL steps (else the rate stays rl_lr)
+        for group in run.opt.param_groups:
+            group["lr"] = cfg.rl_lr * 0.5 * (1 + math.cos(math.pi * (run.step - cfg.sft_steps) / cfg.rl_steps))
     losses, per_step, entropy, kl, n = [], [], 0.0, 0.0, len(r.rewards) // cfg.minibatches
     if run.probe:
         run.probe.new_rollout()
@@ -348,6 +348,7 @@ def update_policy(run, cfg, r):
     distinct = sum(len(set(r.texts[i:i + G])) for i in range(0, len(r.texts), G)) / (len(r.texts) // G)
     return sum(losses) / len(losses), dict(stats, reward=r.rewards.mean().item(), reward_std=reward_std,
                                            distinct=distinct, draws=r.draws, filled=r.filled,
+                                           lr=run.opt.param_groups[0]["lr"],
                                            truncated_frac=r.truncated.float().mean().item(), sample_time=r.sample_time,
                                            new_tokens=int(tokens), entropy=entropy / (tokens * cfg.inner_steps),
                                            kl=kl / (tokens * cfg.inner_steps), skipped=False, **traces)

@@ -327,12 +327,15 @@ def gspo_objective(batch, cfg):
     log pi_old) (the geometric mean of the token ratios, so its scale does not grow with the length), clipped to
     [1 - gspo_eps_low, 1 + gspo_eps_high] (the paper's 3e-4 and 4e-4: sequence ratios sit much closer to 1 than
     token ratios), times the group-normalised advantage; the mean over responses. cfg: gspo_eps_low, gspo_eps_high."""
-    advantages = group_advantages(batch.rewards, batch.group_size, scale_by_std=True)
+    advantages = group_advantages(batch.rewards, batch.group_size, scale_by_std=True)   # (N,) z-scored, no gradient
+    # BEGIN SOLUTION gspo
+    # HINT: log s_i = mean of logp - old_logp over response i's tokens; loss = mean of -min(s A, clip(s, ..) A)
     n_tokens = batch.mask.sum(dim=1).clamp_min(1)                                   # (N,)
     log_s = (torch.where(batch.mask.bool(), batch.logp - batch.old_logp.detach(), 0.0)).sum(dim=1) / n_tokens
     s = torch.exp(log_s)                                                             # (N,)
     per_seq = -torch.min(s * advantages, s.clamp(1 - cfg.gspo_eps_low, 1 + cfg.gspo_eps_high) * advantages)
     loss = per_seq.mean()
+    # END SOLUTION
     with torch.no_grad():
         clipped = ((s < 1 - cfg.gspo_eps_low) | (s > 1 + cfg.gspo_eps_high)).to(s.dtype)
         stats = torch.stack([clipped.mean(), s.mean()]).tolist()

@@ -7,7 +7,7 @@ The reference code marks each solution region with comment lines, and nothing el
     ... the reference lines ...
     END SOLUTION              (as a comment line)
 
-    python scripts/assignments.py build OUT [--parts loss verifier ...]   # default: all five parts
+    python scripts/assignments.py build OUT [--parts loss verifier ...]   # default: all six parts
     python scripts/assignments.py grade OUT [--parts ...]                 # default: the parts OUT was built with
 
 `build` copies the repository (git-tracked files and untracked ones git does not ignore; never .git, out/, data/ or
@@ -65,7 +65,7 @@ PARTS = {
         points=20,
         tests=["tests/test_loss.py"],
         k="not rejects_bad_input and not kl_k3 and not aggregate and not test_grpo and not dpo and not una_loss "
-          "and not dapo and not gspo and not dr_grpo",
+          "and not dapo and not gspo and not dr_grpo and not every_method",
         graded="The tests of group_zscore and gift_loss in tests/test_loss.py (identities, invariances, the first "
                "step, degenerate groups, statistics) and GRPO's advantages, which use group_zscore",
         body="""\
@@ -244,6 +244,53 @@ mask_it is 1 for the response tokens the model chose, 0 for the prompt, the padd
 
 In `gift_objective(batch, cfg)`: `logratio` (N,) from the batch (an `RLBatch`), then return `gift_loss(...)` with the
 batch's rewards and group size and the config's `std_floor`, `detach_std` and `mask_degenerate`.
+""",
+    ),
+    "gspo": dict(
+        title="A new objective through the loss seam: GSPO's sequence-level ratio (gift/loss.py, gspo_objective)",
+        points=20,
+        tests=["tests/test_loss.py", "tests/test_rollout.py"],
+        k="gspo",
+        graded="The GSPO test in tests/test_loss.py (the loss and its gradient, response by response, against the "
+               "formula written out with plain floats, with padding, a degenerate group, a truncated response, the "
+               "paper's clip range and a wide one) and a short train.py --method=gspo run in tests/test_rollout.py "
+               "(finite losses, nothing clipped on each rollout's first mini-batch, the weights move). The "
+               "advantages come from group_zscore, so this part also needs the loss part",
+        body="""\
+## Goal
+
+Every RL method in this project is one function of the loss family in gift/loss.py: `LOSSES[name](batch, cfg)` gets
+an `RLBatch` (one micro-batch of whole groups: log-probs under the policy and under the sampling policy pi_old,
+rewards, the response mask) and returns `(loss, stats)`. `train.py --method=NAME` looks the function up; nothing in
+the training loop changes. Here you write one: GSPO (Zheng et al. 2025, arXiv 2507.18071).
+
+GRPO weighs every token by its own importance ratio pi_theta / pi_old and clips each one. GSPO uses one ratio per
+response, the geometric mean of its token ratios, so the ratio of a long response is not a product of hundreds of
+noisy factors and the whole response is clipped or not:
+
+## The equations
+
+    log s_i = (1 / |y_i|) sum_t mask_it [ log pi_theta(y_it | ...) - log pi_old(y_it | ...) ]
+    A_i     = (r_i - mean of the group's r) / (std of the group's r + 1e-4)        (group_advantages, given)
+    L       = (1 / N) sum_i  -min( s_i A_i,  clip(s_i, 1 - eps_low, 1 + eps_high) A_i )
+
+|y_i| is the number of response tokens (the mask's row sum). pi_old's log-probs carry no gradient. The paper's
+clip range is tiny (eps_low 3e-4, eps_high 4e-4; `cfg.gspo_eps_low`, `cfg.gspo_eps_high`) because a length-averaged
+ratio stays much closer to 1 than a token's. The gradient of an unclipped term is -A_i s_i / (N |y_i|) on each of
+response i's tokens: every token of a response is pushed alike, unlike GRPO.
+
+## What to write
+
+In `gspo_objective(batch, cfg)`: `s` (N,), the sequence ratios, and `loss`, the clipped surrogate's mean; the
+statistics after your code use `s`.
+
+## See it train
+
+    python train.py --method=gspo --run_name=gspo           # the built-in task: SFT, then 50 GSPO steps
+    python train.py --method=grpo --run_name=grpo           # the same prompts and samples' seeds, GRPO's loss
+
+Compare the held-out accuracy after RL with the SFT model's (both runs print it) and the `clip_frac` in
+out/gspo/metrics.jsonl: on each rollout's first mini-batch the policy is pi_old, so nothing is clipped there.
 """,
     ),
 }

@@ -301,7 +301,7 @@ def test_student_edition_has_handouts_and_no_solution_text(tmp_path, capsys):
     raises = 0
     for rel in files:
         text = (out / rel).read_bytes().decode("utf-8", errors="replace")  # binary files (docs/*.png) too
-        raises += len(re.findall(r"raise NotImplementedError\(\"(?:loss|verifier|sampler|kernel|rl_step): ", text))
+        raises += len(re.findall(r"raise NotImplementedError\(\"(?:loss|verifier|sampler|kernel|rl_step|gspo): ", text))
         assert not re.search(r"^\s*# (BEGIN|END) (SOLUTION|INSTRUCTOR)", text, re.M) or rel == assignments.THIS_FILE
         for line in text.split("\n"):
             for part, lines in secret.items():

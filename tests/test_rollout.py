@@ -2,6 +2,7 @@
 prompts it consumes, exact resume and DDP) and the gradient probe of --grad_stats (where a step's gradient comes from)."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -156,3 +157,26 @@ def test_grad_stats_logs_per_step_and_changes_no_weight(tmp_path, monkeypatch):
     assert any(r["grad_norm_mb"][0] > 0 for r in rl)
     plain = [r for r in records(tmp_path / "plain" / "metrics.jsonl") if r["stage"] == "rl"]
     assert all("cos_mb1_mb" not in r and len(r["grad_norm_mb"]) == 2 for r in plain)
+
+
+def test_gspo_trains_through_the_loss_seam(tmp_path, monkeypatch):
+    """--method=gspo finds gspo_objective in LOSSES and trains: finite losses, the first mini-batch of each rollout
+    sees ratio 1 (nothing clipped), the later ones a moved policy, and the weights change. Graded in the gspo part."""
+    monkeypatch.setattr(tasks, "verifier_reward", eval(FIFTHS))
+    args = TINY + [f"--out_dir={tmp_path}", "--method=gspo", "--rl_lr=0.01", "--run_name=g", "--rl_steps=2"]
+    train.main(args)
+    rl = [r for r in records(tmp_path / "g" / "metrics.jsonl") if r["stage"] == "rl"]
+    assert len(rl) == 2 and all(r["loss"] == r["loss"] and not r["skipped"] for r in rl)  # finite, not NaN
+    assert all(r["clip_frac_mb"][0] == 0.0 and 0 <= r["clip_frac_mb"][1] <= 1 for r in rl)
+    sft = torch.load(tmp_path / "g" / "sft.pt", weights_only=False)["model"]
+    final = torch.load(tmp_path / "g" / "ckpt.pt", weights_only=False)["model"]
+    assert any(not torch.equal(sft[k], final[k]) for k in sft)
+
+
+def test_cosine_schedule_decays_the_rl_rate_to_zero(tmp_path):
+    args = TINY + [f"--out_dir={tmp_path}", "--rl_steps=4", "--rl_lr=0.01"]
+    train.main(args + ["--run_name=c", "--rl_schedule=cosine", "--grad_clip=0"])
+    rl = [r for r in records(tmp_path / "c" / "metrics.jsonl") if r["stage"] == "rl"]
+    assert [r["lr"] for r in rl] == pytest.approx([0.01 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(4)])
+    train.main(args + ["--run_name=k"])
+    assert all(r["lr"] == 0.01 for r in records(tmp_path / "k" / "metrics.jsonl") if r["stage"] == "rl")
