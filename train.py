@@ -45,7 +45,7 @@ from gift.verifier import calculate
 class Config(BaselineSettings, TaskSettings, RunSettings):
     """The method's settings, in groups. --help lists after them the baselines' options (gift/loss.py), the task
     variants (gift/tasks.py), and memory and bookkeeping (gift/runs.py)."""
-    task: str = setting("builtin", "builtin | gsm8k (gift/tasks.py)", section="task and model")
+    task: str = setting("builtin", "builtin | gsm8k | rlhf (gift/tasks.py)", section="task and model")
     data_root: str = setting("data/gsm8k", "GSM8K files (python -m gift.data gsm8k puts them here)")
     init: str = setting("micro", "a preset trained from scratch, a hub name (gpt2), an HF directory, or a ckpt.pt")
     seed: int = setting(0, "model initialisation, training data order and sampling")
@@ -55,7 +55,7 @@ class Config(BaselineSettings, TaskSettings, RunSettings):
     sft_batch: int = setting(16, "solutions per SFT step (global, over all ranks)")
     sft_lr: float = setting(3e-3, "peak SFT learning rate (cosine decay to a tenth)")
     sft_warmup: int = setting(30, "SFT steps of linear warm-up")
-    method: str = setting("gift", "the RL loss: gift | grpo | dr_grpo | dapo | gspo (gift/loss.py, LOSSES)",
+    method: str = setting("gift", "the RL loss: gift | grpo | dr_grpo | dapo | gspo | una (gift/loss.py, LOSSES)",
                           section="RL: the method")
     rl_steps: int = setting(50, "optimiser steps of RL after SFT (0: SFT only)")
     prompts: int = setting(16, "B prompts per step (global, over all ranks)")
@@ -68,7 +68,8 @@ class Config(BaselineSettings, TaskSettings, RunSettings):
     grad_clip: float = setting(1.0, "clip the gradient norm at this (SFT and RL; 0: no clipping)")
     std_floor: float = setting(1e-3, "floor on the group std of the log-ratio, in nats (1: the trust-region variant)",
                                section="GIFT's options (the defaults are the author's)")
-    ref: str = setting("old", "pi_ref: old (the sampling policy of each step) | frozen (the SFT model) | refresh")
+    ref: str = setting("old", "pi_ref: old (the sampling policy of each step) | frozen (the SFT model) | refresh "
+                              "(GIFT and UNA)")
     beta: float = setting(1.0, "the weight of z(logratio) in (z(r) - beta z(logratio))^2 (the author's kl_loss_coef)")
     # options only the ablations change (docs/results.md says which experiment uses each)
     detach_std: bool = setting(True, "GIFT: the log-ratio's group std is a constant (the author's choice)",
@@ -211,6 +212,7 @@ class Group(NamedTuple):
     texts: list  # G responses' texts
     rewards: list  # G explicit rewards r_phi
     finished: list  # G bools: ended with a stop token (else cut at --max_new_tokens)
+    extras: list = None  # G dicts of the task's per-sample numbers (Task.extras), or None
 
 
 def generate_groups(run, cfg, examples, seeds, decode_graphs=None):
@@ -226,7 +228,8 @@ def generate_groups(run, cfg, examples, seeds, decode_graphs=None):
         seqs = out.sequences[i * G:(i + 1) * G]
         texts = [response_text(enc, seq) for seq in seqs]
         groups.append(Group(ex.question, prompts[i], seqs, [out.mask[i * G + j, :len(s)] for j, s in enumerate(seqs)],
-                            texts, [run.task.reward(t, ex) for t in texts], out.finished[i * G:(i + 1) * G].tolist()))
+                            texts, [run.task.reward(t, ex) for t in texts], out.finished[i * G:(i + 1) * G].tolist(),
+                            [run.task.extras(t, ex) for t in texts] if run.task.extras else None))
     return groups
 
 
@@ -264,6 +267,7 @@ class Rollout(NamedTuple):
     truncated: torch.Tensor  # (N,) bool: cut at --max_new_tokens without a stop token
     draws: int = 1  # rounds of B prompts sampled (dynamic sampling: more than 1)
     filled: int = 0  # groups with equal rewards kept because --max_draws rounds did not fill the step
+    logged: dict = None  # per-step numbers of the samples: the means of the task's extras, kl_sft (--kl_sft)
 
 
 def rollout(run, cfg, decode_graphs=None):
@@ -297,10 +301,14 @@ def rollout(run, cfg, decode_graphs=None):
     with torch.no_grad():
         old_logp = score(run.policy)
         ref_logp = run.reference.logprobs(old_logp, score, run.policy)
+        logged = {k: sum(e[k] for g in groups for e in g.extras) / (len(groups) * G)
+                  for k in (groups[0].extras[0] if groups[0].extras else {})}  # e.g. the true utility (rlhf)
+        if run.sft_model is not None:  # k3 estimate of KL(pi_old || pi_SFT) per response token
+            logged["kl_sft"] = ((kl_k3(old_logp, score(run.sft_model)) * mask).sum() / mask.sum()).item()
     rewards = torch.tensor([r for g in groups for r in g.rewards], device=cfg.device)
     truncated = torch.tensor([not f for g in groups for f in g.finished], device=cfg.device)
     return Rollout(idx, mask, rewards, old_logp, ref_logp, batches, sample_time, [g.question for g in groups],
-                   [t for g in groups for t in g.texts], truncated, draws, filled)
+                   [t for g in groups for t in g.texts], truncated, draws, filled, logged)
 
 
 def update_policy(run, cfg, r):
@@ -348,7 +356,8 @@ def update_policy(run, cfg, r):
     distinct = sum(len(set(r.texts[i:i + G])) for i in range(0, len(r.texts), G)) / (len(r.texts) // G)
     return sum(losses) / len(losses), dict(stats, reward=r.rewards.mean().item(), reward_std=reward_std,
                                            distinct=distinct, draws=r.draws, filled=r.filled,
-                                           lr=run.opt.param_groups[0]["lr"],
+                                           lr=run.opt.param_groups[0]["lr"], response_tokens=tokens / len(r.rewards),
+                                           **(r.logged or {}),
                                            truncated_frac=r.truncated.float().mean().item(), sample_time=r.sample_time,
                                            new_tokens=int(tokens), entropy=entropy / (tokens * cfg.inner_steps),
                                            kl=kl / (tokens * cfg.inner_steps), skipped=False, **traces)
@@ -397,11 +406,18 @@ def setup(cfg, loss_fn=None):
         if world > 1:
             raise SystemExit("error: --lora_rank with several ranks (DDP) is not supported; run one process")
         add_lora(model, cfg.lora_rank, cfg.lora_alpha or None)
-    ref_kind = cfg.ref if cfg.method == "gift" else ("frozen" if cfg.kl_coef else "none")  # GRPO: its KL anchor
+    matches_ref = getattr(LOSSES[cfg.method], "uses_ref", False)  # GIFT, UNA: --ref; GRPO: its KL anchor, if any
+    ref_kind = cfg.ref if matches_ref else ("frozen" if cfg.kl_coef else "none")
     run = Run(rank, world, run_dir, task, pool, model, enc, make_optimizer(model, cfg.sft_lr if cfg.sft_steps else
               cfg.rl_lr, cfg), loss_fn or LOSSES[cfg.method], Reference(ref_kind, cfg.ref_every, cfg.lora_rank > 0))
     if cfg.resume:
         resume_run(run, cfg, RESUMABLE, lambda: make_optimizer(run.model, cfg.rl_lr, cfg))
+    if cfg.kl_sft:  # a frozen copy of the RL run's starting model, for the kl_sft log
+        if cfg.sft_steps:
+            raise SystemExit("error: --kl_sft measures the distance to --init; use it for RL from an SFT checkpoint "
+                             "(--init=out/RUN/sft.pt --sft_steps=0)")
+        run.sft_model = load_model(cfg.init, cfg.task, task.byte_tokenizer)[0].to(cfg.device).eval()
+        run.sft_model.requires_grad_(False)
     if cfg.grad_stats:
         if world > 1:
             raise SystemExit("error: --grad_stats measures one process's gradient; run it without torchrun")

@@ -283,6 +283,20 @@ def gift_objective(batch, cfg):
     # END SOLUTION
 
 
+gift_objective.uses_ref = True  # train.py: pi_ref is --ref's (the sampling policy by default)
+
+
+def una_objective(batch, cfg):
+    """UNA's regression on the same implicit reward as GIFT, without the z-scores: (beta logratio - r)^2, mean over
+    responses, with a fixed beta (cfg.beta) chosen by hand: the reward's scale and offset are the regression's
+    target, so they change the update (GIFT's z-scores remove both). For the reward-scale experiment."""
+    logratio = ((batch.logp - batch.ref_logp) * batch.mask).sum(dim=1)
+    return una_loss(logratio, batch.rewards, cfg.beta), {}
+
+
+una_objective.uses_ref = True
+
+
 def grpo_objective(batch, cfg):
     """GRPO's clipped surrogate on group-normalised advantages (Dr. GRPO: scale_by_std=False, agg="constant"), with
     an optional k3 KL penalty to pi_ref. cfg: scale_by_std, clip_eps, kl_coef, agg."""
@@ -364,4 +378,5 @@ LOSSES = {  # --method=NAME: its objective
     "dr_grpo": dr_grpo_objective,
     "dapo": dapo_objective,
     "gspo": gspo_objective,
+    "una": una_objective,
 }

@@ -64,6 +64,8 @@ class RunSettings:
     log_samples_every: int = setting(10, "RL steps between dumps of a few sampled groups to samples.jsonl "
                                          "(gift/monitor.py; 0: never)")
     tensorboard: bool = setting(False, "also write TensorBoard scalars and samples to <run>/tensorboard (optional)")
+    kl_sft: bool = setting(False, "log kl_sft per RL step: the k3 KL of the samples' policy to the --init model "
+                                  "(an RL-only run's SFT model)")
     grad_stats: bool = setting(False, "log where each RL optimiser step's gradient comes from (gift/monitor.py's "
                                       "GradientProbe; a second backward pass; one process only)")
     resume: bool = setting(False, "continue <out_dir>/<run_name>/ckpt.pt (bit-identical on one machine)")
@@ -76,7 +78,7 @@ class RunSettings:
 # train.py's settings that may differ when resuming (they do not change what the run computes)
 RESUMABLE = {"resume", "stop_after", "log_every", "eval_batch", "threads", "device", "ckpt_every", "max_bad_steps",
              "fused_head", "overwrite", "grad_ckpt", "log_samples_every", "tensorboard", "watch_every",
-             "watch_problems", "grad_stats"}
+             "watch_problems", "grad_stats", "kl_sft"}
 # what --overwrite deletes: the files train.py writes, and eval.py's and gift.plot's default outputs made from them
 OUTPUTS = ("ckpt.pt", "ckpt.pt.tmp", "sft.pt", "metrics.jsonl", "samples.jsonl", "summary.json", "eval*.json",
            "curves.png", "tensorboard/*")
@@ -326,6 +328,7 @@ class Run:
     lock: object = None  # RunLock: one process per run folder
     monitor: object = None  # gift.monitor.Monitor: samples.jsonl and TensorBoard (rank 0)
     probe: object = None  # gift.monitor.GradientProbe (--grad_stats)
+    sft_model: object = None  # a frozen copy of the --init model (--kl_sft)
 
     @property
     def policy(self):  # the model itself, also under DDP
@@ -465,7 +468,8 @@ def load_model(init, task, byte_tokenizer=None):
     ckpt = None
     if init.endswith(".pt"):
         ckpt = load_checkpoint(init)
-        if "model_config" not in ckpt or ckpt.get("config", {}).get("task") != task:
+        prompts_of = lambda t: "builtin" if t == "rlhf" else t  # the rlhf task asks the built-in task's questions
+        if "model_config" not in ckpt or prompts_of(ckpt.get("config", {}).get("task")) != prompts_of(task):
             raise SystemExit(f"error: {init} is not a gift checkpoint for --task {task}")
     elif os.path.isfile(init):
         raise SystemExit(f"error: --init={init} is a file but not a .pt checkpoint; give a preset "

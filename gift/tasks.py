@@ -5,11 +5,13 @@
     reward(text, example) -> float the explicit reward r_phi of one response (here: the verifier, 1.0 if right)
     metrics(examples, completions, correct) -> dict   the task's own extra evaluation numbers (may be {})
     byte_tokenizer                 True: the built-in byte tokenizer and a small preset trained from scratch
+    extras(text, example) -> dict  optional: numbers of each RL sample logged beside its reward (their means per step)
 
 Three are built in, chosen by `--task` and the task options of train.py's Config:
     builtin   GSM8K-shaped arithmetic generated from a seed (gift/data.py): no download, learns on a CPU
               (--mistakes > 0 with --tool_fraction=1: the writers setting of gift/writers.py)
     gsm8k     the official GSM8K files (python -m gift.data gsm8k downloads them)
+    rlhf      the built-in prompts rewarded by a learned reward model, with a known true utility (gift/rlhf.py)
 A new task is a function returning a Task, added to TASKS.
 """
 from dataclasses import dataclass
@@ -31,6 +33,10 @@ class TaskSettings:
     tool_fraction: float = setting(0.5, "built-in task: share of SFT solutions written with the calculator")
     mistakes: float = setting(0.0, "built-in task: > 0, the writers setting (gift/writers.py: --mistakes=0.5 "
                                    "--tool_fraction=1)")
+    reward_model: str = setting("", "rlhf task: the reward model (python -m gift.rlhf SFT_CKPT OUT makes one)")
+    reward_scale: float = setting(1.0, "rlhf task: the reward is reward_scale x the reward model's score + "
+                                       "reward_shift")
+    reward_shift: float = setting(0.0, "rlhf task: see --reward_scale")
 
 
 @dataclass
@@ -41,6 +47,7 @@ class Task:
     reward: Callable  # (response text, Example) -> float
     metrics: Callable  # (examples, completions, per-problem correct counts) -> {name: float}
     byte_tokenizer: bool = True  # the built-in byte tokenizer and small presets (False: the model's own BPE)
+    extras: Callable = None  # (response text, Example) -> {name: float}, logged per RL step (their means)
 
 
 def verifier_reward(text, example):
@@ -88,7 +95,12 @@ def gsm8k_task(cfg):
                 lambda examples, completions, correct: {}, byte_tokenizer=False)
 
 
-TASKS = {"builtin": builtin_task, "gsm8k": gsm8k_task}
+def rlhf(cfg):
+    from gift.rlhf import rlhf_task  # the reward model's code loads only for this task
+    return rlhf_task(cfg)
+
+
+TASKS = {"builtin": builtin_task, "gsm8k": gsm8k_task, "rlhf": rlhf}
 
 
 def make_task(cfg):

@@ -1,0 +1,273 @@
+"""RLHF on the built-in task: a known true utility, a reward model learned from noisy preferences, and the task that
+trains against it (`train.py --task=rlhf --reward_model=PATH`).
+
+Every other task here has a 0/1 reward, so a group's z-scored reward takes two values and GIFT can only match a sign.
+Here the reward is continuous, as in RLHF: GIFT must match the ordering and the spacing of the rewards, and the reward
+is a learned proxy that the policy can over-optimise (Gao et al. 2022). Three pieces:
+
+1. The true utility u(x, y) of a response (`utility`), computed in code from the problem's known answer:
+       u = 1                              if the final answer is right
+           0.5 exp(-|a - a*| / 10)        else, for a final answer a (a near miss is worth more than a far one)
+         + 0.2 x the share of the response's steps whose stated value is right ("e=<<e=v>>v" or "e is v")
+         - 0.1 x each line beyond the reference solution's (rambling: a length term the reward model may misread,
+             since in the SFT model's samples the longer tool-style lines go with right answers)
+   so u lies in [-0.1 x extra lines, 1.2] and two samples of one prompt rarely tie.
+2. Preference pairs, the RLHF way: two samples of the SFT model (T = 1) per prompt, labelled by a Bradley-Terry draw
+   on the true utility, P(first preferred) = sigmoid((u_1 - u_2) / TAU): close pairs get noisy labels.
+3. A reward model (`RewardModel`): the SFT decoder with a scalar head on the hidden state of the last response token
+   (`last_positions`: right padding never moves it), trained with the Bradley-Terry loss
+   -log sigmoid(r(chosen) - r(rejected)) (`bt_loss`). Its score of a response is the RL reward.
+
+`python -m gift.rlhf SFT_CKPT OUT` builds a reward model from an SFT checkpoint (experiments/rlhf.py does, per seed)
+and prints its held-out pair accuracy and its correlation with u.
+"""
+import argparse
+import math
+import random
+import re
+import sys
+from dataclasses import asdict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gift import data
+from gift.model import GPT, GPTConfig
+from gift.tokenizer import builtin_tokenizer, response_text, stop_ids
+from gift.verifier import calculate, extract_answer
+
+TAU = 0.1  # Bradley-Terry temperature of the labels, in units of u
+STEP_RE = re.compile(r"^\s*([0-9+\-*/ ()]+?)\s*(?:=<<[^>]*>>|\s+is\s+)\s*(-?[0-9.]+)\s*$")
+RM_STREAM = 20_000_000  # the reward model's prompts: training examples far from SFT's (0..) and RL's (10,000,000..)
+
+# ----------------------------------------------------------------------------------------------------------------
+# the true utility
+
+
+def utility(text, example):
+    """u(x, y) of a response text to an Example (module docstring)."""
+    answer = extract_answer(text)
+    if answer is not None and answer == example.answer:
+        u = 1.0
+    else:
+        try:
+            u = 0.5 * math.exp(-abs(float(answer) - float(example.answer)) / 10) if answer is not None else 0.0
+        except ValueError:
+            u = 0.0
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    steps = [m for m in (STEP_RE.match(line) for line in lines) if m]
+    if steps:
+        right = sum(calculate(m.group(1)) is not None and float(calculate(m.group(1))) == float(m.group(2))
+                    for m in steps)
+        u += 0.2 * right / len(steps)
+    reference = len(example.solution.strip().split("\n"))
+    return u - 0.1 * max(0, len(lines) - reference)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the reward model
+
+
+def last_positions(mask):
+    """(N,) index of each row's last response token in the (N, L) ids, from the (N, L-1) next-token mask (target t is
+    token t+1): the last t with mask 1, plus one. Right padding follows it, so padding never moves it."""
+    t = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return torch.where(mask > 0, t, -1).amax(dim=1) + 1
+
+
+class RewardModel(nn.Module):
+    """A decoder (gift/model.py) whose LM head is replaced by a scalar: r(x, y) = w . h_last + b, h_last the final
+    hidden state at the response's last token (it has read the prompt and the whole response)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.body = GPT(config)
+        self.head = nn.Linear(config.n_embd, 1)
+
+    def forward(self, idx, mask):
+        """idx: (N, L) prompt + response ids, right-padded; mask: (N, L-1) as data.pad_rows gives. Returns (N,)."""
+        hidden = self.body(idx, return_hidden=True)  # (N, L, C)
+        last = last_positions(mask)
+        return self.head(hidden[torch.arange(idx.shape[0], device=idx.device), last]).squeeze(-1)
+
+
+def bt_loss(chosen, rejected):
+    """Bradley-Terry: -log P(chosen preferred) = -log sigmoid(r_chosen - r_rejected), mean over pairs. (N,), (N,)."""
+    return -F.logsigmoid(chosen - rejected).mean()
+
+
+def encode(enc, examples, texts, block_size=None):
+    """(idx, mask) of responses to examples, as the policy's rows are (prompt, then the response's tokens), each row
+    cut to block_size (a sampled text with invalid UTF-8 re-encodes longer than it was sampled)."""
+    prompts = data.encode_batch(enc, examples, with_solution=False)
+    rows = [(p + enc.encode_ordinary(t))[:block_size] for p, t in zip(prompts, texts)]
+    return data.pad_rows(rows, [len(p) for p in prompts])
+
+
+@torch.no_grad()
+def score(rm, enc, examples, texts, batch=256):
+    """The reward model's scores (list of floats) of texts answering examples."""
+    rm.eval()
+    device = next(rm.parameters()).device
+    out = []
+    for i in range(0, len(texts), batch):
+        idx, mask = encode(enc, examples[i:i + batch], texts[i:i + batch], rm.config.block_size)
+        out += rm(idx.to(device), mask.to(device)).tolist()
+    return out
+
+
+def save(rm, path, info):
+    torch.save(dict(kind="reward_model", config=asdict(rm.config), model=rm.state_dict(), info=info), path)
+
+
+def load(path, device="cpu"):
+    """A reward model saved by `save` (one error line for a missing or foreign file)."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise SystemExit(f"error: cannot read reward model {path}: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != "reward_model":
+        raise SystemExit(f"error: {path} is not a reward model (python -m gift.rlhf SFT_CKPT OUT makes one)")
+    rm = RewardModel(GPTConfig(**ckpt["config"]))
+    rm.load_state_dict(ckpt["model"])
+    return rm.to(device).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# preference data and training
+
+
+@torch.no_grad()
+def sample_pairs(policy, enc, examples, seed, max_new_tokens=96):
+    """Two samples (T = 1) of the policy per example: [(example, text_a, text_b)]."""
+    from gift.sampler import generate
+    policy.eval()
+    prompts = data.encode_batch(enc, examples, with_solution=False)
+    out = generate(policy, prompts, num_samples=2, max_new_tokens=max_new_tokens, temperature=1.0,
+                   stop_tokens=stop_ids(enc), calculator=calculate, tokenizer=enc,
+                   seed=[seed * 1_000_003 + i for i in range(len(examples))])
+    texts = [response_text(enc, s) for s in out.sequences]
+    return [(ex, texts[2 * i], texts[2 * i + 1]) for i, ex in enumerate(examples)]
+
+
+def label(pairs, seed):
+    """(example, chosen, rejected) by a Bradley-Terry draw on u: the first is chosen with prob sigmoid(du / TAU)."""
+    rng = random.Random(seed)
+    out = []
+    for ex, a, b in pairs:
+        p = 1 / (1 + math.exp(-(utility(a, ex) - utility(b, ex)) / TAU))
+        out.append((ex, a, b) if rng.random() < p else (ex, b, a))
+    return out
+
+
+def pair_scores(rm, enc, labelled):
+    examples = [ex for ex, _, _ in labelled]
+    return (torch.tensor(score(rm, enc, examples, [c for _, c, _ in labelled])),
+            torch.tensor(score(rm, enc, examples, [r for _, _, r in labelled])))
+
+
+def evaluate_rm(rm, enc, labelled):
+    """Held-out numbers: accuracy on the noisy labels, accuracy on the true order (pairs whose u differ), and the
+    Pearson correlation of the score with u over the pairs' responses."""
+    chosen, rejected = pair_scores(rm, enc, labelled)
+    u = torch.tensor([[utility(c, ex), utility(r, ex)] for ex, c, r in labelled])
+    s = torch.stack([chosen, rejected], dim=1)
+    differ = u[:, 0] != u[:, 1]
+    true_acc = ((s[:, 0] > s[:, 1]) == (u[:, 0] > u[:, 1]))[differ].float().mean().item()
+    su, ss = u.flatten() - u.mean(), s.flatten() - s.mean()
+    corr = (su @ ss / (su.norm() * ss.norm()).clamp_min(1e-12)).item()
+    return dict(label_accuracy=(chosen > rejected).float().mean().item(), true_order_accuracy=true_acc,
+                correlation_with_u=corr, pairs=len(labelled), u_ties=int((~differ).sum()))
+
+
+def train_rm(rm, enc, labelled, steps=400, batch=32, lr=1e-3, seed=0, log=print):
+    """Bradley-Terry training of rm on labelled pairs (AdamW, constant rate, pairs drawn with a seeded stream)."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.0)
+    device = next(rm.parameters()).device
+    for step in range(steps):
+        rm.train()
+        pick = torch.randint(len(labelled), (batch,), generator=g).tolist()
+        exs = [labelled[i][0] for i in pick]
+        idx, mask = encode(enc, exs + exs, [labelled[i][1] for i in pick] + [labelled[i][2] for i in pick],
+                           rm.config.block_size)
+        scores = rm(idx.to(device), mask.to(device))
+        loss = bt_loss(scores[:batch], scores[batch:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+        opt.step()
+        if log and (step + 1) % 100 == 0:
+            log(f"reward model step {step + 1}/{steps}: Bradley-Terry loss {loss.item():.4f}")
+    return rm
+
+
+def build(sft_path, out, seed=0, train_pairs=3000, heldout_pairs=500, steps=400, batch=32, lr=1e-3, log=print,
+          example=None):
+    """The reward model of an SFT checkpoint: pairs of its samples on RM_STREAM prompts, labelled by u, Bradley-Terry
+    training from the SFT weights; saved to `out` with its held-out numbers (returned)."""
+    from gift.runs import load_model
+    torch.manual_seed(seed)
+    policy, enc = load_model(sft_path, "builtin", True)
+    example = example or (lambda i: data.builtin_example("train", i, seed=seed))
+    examples = [example(RM_STREAM + i) for i in range(train_pairs + heldout_pairs)]
+    pairs = []
+    for i in range(0, len(examples), 250):  # sampling batches
+        pairs += sample_pairs(policy, enc, examples[i:i + 250], seed * 7919 + i)
+    labelled = label(pairs, seed)
+    train, heldout = labelled[:train_pairs], labelled[train_pairs:]
+    rm = RewardModel(policy.config)
+    rm.body.load_state_dict(policy.state_dict())  # the SFT model, its LM head unused
+    train_rm(rm, enc, train, steps, batch, lr, seed, log)
+    info = dict(sft=sft_path, seed=seed, tau=TAU, train_pairs=train_pairs, steps=steps, **evaluate_rm(rm, enc, heldout))
+    save(rm, out, info)
+    return info
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the task
+
+
+def rlhf_task(cfg):
+    """The built-in task's prompts, rewarded by the reward model at cfg.reward_model (times cfg.reward_scale, plus
+    cfg.reward_shift: the scale experiment); per sample the true utility is logged beside it (`extras`), and each
+    evaluation reports the greedy responses' mean proxy reward and true utility."""
+    from gift.tasks import Task, builtin_task
+    if not cfg.reward_model:
+        raise SystemExit("error: --task=rlhf needs --reward_model=PATH (python -m gift.rlhf SFT_CKPT OUT makes one)")
+    rm, enc = load(cfg.reward_model), builtin_tokenizer()
+    base = builtin_task(cfg)
+    a, b = cfg.reward_scale, cfg.reward_shift
+
+    def reward(text, example):
+        return a * score(rm, enc, [example], [text])[0] + b
+
+    def metrics(examples, completions, correct):
+        return dict(proxy_reward=sum(score(rm, enc, examples, completions)) / len(examples),
+                    true_reward=sum(utility(t, ex) for t, ex in zip(completions, examples)) / len(examples))
+
+    return Task("rlhf", base.train_example, base.heldout, reward, metrics,
+                extras=lambda text, example: dict(true_reward=utility(text, example)))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Build a reward model from an SFT checkpoint of the built-in task.")
+    p.add_argument("sft", help="an SFT checkpoint (out/<run>/sft.pt)")
+    p.add_argument("out", help="where to write the reward model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train_pairs", type=int, default=3000)
+    p.add_argument("--heldout_pairs", type=int, default=500)
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = build(args.sft, args.out, args.seed, args.train_pairs, args.heldout_pairs, args.steps)
+    print(f"held-out pairs: label accuracy {info['label_accuracy']:.3f}, true-order accuracy "
+          f"{info['true_order_accuracy']:.3f}, correlation with u {info['correlation_with_u']:.3f}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
