@@ -260,11 +260,12 @@ def main(argv=None):
     p.add_argument("--train_pairs", type=int, default=3000)
     p.add_argument("--heldout_pairs", type=int, default=500)
     p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--batch", type=int, default=32, help="pairs per Bradley-Terry step")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    info = build(args.sft, args.out, args.seed, args.train_pairs, args.heldout_pairs, args.steps)
+    info = build(args.sft, args.out, args.seed, args.train_pairs, args.heldout_pairs, args.steps, args.batch)
     print(f"held-out pairs: label accuracy {info['label_accuracy']:.3f}, true-order accuracy "
           f"{info['true_order_accuracy']:.3f}, correlation with u {info['correlation_with_u']:.3f}; wrote {args.out}")
 

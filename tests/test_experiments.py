@@ -277,6 +277,45 @@ def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_di
                                             - base["per_seed"]["0"]["final_accuracy"]]
 
 
+def test_rlhf_builds_reward_models_tunes_compares_and_checks_the_scale(runs_dir, tmp_path, monkeypatch):
+    """experiments/rlhf.py end to end on a tiny setting: an SFT run and a reward model per seed, the rate chosen on
+    the tuning seed by the true reward, the comparison on a fresh seed with proxy, true reward and KL curves, win
+    rates and the gradient-scale check."""
+    import rlhf as exp
+
+    monkeypatch.setattr(exp, "GRID", {"gift": (1e-4,), "grpo-kl": (1e-4, 3e-4)})
+    monkeypatch.setattr(exp, "STEPS", 2)
+    monkeypatch.setattr(exp, "EVAL_EVERY", 1)
+    monkeypatch.setattr(exp, "WIN_PROBLEMS", 3)
+    monkeypatch.setattr(exp, "SCALE_ARGS", ["--prompts=2", "--group_size=4", "--max_new_tokens=16"])
+    args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--tuning_seeds", "0",
+                                  "--seeds", "1"])
+    assert {r["run_name"] for r in exp.sft_runs(args)} == {"sft-s0", "sft-s1"}
+    common.run_all(tiny_builtin(exp.sft_runs(args)), args)
+    exp.build_reward_models(args, [0, 1], ["--train_pairs=8", "--heldout_pairs=6", "--steps=2", "--batch=4"])
+    tuning = exp.tuning_runs(args)
+    assert all(r["task"] == "rlhf" and r["kl_sft"] and r["reward_model"] == exp.rm_path(args, 0) for r in tuning)
+    common.run_all(tiny_builtin(tuning), args)
+    chosen = exp.choose_rates(args)
+    means = chosen["grpo-kl"]["final_true_mean"]
+    assert exp.rate(chosen["grpo-kl"]["lr"]) == max(means, key=means.get)
+    common.run_all(tiny_builtin(exp.comparison_runs(args, chosen)), args)
+    exp.report(args, chosen)
+    out = read_report(tmp_path / "docs", "rlhf")
+    assert out["seeds"] == [1] and out["tuning_seeds"] == [0] and set(out["reward_models"]) == {"0", "1"}
+    record = out["results"]["gift"]["per_seed"]["1"]
+    for key in ("proxy_reward", "true_reward", "kl"):
+        assert record[key]["steps"] == [0, 1, 2] and len(record[key]["curve"]) == 3 and "final" in record[key]
+    assert record["kl"]["curve"][0] == pytest.approx(0.0, abs=1e-6)
+    g, k = (out["results"][a]["per_seed"]["1"]["true_reward"]["final"] for a in ("gift", "grpo-kl"))
+    assert out["paired"]["gift-grpo-kl"]["true_reward_final"]["per_seed"] == [g - k]
+    assert -0.5 <= out["win_rates"]["grpo-kl"]["greedy"]["win_rate_minus_half"]["mean"] <= 0.5
+    scale = out["scale"]["gradients"]
+    for a_b, v in scale["gift"].items():
+        assert v["cosine"] == pytest.approx(1.0, abs=1e-4) and v["norm_ratio"] == pytest.approx(1.0, rel=1e-3), a_b
+    assert scale["dr_grpo"]["a=10,b=5"]["norm_ratio"] == pytest.approx(10.0, rel=1e-4)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the built-in task's experiments, end to end at a tiny size (one seed, 2 RL steps, an evaluation after each)
 

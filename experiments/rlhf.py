@@ -1,0 +1,314 @@
+"""RLHF on the built-in task: GIFT against GRPO, GRPO + KL, DAPO and GSPO, trained on a learned reward model whose
+true utility is known (gift/rlhf.py), each method at its own learning rate, paired by seed.
+
+    python experiments/rlhf.py [--seeds 1 2 3 4 5] [--tuning_seeds 0] [--runs out/experiments] [--out docs/experiments]
+                               [--jobs 2] [--threads 1]
+
+Stages (every run one thread, so that runs of a seed pair exactly; a finished stage is reused when run again):
+1. SFT per seed: common.sft, the built-in task's SFT run (sft-s<seed>, shared with compare.py).
+2. A reward model per seed, from that seed's SFT model: `python -m gift.rlhf` (3,000 pairs of its T = 1 samples
+   labelled by a Bradley-Terry draw on the true utility u, 400 Bradley-Terry steps; 500 held-out pairs give its
+   accuracy and its correlation with u). <runs>/rm-s<seed>.pt.
+3. Tuning on --tuning_seeds: each arm at each rate of GRID, STEPS RL steps against the seed's reward model, held-out
+   greedy responses scored every EVAL_EVERY steps (mean reward-model score: the proxy; mean u: the true reward), the
+   KL of the sampling policy to the SFT model logged every step (--kl_sft, k3 per token). An arm's rate is the one
+   with the highest mean final true reward on the tuning seeds (a practitioner would use held-out human ratings;
+   choosing on the proxy would reward over-optimisation).
+4. The comparison on --seeds (disjoint from the tuning seeds), each arm at its rate. Per arm and seed: the proxy and
+   true reward curves against step and KL, their finals, the best true reward and its step (over-optimisation:
+   best minus final), the mean response length. GIFT minus each arm, paired by seed, 95% t-intervals.
+5. Win rates: each final policy's greedy and T = 1 responses on WIN_PROBLEMS held-out problems, GIFT against each
+   arm by u (a tie counts one half); length-controlled: only the problems where both responses have the same number
+   of lines. Paired by seed (the interval is over seeds).
+6. Reward scale, on the first reporting seed: one rollout of its final GRPO + KL policy, and each loss's gradient
+   with the rewards replaced by a r + b for a in {0.1, 1, 10}, b in {0, 5}: its cosine with, and norm relative to,
+   the gradient at (a, b) = (1, 0). GIFT and GRPO (z-scored advantages) should give cosine 1 and norm ratio 1 (GRPO
+   up to the 1e-4 its std adds); Dr. GRPO cosine 1 and norm ratio a (which Adam divides out again); GRPO + KL and
+   UNA (fixed beta) neither.
+Writes rlhf.json (top level: machine, seeds, tuning_seeds, reward_models, arms, results with per-seed proxy_reward,
+true_reward and kl records, paired, win_rates, scale) and rlhf.png.
+"""
+
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+from common import (ROOT, machine, mean_sd, metrics, paired_difference, parser, pyplot, rl, run_all, save_figure,
+                    sft, write_json)
+
+STEPS, EVAL_EVERY, EVAL_PROBLEMS, WIN_PROBLEMS = 50, 10, 300, 300
+ARMS = {  # name: train.py settings besides the rate (everything else: train.py's defaults, --task=rlhf)
+    "gift": dict(method="gift"),
+    "grpo": dict(method="grpo"),
+    "grpo-kl": dict(method="grpo", kl_coef=0.04),
+    "dapo": dict(method="dapo"),
+    "gspo": dict(method="gspo"),
+}
+GRID = {"gift": (3e-5, 1e-4, 3e-4), "grpo": (3e-5, 1e-4, 3e-4), "grpo-kl": (3e-5, 1e-4, 3e-4),
+        "dapo": (3e-5, 1e-4, 3e-4), "gspo": (1e-4, 3e-4, 1e-3)}
+SCALES = [(a, b) for a in (0.1, 1.0, 10.0) for b in (0.0, 5.0)]
+
+
+def rate(lr):
+    return f"{lr:.0e}".replace("e-0", "e-")
+
+
+def rm_path(args, seed):
+    return os.path.join(args.runs, f"rm-s{seed}.pt")
+
+
+def name(arm, lr):
+    return f"rlhf-{arm}-lr{rate(lr)}"
+
+
+def rl_run(args, arm, lr, seed):
+    return rl(args.runs, name(arm, lr), seed, task="rlhf", reward_model=rm_path(args, seed), rl_steps=STEPS,
+              eval_every=EVAL_EVERY, eval_problems=EVAL_PROBLEMS, kl_sft=True, rl_lr=lr, **ARMS[arm])
+
+
+def build_reward_models(args, seeds, rm_args=()):
+    """`python -m gift.rlhf` for every seed without a reward model (args.jobs at a time)."""
+    todo = [s for s in seeds if not os.path.exists(rm_path(args, s))]
+    if todo and args.report_only:
+        raise SystemExit(f"error: --report_only but the reward models of seeds {todo} do not exist")
+    running = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            seed = todo.pop(0)
+            cmd = [sys.executable, "-m", "gift.rlhf", os.path.join(args.runs, f"sft-s{seed}", "sft.pt"),
+                   rm_path(args, seed), f"--seed={seed}", f"--threads={args.threads}", *rm_args]
+            print(f"[{time.strftime('%H:%M:%S')}] reward model of seed {seed}", flush=True)
+            log = open(rm_path(args, seed) + ".log", "w")
+            running.append((seed, subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)))
+        time.sleep(1)
+        for seed, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((seed, proc))
+                if proc.returncode:
+                    raise SystemExit(f"error: the reward model of seed {seed} failed; see {rm_path(args, seed)}.log")
+
+
+def rm_info(args, seed):
+    return torch.load(rm_path(args, seed), map_location="cpu", weights_only=False)["info"]
+
+
+def eval_curve(records, key):
+    """(steps, values) of the evaluations' held-out `key` (step 0: the SFT model)."""
+    from gift.plot import eval_step
+    pts = [(eval_step(r), r[f"heldout_{key}"]) for r in records if f"heldout_{key}" in r]
+    return [s for s, _ in pts], [v for _, v in pts]
+
+
+def run_record(args, run):
+    """A run's proxy_reward, true_reward, kl and length records (curves at the evaluations, finals)."""
+    records = metrics(args, run)
+    steps, proxy = eval_curve(records, "proxy_reward")
+    _, true = eval_curve(records, "true_reward")
+    rl_records = [r for r in records if r.get("stage") == "rl"]
+    # KL of the policy after s updates: the k3 estimate of the rollout of RL step s (its samples' policy); the
+    # final evaluation's, after the last update, is the last rollout's
+    kl = [rl_records[min(s, len(rl_records) - 1)]["kl_sft"] for s in steps]
+    best = max(range(len(true)), key=lambda i: true[i])
+    return dict(
+        proxy_reward=dict(steps=steps, curve=proxy, final=proxy[-1], sft=proxy[0],
+                          train=[r["reward"] for r in rl_records]),
+        true_reward=dict(steps=steps, curve=true, final=true[-1], sft=true[0], best=true[best], best_step=steps[best],
+                         drop_from_best=true[best] - true[-1], train=[r["true_reward"] for r in rl_records]),
+        kl=dict(steps=steps, curve=kl, final=kl[-1], train=[r["kl_sft"] for r in rl_records]),
+        length=dict(train=[r["response_tokens"] for r in rl_records], final=rl_records[-1]["response_tokens"]))
+
+
+def choose_rates(args):
+    chosen = {}
+    for arm, rates in GRID.items():
+        means = {lr: mean_sd([run_record(args, f"{name(arm, lr)}-s{s}")["true_reward"]["final"]
+                              for s in args.tuning_seeds])[0] for lr in rates}
+        best = max(rates, key=lambda lr: means[lr])
+        chosen[arm] = dict(lr=best, at_grid_edge=best in (rates[0], rates[-1]),
+                           final_true_mean={rate(lr): m for lr, m in means.items()})
+    return chosen
+
+
+@torch.no_grad()
+def responses(path, examples, temperature, seed):
+    """The texts of a checkpoint's responses (one each) to examples."""
+    from gift.evaluation import evaluate
+    from gift.runs import load_model
+    model, enc = load_model(path, "builtin", True)
+    return evaluate(model, enc, examples, temperature=temperature, seed=seed, max_new_tokens=96)["completions"]
+
+
+def win_rates(args, chosen):
+    """{arm: {mode: paired records}}: GIFT's win rate against the arm (u, ties 1/2), minus 1/2, per seed."""
+    from gift import data
+    from gift.rlhf import utility
+    examples = [data.builtin_example("test", i) for i in range(WIN_PROBLEMS)]
+    texts = {}
+    for seed in args.seeds:
+        for arm, c in chosen.items():
+            for mode, temperature in (("greedy", 0.0), ("t1", 1.0)):
+                path = os.path.join(args.runs, f"{name(arm, c['lr'])}-s{seed}", "ckpt.pt")
+                texts[arm, seed, mode] = responses(path, examples, temperature, seed)
+    out = {}
+    for arm in [a for a in chosen if a != "gift"]:
+        out[arm] = {}
+        for mode in ("greedy", "t1"):
+            plain, controlled = [], []
+            for seed in args.seeds:
+                scores = []
+                for ex, a, b in zip(examples, texts["gift", seed, mode], texts[arm, seed, mode]):
+                    ua, ub = utility(a, ex), utility(b, ex)
+                    same_length = len(a.strip().split("\n")) == len(b.strip().split("\n"))
+                    scores.append((1.0 if ua > ub else 0.5 if ua == ub else 0.0, same_length))
+                plain.append(sum(s for s, _ in scores) / len(scores) - 0.5)
+                kept = [s for s, same in scores if same]
+                controlled.append(sum(kept) / len(kept) - 0.5 if kept else 0.0)
+            out[arm][mode] = dict(win_rate_minus_half=paired_difference(plain),
+                                  length_controlled_minus_half=paired_difference(controlled))
+    return out
+
+
+SCALE_ARGS = ["--prompts=16", "--group_size=8"]  # the rollout of the scale check: one RL step's
+
+
+def scale_check(args, seed, lr):
+    """Cosine and norm ratio of each loss's gradient at rewards a r + b against (a, b) = (1, 0), on one rollout of
+    the final GRPO + KL policy of `seed` (at rate lr), pi_ref the SFT model."""
+    import train
+    from gift.loss import LOSSES, RLBatch
+    final = os.path.join(args.runs, f"{name('grpo-kl', lr)}-s{seed}", "ckpt.pt")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = train.parse_args(["--task=rlhf", f"--reward_model={rm_path(args, seed)}", f"--seed={seed}",
+                                f"--init={os.path.join(args.runs, f'sft-s{seed}', 'sft.pt')}", "--sft_steps=0",
+                                "--method=grpo", "--kl_coef=0.04", "--minibatches=1", f"--out_dir={tmp}",
+                                "--run_name=scale", "--eval_problems=1", f"--threads={args.threads}", *SCALE_ARGS])
+        run = train.setup(cfg)
+        try:
+            run.reference.copy_of(run.policy)  # pi_ref: the SFT model
+            run.policy.load_state_dict(torch.load(final, map_location="cpu", weights_only=False)["model"])
+            run.books["rl_drawn"] = 0
+            r = train.rollout(run, cfg)  # old_logp: the policy's; ref_logp: the SFT model's
+        finally:
+            run.lock.release()
+        params = [p for p in run.policy.parameters() if p.requires_grad]
+        no_kl = dict(kl_coef=0.0)
+        losses = {"gift": ("gift", r.old_logp, {}), "grpo": ("grpo", None, no_kl), "dr_grpo": ("dr_grpo", None, no_kl),
+                  "grpo-kl": ("grpo", r.ref_logp, dict(kl_coef=0.04)), "una": ("una", r.ref_logp, {})}
+        out = {}
+        for label, (method, ref, extra) in losses.items():
+            grads = {}
+            for a, b in SCALES:
+                logp, _ = train.response_logprobs(run.policy.train(), r.idx, r.mask, cfg, cfg.temperature)
+                batch = RLBatch(logp, r.old_logp, ref, a * r.rewards + b, r.mask, cfg.group_size,
+                                cfg.max_new_tokens, r.truncated)
+                opts = dict(vars(cfg), **extra)
+                loss, _ = LOSSES[method](batch, type("Cfg", (), opts))
+                grads[a, b] = torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]).double()
+            g0 = grads[1.0, 0.0]
+            out[label] = {f"a={a:g},b={b:g}": dict(
+                cosine=(grads[a, b] @ g0 / (grads[a, b].norm() * g0.norm())).item(),
+                norm_ratio=(grads[a, b].norm() / g0.norm()).item()) for a, b in SCALES}
+    return out
+
+
+def report(args, chosen):
+    results, paired = {}, {}
+    for arm, c in chosen.items():
+        per_seed = {seed: run_record(args, f"{name(arm, c['lr'])}-s{seed}") for seed in args.seeds}
+        results[arm] = dict(lr=c["lr"], per_seed=per_seed, **{
+            f"{key}_{field}_mean": mean_sd([v[key][field] for v in per_seed.values()])[0]
+            for key, field in (("true_reward", "final"), ("true_reward", "best"), ("true_reward", "drop_from_best"),
+                               ("proxy_reward", "final"), ("kl", "final"), ("length", "final"))})
+    for arm in [a for a in results if a != "gift"]:
+        paired[f"gift-{arm}"] = {
+            f"{key}_{field}": paired_difference([results["gift"]["per_seed"][s][key][field]
+                                                 - results[arm]["per_seed"][s][key][field] for s in args.seeds])
+            for key, field in (("true_reward", "final"), ("true_reward", "best"), ("true_reward", "drop_from_best"),
+                               ("proxy_reward", "final"), ("kl", "final"))}
+    wins = win_rates(args, chosen)
+    scale = scale_check(args, args.seeds[0], chosen["grpo-kl"]["lr"])
+    reward_models = {seed: rm_info(args, seed) for seed in sorted(set(args.seeds) | set(args.tuning_seeds))}
+    write_json(args, "rlhf", dict(
+        machine=machine(), seeds=args.seeds, tuning_seeds=args.tuning_seeds, steps=STEPS,
+        eval_problems=EVAL_PROBLEMS, win_problems=WIN_PROBLEMS, reward_models=reward_models,
+        arms={a: dict(settings=ARMS[a], grid=list(GRID[a]), lr=c["lr"], lr_at_grid_edge=c["at_grid_edge"],
+                      tuning_final_true_mean=c["final_true_mean"]) for a, c in chosen.items()},
+        results=results, paired=paired, win_rates=wins, scale=dict(seed=args.seeds[0], gradients=scale)))
+    for seed, info in reward_models.items():
+        print(f"reward model s{seed}: held-out label accuracy {info['label_accuracy']:.3f}, true-order accuracy "
+              f"{info['true_order_accuracy']:.3f}, correlation with u {info['correlation_with_u']:.3f}")
+    for arm, r in results.items():
+        print(f"{arm:8s} lr {rate(r['lr']):6s} true final {r['true_reward_final_mean']:.3f} best "
+              f"{r['true_reward_best_mean']:.3f}  proxy final {r['proxy_reward_final_mean']:.3f}  KL "
+              f"{r['kl_final_mean']:.4f}  length {r['length_final_mean']:.1f}")
+    for key, p in paired.items():
+        for k, d in p.items():
+            ci = "n/a" if d["ci95"] is None else f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+            print(f"{key} {k}: {d['mean']:+.4f} {ci}")
+    for arm, modes in wins.items():
+        for mode, w in modes.items():
+            for k, d in w.items():
+                ci = "n/a" if d["ci95"] is None else f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+                print(f"GIFT vs {arm} ({mode}) {k}: {d['mean']:+.3f} {ci}")
+    for label, rows in scale.items():
+        print(f"scale {label:8s} " + "  ".join(f"{k}: cos {v['cosine']:+.4f} |g| x{v['norm_ratio']:.3g}"
+                                               for k, v in rows.items()))
+    plot(args, results)
+
+
+def plot(args, results):
+    plt = pyplot()
+    fig, (ax_p, ax_t, ax_s) = plt.subplots(1, 3, figsize=(16, 4))
+    for i, (arm, r) in enumerate(results.items()):
+        seeds = list(r["per_seed"].values())
+        kl = [sum(x) / len(x) for x in zip(*[s["kl"]["curve"] for s in seeds])]
+        proxy = [sum(x) / len(x) for x in zip(*[s["proxy_reward"]["curve"] for s in seeds])]
+        true = [sum(x) / len(x) for x in zip(*[s["true_reward"]["curve"] for s in seeds])]
+        sq = [math.sqrt(max(k, 0.0)) for k in kl]
+        ax_p.plot(sq, proxy, marker="o", color=f"C{i}", label=f"{arm} (lr {rate(r['lr'])})")
+        ax_t.plot(sq, true, marker="o", color=f"C{i}", label=arm)
+        ax_s.plot(seeds[0]["true_reward"]["steps"], true, marker="o", color=f"C{i}", label=arm)
+    ax_p.set(xlabel="sqrt(KL to the SFT model), per token", ylabel="proxy reward (reward model, held-out greedy)")
+    ax_t.set(xlabel="sqrt(KL to the SFT model), per token", ylabel="true utility u (held-out greedy)")
+    ax_s.set(xlabel="RL step", ylabel="true utility u (held-out greedy)")
+    for ax in (ax_p, ax_t, ax_s):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"RLHF on the built-in task: mean of seeds {args.seeds}, one line per method", fontsize=10)
+    save_figure(args, fig, "rlhf")
+
+
+PARSER = parser(__doc__, seeds=(1, 2, 3, 4, 5))
+PARSER.add_argument("--tuning_seeds", type=int, nargs="+", default=[0])
+
+
+def sft_runs(args):
+    return [sft(seed) for seed in sorted(set(args.seeds) | set(args.tuning_seeds))]
+
+
+def tuning_runs(args):
+    return [rl_run(args, arm, lr, seed) for seed in args.tuning_seeds for arm, rates in GRID.items() for lr in rates]
+
+
+def comparison_runs(args, chosen):
+    return [rl_run(args, arm, c["lr"], seed) for seed in args.seeds for arm, c in chosen.items()]
+
+
+def main(args):
+    if set(args.seeds) & set(args.tuning_seeds):
+        raise SystemExit(f"error: --seeds {args.seeds} and --tuning_seeds {args.tuning_seeds} must not share a seed")
+    run_all(sft_runs(args), args)
+    build_reward_models(args, sorted(set(args.seeds) | set(args.tuning_seeds)))
+    run_all(tuning_runs(args), args)
+    chosen = choose_rates(args)
+    run_all(comparison_runs(args, chosen), args)
+    report(args, chosen)
+
+
+if __name__ == "__main__":
+    main(PARSER.parse_args())
