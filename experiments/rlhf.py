@@ -176,12 +176,11 @@ def win_rates(args, chosen):
 SCALE_ARGS = ["--prompts=16", "--group_size=8"]  # the rollout of the scale check: one RL step's
 
 
-def scale_check(args, seed, lr):
+def scale_check(args, seed, final):
     """Cosine and norm ratio of each loss's gradient at rewards a r + b against (a, b) = (1, 0), on one rollout of
-    the final GRPO + KL policy of `seed` (at rate lr), pi_ref the SFT model."""
+    the policy saved in `final` (a run of `seed`), pi_ref the seed's SFT model."""
     import train
     from gift.loss import LOSSES, RLBatch
-    final = os.path.join(args.runs, f"{name('grpo-kl', lr)}-s{seed}", "ckpt.pt")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = train.parse_args(["--task=rlhf", f"--reward_model={rm_path(args, seed)}", f"--seed={seed}",
                                 f"--init={os.path.join(args.runs, f'sft-s{seed}', 'sft.pt')}", "--sft_steps=0",
@@ -231,7 +230,8 @@ def report(args, chosen):
             for key, field in (("true_reward", "final"), ("true_reward", "best"), ("true_reward", "drop_from_best"),
                                ("proxy_reward", "final"), ("kl", "final"))}
     wins = win_rates(args, chosen)
-    scale = scale_check(args, args.seeds[0], chosen["grpo-kl"]["lr"])
+    scale = scale_check(args, args.seeds[0], os.path.join(args.runs, f"{name('grpo-kl', chosen['grpo-kl']['lr'])}"
+                                                                   f"-s{args.seeds[0]}", "ckpt.pt"))
     reward_models = {seed: rm_info(args, seed) for seed in sorted(set(args.seeds) | set(args.tuning_seeds))}
     write_json(args, "rlhf", dict(
         machine=machine(), seeds=args.seeds, tuning_seeds=args.tuning_seeds, steps=STEPS,
@@ -285,6 +285,8 @@ def plot(args, results):
 
 PARSER = parser(__doc__, seeds=(1, 2, 3, 4, 5))
 PARSER.add_argument("--tuning_seeds", type=int, nargs="+", default=[0])
+PARSER.add_argument("--rm_pairs", type=int, default=3000, help="labelled pairs each reward model is trained on")
+PARSER.add_argument("--rm_steps", type=int, default=400, help="Bradley-Terry steps of each reward model")
 
 
 def sft_runs(args):
@@ -303,7 +305,8 @@ def main(args):
     if set(args.seeds) & set(args.tuning_seeds):
         raise SystemExit(f"error: --seeds {args.seeds} and --tuning_seeds {args.tuning_seeds} must not share a seed")
     run_all(sft_runs(args), args)
-    build_reward_models(args, sorted(set(args.seeds) | set(args.tuning_seeds)))
+    build_reward_models(args, sorted(set(args.seeds) | set(args.tuning_seeds)),
+                        [f"--train_pairs={args.rm_pairs}", f"--steps={args.rm_steps}"])
     run_all(tuning_runs(args), args)
     chosen = choose_rates(args)
     run_all(comparison_runs(args, chosen), args)

@@ -169,8 +169,9 @@ def pair_scores(rm, enc, labelled):
 
 
 def evaluate_rm(rm, enc, labelled):
-    """Held-out numbers: accuracy on the noisy labels, accuracy on the true order (pairs whose u differ), and the
-    Pearson correlation of the score with u over the pairs' responses."""
+    """Held-out numbers: accuracy on the noisy labels (and the same for u itself: the best any model can do on them),
+    accuracy on the true order (pairs whose u differ), and the Pearson correlation of the score with u over the
+    pairs' responses."""
     chosen, rejected = pair_scores(rm, enc, labelled)
     u = torch.tensor([[utility(c, ex), utility(r, ex)] for ex, c, r in labelled])
     s = torch.stack([chosen, rejected], dim=1)
@@ -178,7 +179,9 @@ def evaluate_rm(rm, enc, labelled):
     true_acc = ((s[:, 0] > s[:, 1]) == (u[:, 0] > u[:, 1]))[differ].float().mean().item()
     su, ss = u.flatten() - u.mean(), s.flatten() - s.mean()
     corr = (su @ ss / (su.norm() * ss.norm()).clamp_min(1e-12)).item()
-    return dict(label_accuracy=(chosen > rejected).float().mean().item(), true_order_accuracy=true_acc,
+    u_agrees = torch.where(differ, (u[:, 0] > u[:, 1]).float(), 0.5).mean().item()  # the noisy labels' ceiling
+    return dict(label_accuracy=(chosen > rejected).float().mean().item(), label_accuracy_of_u=u_agrees,
+                true_order_accuracy=true_acc,
                 correlation_with_u=corr, pairs=len(labelled), u_ties=int((~differ).sum()))
 
 
