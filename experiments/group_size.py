@@ -1,14 +1,16 @@
 """Experiment 3: group size N in {4, 8, 16} for GIFT and GRPO: held-out accuracy and training time.
 
-    python experiments/group_size.py [--seeds 0] [--runs out/experiments] [--out docs/experiments]
+    python experiments/group_size.py [--seeds 0 1 2] [--runs out/experiments] [--out docs/experiments]
 
-16 prompts per step at every N (so N = 16 samples twice the tokens of N = 8), 50 RL steps from the same SFT
-checkpoint, held-out accuracy (1,000 problems, greedy) every 10 steps. The N = 8 runs are experiment 1's.
+16 prompts per step at every N (so N = 16 samples twice the tokens of N = 8), 50 RL steps from the seed's SFT
+checkpoint, held-out accuracy (1,000 problems, greedy) every 10 steps. The N = 8 runs are experiment 1's. GIFT is
+train.py's default (the author's recipe), GRPO the clipped objective, both at train.py's rate. Reported per N: the
+final accuracy per seed and GIFT minus GRPO paired by seed with its 95% t-interval.
 Writes group_size.json and group_size.png.
 """
 
-from common import (BUILTIN_EVAL_EVERY, BUILTIN_METHODS, BUILTIN_STEPS, curve, metrics, parser, pyplot, rl, run_all,
-                    save_figure, sft, summary, write_json)
+from common import (BUILTIN_EVAL_EVERY, BUILTIN_METHODS, BUILTIN_STEPS, curve, machine, metrics, paired_difference,
+                    parser, pyplot, rl, run_all, save_figure, sft, summary, write_json)
 
 SIZES = (4, 8, 16)
 NAMES = ("gift", "grpo")
@@ -40,11 +42,19 @@ def report(args):
                 result[f"{method}-g{size}-s{seed}"] = dict(
                     method=method, group_size=size, seed=seed, steps=steps, train_seconds=secs, accuracy=acc,
                     final_accuracy=s["rl_accuracy"], ci95=s["rl_eval"]["ci95"], train_seconds_total=secs[-1])
-    write_json(args, "group_size", dict(seeds=args.seeds, sizes=SIZES, steps=BUILTIN_STEPS, results=result))
+    paired = {f"g{size}": paired_difference([result[f"gift-g{size}-s{seed}"]["final_accuracy"]
+                                             - result[f"grpo-g{size}-s{seed}"]["final_accuracy"] for seed in args.seeds])
+              for size in SIZES}
+    write_json(args, "group_size", dict(machine=machine(), seeds=args.seeds, sizes=SIZES, steps=BUILTIN_STEPS,
+                                        results=result, gift_minus_grpo=paired))
     print("method  N   final  (+-ci)   training s")
     for r in result.values():
         print(f"{r['method']:6s} {r['group_size']:3d}  {r['final_accuracy']:.3f} (+-{r['ci95']:.3f})  "
               f"{r['train_seconds_total']:.0f}")
+    for size, p in paired.items():
+        ci = "n/a (one seed)" if p["ci95"] is None else f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+        print(f"N = {size[1:]}: GIFT - GRPO per seed " + " ".join(f"{d:+.3f}" for d in p["per_seed"])
+              + f"; mean {p['mean']:+.3f}, 95% t-interval {ci}")
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     styles = {"gift": "-", "grpo": "--"}
@@ -60,7 +70,7 @@ def report(args):
     save_figure(args, fig, "group_size")
 
 
-PARSER = parser(__doc__, seeds=(0,))
+PARSER = parser(__doc__, seeds=(0, 1, 2))
 
 if __name__ == "__main__":
     args = PARSER.parse_args()

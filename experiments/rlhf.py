@@ -6,11 +6,11 @@ true utility is known (gift/rlhf.py), each method at its own learning rate, pair
 
 Stages (every run one thread, so that runs of a seed pair exactly; a finished stage is reused when run again):
 1. SFT per seed: common.sft, the built-in task's SFT run (sft-s<seed>, shared with compare.py).
-2. A reward model per seed, from that seed's SFT model: `python -m gift.rlhf` (3,000 pairs of its T = 1 samples
-   labelled by a Bradley-Terry draw on the true utility u, 400 Bradley-Terry steps; 500 held-out pairs give its
-   accuracy and its correlation with u). <runs>/rm-s<seed>.pt.
-3. Tuning on --tuning_seeds: each arm at each rate of GRID, STEPS RL steps against the seed's reward model, held-out
-   greedy responses scored every EVAL_EVERY steps (mean reward-model score: the proxy; mean u: the true reward), the
+2. A reward model per seed, from that seed's SFT model: `python -m gift.rlhf` (--rm_pairs pairs of its T = 1 samples,
+   default 2,000, labelled by a Bradley-Terry draw on the true utility u; --rm_steps Bradley-Terry steps, default
+   250; 500 held-out pairs give its accuracy and its correlation with u). <runs>/rm-s<seed>.pt.
+3. Tuning on --tuning_seeds: each arm at each rate of GRID, STEPS (30) RL steps of 16 prompts x 8 samples against
+   the seed's reward model, EVAL_PROBLEMS (300) held-out greedy responses scored every EVAL_EVERY (5) steps (mean reward-model score: the proxy; mean u: the true reward), the
    KL of the sampling policy to the SFT model logged every step (--kl_sft, k3 per token). An arm's rate is the one
    with the highest mean final true reward on the tuning seeds (a practitioner would use held-out human ratings;
    choosing on the proxy would reward over-optimisation).
@@ -41,7 +41,7 @@ import torch
 from common import (ROOT, machine, mean_sd, metrics, paired_difference, parser, pyplot, rl, run_all, save_figure,
                     sft, write_json)
 
-STEPS, EVAL_EVERY, EVAL_PROBLEMS, WIN_PROBLEMS = 50, 10, 300, 300
+STEPS, EVAL_EVERY, EVAL_PROBLEMS, WIN_PROBLEMS = 30, 5, 300, 300
 ARMS = {  # name: train.py settings besides the rate (everything else: train.py's defaults, --task=rlhf)
     "gift": dict(method="gift"),
     "grpo": dict(method="grpo"),
@@ -285,8 +285,8 @@ def plot(args, results):
 
 PARSER = parser(__doc__, seeds=(1, 2, 3, 4, 5))
 PARSER.add_argument("--tuning_seeds", type=int, nargs="+", default=[0])
-PARSER.add_argument("--rm_pairs", type=int, default=3000, help="labelled pairs each reward model is trained on")
-PARSER.add_argument("--rm_steps", type=int, default=400, help="Bradley-Terry steps of each reward model")
+PARSER.add_argument("--rm_pairs", type=int, default=2000, help="labelled pairs each reward model is trained on")
+PARSER.add_argument("--rm_steps", type=int, default=250, help="Bradley-Terry steps of each reward model")
 
 
 def sft_runs(args):
