@@ -9,8 +9,8 @@ Stages (every run one thread, so that runs of a seed pair exactly; a finished st
 2. A reward model per seed, from that seed's SFT model: `python -m gift.rlhf` (--rm_pairs pairs of its T = 1 samples,
    default 2,000, labelled by a Bradley-Terry draw on the true utility u; --rm_steps Bradley-Terry steps, default
    250; 500 held-out pairs give its accuracy and its correlation with u). <runs>/rm-s<seed>.pt.
-3. Tuning on --tuning_seeds: each arm at each rate of GRID, STEPS (30) RL steps of 16 prompts x 8 samples against
-   the seed's reward model, EVAL_PROBLEMS (300) held-out greedy responses scored every EVAL_EVERY (5) steps (mean reward-model score: the proxy; mean u: the true reward), the
+3. Tuning on --tuning_seeds: each arm at each rate of GRID, STEPS (30) RL steps of PROMPTS (8) prompts x 8 samples
+   (K = 4 mini-batches of 2 groups) against the seed's reward model, EVAL_PROBLEMS (300) held-out greedy responses scored every EVAL_EVERY (5) steps (mean reward-model score: the proxy; mean u: the true reward), the
    KL of the sampling policy to the SFT model logged every step (--kl_sft, k3 per token). An arm's rate is the one
    with the highest mean final true reward on the tuning seeds (a practitioner would use held-out human ratings;
    choosing on the proxy would reward over-optimisation).
@@ -41,7 +41,7 @@ import torch
 from common import (ROOT, machine, mean_sd, metrics, paired_difference, parser, pyplot, rl, run_all, save_figure,
                     sft, write_json)
 
-STEPS, EVAL_EVERY, EVAL_PROBLEMS, WIN_PROBLEMS = 30, 5, 300, 300
+STEPS, PROMPTS, EVAL_EVERY, EVAL_PROBLEMS, WIN_PROBLEMS = 30, 8, 5, 300, 300
 ARMS = {  # name: train.py settings besides the rate (everything else: train.py's defaults, --task=rlhf)
     "gift": dict(method="gift"),
     "grpo": dict(method="grpo"),
@@ -49,6 +49,8 @@ ARMS = {  # name: train.py settings besides the rate (everything else: train.py'
     "dapo": dict(method="dapo"),
     "gspo": dict(method="gspo"),
 }
+# three rates each, around train.py's 1e-4 (at which a one-seed pilot of GIFT and GRPO moved both the proxy and the
+# true reward within 20 steps); GSPO clips whole responses at 4e-4, so its grid starts at 1e-4
 GRID = {"gift": (3e-5, 1e-4, 3e-4), "grpo": (3e-5, 1e-4, 3e-4), "grpo-kl": (3e-5, 1e-4, 3e-4),
         "dapo": (3e-5, 1e-4, 3e-4), "gspo": (1e-4, 3e-4, 1e-3)}
 SCALES = [(a, b) for a in (0.1, 1.0, 10.0) for b in (0.0, 5.0)]
@@ -68,7 +70,7 @@ def name(arm, lr):
 
 def rl_run(args, arm, lr, seed):
     return rl(args.runs, name(arm, lr), seed, task="rlhf", reward_model=rm_path(args, seed), rl_steps=STEPS,
-              eval_every=EVAL_EVERY, eval_problems=EVAL_PROBLEMS, kl_sft=True, rl_lr=lr, **ARMS[arm])
+              prompts=PROMPTS, eval_every=EVAL_EVERY, eval_problems=EVAL_PROBLEMS, kl_sft=True, rl_lr=lr, **ARMS[arm])
 
 
 def build_reward_models(args, seeds, rm_args=()):
@@ -173,7 +175,7 @@ def win_rates(args, chosen):
     return out
 
 
-SCALE_ARGS = ["--prompts=16", "--group_size=8"]  # the rollout of the scale check: one RL step's
+SCALE_ARGS = ["--prompts=16", "--group_size=8"]  # the rollout of the scale check: 128 samples
 
 
 def scale_check(args, seed, final):
