@@ -38,8 +38,8 @@ import time
 
 import torch
 
-from common import (ROOT, machine, mean_sd, metrics, paired_difference, parser, pyplot, rl, run_all, save_figure,
-                    sft, write_json)
+from common import (ROOT, lr_name as rate, machine, mean_sd, metrics, paired_difference, parser, pyplot, rl, run_all,
+                    save_figure, sft, write_json)
 
 STEPS, PROMPTS, EVAL_EVERY, EVAL_PROBLEMS, WIN_PROBLEMS = 30, 8, 5, 300, 300
 ARMS = {  # name: train.py settings besides the rate (everything else: train.py's defaults, --task=rlhf)
@@ -54,10 +54,6 @@ ARMS = {  # name: train.py settings besides the rate (everything else: train.py'
 GRID = {"gift": (3e-5, 1e-4, 3e-4), "grpo": (3e-5, 1e-4, 3e-4), "grpo-kl": (3e-5, 1e-4, 3e-4),
         "dapo": (3e-5, 1e-4, 3e-4), "gspo": (1e-4, 3e-4, 1e-3)}
 SCALES = [(a, b) for a in (0.1, 1.0, 10.0) for b in (0.0, 5.0)]
-
-
-def rate(lr):
-    return f"{lr:.0e}".replace("e-0", "e-")
 
 
 def rm_path(args, seed):
