@@ -257,22 +257,31 @@ def pass_at_16(args, models, problems):
             and os.path.exists(os.path.join(args.runs, n, "summary.json"))]  # finished runs only (ckpt.pt is final)
     if args.report_only or not todo:
         return
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    run_processes([(f"pass@16 of {name}", dict(
+        args=[sys.executable, os.path.join(ROOT, "eval.py"), os.path.join(args.runs, name, ckpt), "--task=builtin",
+              "--n=16", "--k=1,16", "--temperature=1", f"--problems={problems}",
+              f"--out={os.path.join(args.runs, name, 'pass16.json')}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
+        lambda proc, name=name: f"error: eval.py failed on {name}: {proc.stderr.read().decode()[-500:]}")
+        for name, ckpt in todo], args.jobs)
+
+
+def run_processes(todo, jobs):
+    """Start each (label, Popen keyword arguments, failure line) of todo, `jobs` at a time, until all have ended.
+    failure line: proc -> the error line when that process exits non-zero (then nothing more starts)."""
     running = []
     while todo or running:
-        while todo and len(running) < args.jobs:
-            name, ckpt = todo.pop(0)
-            cmd = [sys.executable, os.path.join(ROOT, "eval.py"), os.path.join(args.runs, name, ckpt), "--task=builtin",
-                   "--n=16", "--k=1,16", "--temperature=1", f"--problems={problems}",
-                   f"--out={os.path.join(args.runs, name, 'pass16.json')}"]
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-            print(f"[{time.strftime('%H:%M:%S')}] pass@16 of {name}", flush=True)
-            running.append((name, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+        while todo and len(running) < jobs:
+            label, popen, failure = todo.pop(0)
+            print(f"[{time.strftime('%H:%M:%S')}] {label}", flush=True)
+            running.append((subprocess.Popen(**popen), failure))
         time.sleep(1)
-        for name, proc in list(running):
+        for proc, failure in list(running):
             if proc.poll() is not None:
-                running.remove((name, proc))
+                running.remove((proc, failure))
                 if proc.returncode:
-                    raise SystemExit(f"error: eval.py failed on {name}: {proc.stderr.read().decode()[-500:]}")
+                    raise SystemExit(failure(proc))
 
 
 def read_pass(args, name):

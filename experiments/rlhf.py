@@ -34,12 +34,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 
 from common import (ROOT, lr_name as rate, machine, mean_sd, metrics, paired_difference, parser, pyplot, rl, run_all,
-                    save_figure, sft, write_json)
+                    run_processes, save_figure, sft, write_json)
 
 STEPS, PROMPTS, EVAL_EVERY, EVAL_PROBLEMS, WIN_PROBLEMS = 30, 8, 5, 300, 300
 ARMS = {  # name: train.py settings besides the rate (everything else: train.py's defaults, --task=rlhf)
@@ -74,21 +73,12 @@ def build_reward_models(args, seeds, rm_args=()):
     todo = [s for s in seeds if not os.path.exists(rm_path(args, s))]
     if todo and args.report_only:
         raise SystemExit(f"error: --report_only but the reward models of seeds {todo} do not exist")
-    running = []
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            seed = todo.pop(0)
-            cmd = [sys.executable, "-m", "gift.rlhf", os.path.join(args.runs, f"sft-s{seed}", "sft.pt"),
-                   rm_path(args, seed), f"--seed={seed}", f"--threads={args.threads}", *rm_args]
-            print(f"[{time.strftime('%H:%M:%S')}] reward model of seed {seed}", flush=True)
-            log = open(rm_path(args, seed) + ".log", "w")
-            running.append((seed, subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)))
-        time.sleep(1)
-        for seed, proc in list(running):
-            if proc.poll() is not None:
-                running.remove((seed, proc))
-                if proc.returncode:
-                    raise SystemExit(f"error: the reward model of seed {seed} failed; see {rm_path(args, seed)}.log")
+    run_processes([(f"reward model of seed {seed}", dict(
+        args=[sys.executable, "-m", "gift.rlhf", os.path.join(args.runs, f"sft-s{seed}", "sft.pt"), rm_path(args, seed),
+              f"--seed={seed}", f"--threads={args.threads}", *rm_args],
+        cwd=ROOT, stdout=open(rm_path(args, seed) + ".log", "w"), stderr=subprocess.STDOUT),
+        lambda proc, seed=seed: f"error: the reward model of seed {seed} failed; see {rm_path(args, seed)}.log")
+        for seed in todo], args.jobs)
 
 
 def rm_info(args, seed):
