@@ -3,6 +3,7 @@ own learning rate chosen on tuning seeds, then compared on fresh seeds, paired b
 
     python experiments/writers_baselines.py [--tuning_seeds 0 1 2] [--seeds 5 6 7 8 9] [--runs out/experiments]
                                             [--out docs/experiments] [--jobs 2] [--pass_problems 300]
+                                            [--share_rate grpo-kl=grpo]
 
 Every run starts from its seed's writers SFT model (experiments/common.py) and takes 150 RL steps, 16 prompts x 8
 samples, K = 4 rollout mini-batches, held-out accuracy (greedy, 1,000 problems) every 10 steps; only the loss and the
@@ -10,7 +11,10 @@ learning rate differ (ARMS). Two stages, in one arithmetic (all on one machine: 
 
 1. Tuning, on --tuning_seeds: each arm at each rate of its GRID. The arm's rate is the one with the highest mean
    final held-out accuracy over the tuning seeds. A best rate at either end of the grid is flagged in the JSON and
-   printed: the grid should then be widened before the comparison is believed.
+   printed: the grid should then be widened before the comparison is believed. Only the final accuracy decides, so
+   a tuning run (writers-tune-...) evaluates once, at the end, not every 10 steps (about a third less time on the
+   CPU). --share_rate ARM=OTHER skips ARM's tuning and gives it OTHER's chosen rate (the JSON says so): a saving
+   for a machine that cannot run every grid.
 2. The comparison, on --seeds (disjoint from the tuning seeds, so the choice of rate does not flatter the reported
    numbers): each arm at its chosen rate. Per arm and seed: final held-out accuracy, steps to 90% of the final
    accuracy, the area under the accuracy curve (the mean held-out accuracy over the 150 steps: how fast and how far),
@@ -49,11 +53,32 @@ def name(arm, lr):
     return f"writers-{arm}-lr{lr_name(lr)}"
 
 
-def tuning_runs(args, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EVERY):
+def tune_name(arm, lr):
+    """A tuning run's name (without -s<seed>): its own, since it evaluates only at the end."""
+    return f"writers-tune-{arm}-lr{lr_name(lr)}"
+
+
+def shared_rates(args):
+    """{arm: the arm whose chosen rate it takes} from --share_rate ARM=OTHER (both in GRID, OTHER tuned)."""
+    pairs = [item.partition("=")[::2] for item in args.share_rate]
+    shared = {}
+    for item, (arm, other) in zip(args.share_rate, pairs):
+        if arm not in GRID or other not in GRID or other == arm or other in [a for a, _ in pairs]:
+            raise SystemExit(f"error: --share_rate {item}: expected ARM=OTHER, two different arms of "
+                             f"{', '.join(GRID)}, OTHER tuned itself")
+        shared[arm] = other
+    return shared
+
+
+def tuned(args):
+    return [arm for arm in GRID if arm not in shared_rates(args)]
+
+
+def tuning_runs(args, steps=WRITERS_STEPS):
     out = [writers_sft(seed) for seed in args.tuning_seeds]
     for seed in args.tuning_seeds:
-        out += [writers_rl(args, name(arm, lr), seed, steps, eval_every, rl_lr=lr, **ARMS[arm])
-                for arm, rates in GRID.items() for lr in rates]
+        out += [writers_rl(args, tune_name(arm, lr), seed, steps, 0, rl_lr=lr, **ARMS[arm])
+                for arm in tuned(args) for lr in GRID[arm]]
     return out
 
 
@@ -62,17 +87,20 @@ def finals(args, run, seeds):
 
 
 def choose_rates(args):
-    """{arm: {"lr", "at_grid_edge", "final_mean" by rate}} from the finished tuning runs."""
+    """{arm: {"lr", "at_grid_edge", "final_mean" by rate, "per_seed"}} from the finished tuning runs; an arm of
+    --share_rate gets {"lr", "rate_from"} instead."""
     chosen = {}
-    for arm, rates in GRID.items():
-        means = {lr: mean_sd(finals(args, name(arm, lr), args.tuning_seeds))[0] for lr in rates}
+    for arm in tuned(args):
+        rates = GRID[arm]
+        per_seed = {lr: finals(args, tune_name(arm, lr), args.tuning_seeds) for lr in rates}
+        means = {lr: mean_sd(per_seed[lr])[0] for lr in rates}
         best = max(rates, key=lambda lr: means[lr])
         chosen[arm] = dict(lr=best, at_grid_edge=best in (rates[0], rates[-1]),
                            final_mean={lr_name(lr): m for lr, m in means.items()},
-                           per_seed={lr_name(lr): dict(zip(args.tuning_seeds, finals(args, name(arm, lr),
-                                                                                     args.tuning_seeds)))
-                                     for lr in rates})
-    return chosen
+                           per_seed={lr_name(lr): dict(zip(args.tuning_seeds, per_seed[lr])) for lr in rates})
+    for arm, other in shared_rates(args).items():
+        chosen[arm] = dict(lr=chosen[other]["lr"], rate_from=other)
+    return {arm: chosen[arm] for arm in GRID}
 
 
 def comparison_runs(args, chosen, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EVERY):
@@ -117,15 +145,20 @@ def interval(p):
 
 def report(args, chosen):
     results, paired = collect(args, chosen)
-    arms = {arm: dict(settings=ARMS[arm], grid=list(GRID[arm]), lr=c["lr"], lr_at_grid_edge=c["at_grid_edge"])
+    arms = {arm: dict(settings=ARMS[arm], lr=c["lr"], **(dict(rate_from=c["rate_from"], grid=[]) if "rate_from" in c
+                                                          else dict(grid=list(GRID[arm]),
+                                                                    lr_at_grid_edge=c["at_grid_edge"])))
             for arm, c in chosen.items()}
     write_json(args, "writers_baselines", dict(
         machine=machine(), seeds=args.seeds, tuning_seeds=args.tuning_seeds, steps=WRITERS_STEPS, task=WRITERS_TASK,
         pass_problems=args.pass_problems, arms=arms, tuning={a: dict(final_mean=c["final_mean"],
                                                                      per_seed=c["per_seed"])
-                                                             for a, c in chosen.items()},
+                                                             for a, c in chosen.items() if "rate_from" not in c},
         results=results, paired=paired))
     for arm, c in chosen.items():
+        if "rate_from" in c:
+            print(f"tuning {arm:8s} not tuned: {c['rate_from']}'s rate {lr_name(c['lr'])} (--share_rate)")
+            continue
         edge = "  (at the grid's edge: widen it)" if c["at_grid_edge"] else ""
         print(f"tuning {arm:8s} " + "  ".join(f"{k}: {m:.3f}" for k, m in c["final_mean"].items())
               + f"  -> {lr_name(c['lr'])}{edge}")
@@ -144,11 +177,13 @@ def plot(args, chosen, results, paired):
     plt = pyplot()
     fig, (ax_tune, ax_acc, ax_diff) = plt.subplots(1, 3, figsize=(16, 4))
     for i, (arm, c) in enumerate(chosen.items()):
-        ax_tune.plot(GRID[arm], [c["final_mean"][lr_name(lr)] for lr in GRID[arm]], marker="o", color=f"C{i}",
-                     label=f"{arm} (chosen {lr_name(c['lr'])})")
+        if "rate_from" not in c:
+            ax_tune.plot(GRID[arm], [c["final_mean"][lr_name(lr)] for lr in GRID[arm]], marker="o",
+                         color=f"C{i}", label=f"{arm} (chosen {lr_name(c['lr'])})")
         seeds = list(results[arm]["per_seed"].values())
         mean = [sum(x) / len(x) for x in zip(*[s["accuracy"] for s in seeds])]
-        ax_acc.plot(seeds[0]["steps"], mean, color=f"C{i}", label=f"{arm} (final {results[arm]['final_accuracy_mean']:.3f})")
+        ax_acc.plot(seeds[0]["steps"], mean, color=f"C{i}",
+                    label=f"{arm} (final {results[arm]['final_accuracy_mean']:.3f})")
     ax_tune.set_xscale("log")
     ax_tune.set(xlabel="learning rate", ylabel="final held-out accuracy")
     ax_tune.set_title(f"tuning: mean of seeds {args.tuning_seeds}", fontsize=10)
@@ -171,14 +206,17 @@ def plot(args, chosen, results, paired):
 PARSER = parser(__doc__, seeds=(5, 6, 7, 8, 9))
 PARSER.add_argument("--tuning_seeds", type=int, nargs="+", default=[0, 1, 2])
 PARSER.add_argument("--pass_problems", type=int, default=300, help="held-out problems for pass@1 / pass@16")
+PARSER.add_argument("--share_rate", nargs="*", default=[], metavar="ARM=OTHER",
+                    help="ARM is not tuned and takes OTHER's chosen rate, e.g. grpo-kl=grpo")
 
 
 def main(args):
     if set(args.seeds) & set(args.tuning_seeds):
         raise SystemExit(f"error: --seeds {args.seeds} and --tuning_seeds {args.tuning_seeds} must not share a seed "
                          "(a rate chosen on a seed flatters its result there)")
-    run_all(tuning_runs(args), args)
-    chosen = choose_rates(args)
+    shared_rates(args)  # a bad --share_rate fails before any run starts
+    run_all(tuning_runs(args) + [writers_sft(seed) for seed in args.seeds], args)  # the fresh seeds' SFT models
+    chosen = choose_rates(args)  # are made while the last tuning runs finish
     run_all(comparison_runs(args, chosen), args)
     pass_at_16(args, pass_models(args, chosen), args.pass_problems)
     report(args, chosen)

@@ -211,39 +211,48 @@ def test_writers_lr_sweeps_each_method_reuses_writers_runs_and_pairs_the_best_ra
 
 
 def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, tmp_path, monkeypatch):
-    """experiments/writers_baselines.py end to end on a tiny setting (two arms, two rates each): the rate is chosen
-    on the tuning seed, the comparison runs on a fresh seed at that rate, pairs by seed and flags a best rate at the
-    grid's edge; a seed in both lists is refused."""
+    """experiments/writers_baselines.py end to end on a tiny setting (three arms, one of them taking another's rate):
+    the rate is chosen on the tuning seed by runs that evaluate only at the end, the comparison runs on a fresh seed
+    at that rate, pairs by seed and flags a best rate at the grid's edge; a seed in both lists and a bad --share_rate
+    are refused."""
     import writers_baselines as exp
 
-    monkeypatch.setattr(exp, "GRID", {"gift": (4e-5,), "dapo": (2e-5, 4e-5)})  # gift: writers_lr.py's run
+    monkeypatch.setattr(exp, "GRID", {"gift": (4e-5,), "dapo": (2e-5, 4e-5), "grpo-kl": (2e-5,)})
     args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--tuning_seeds", "0",
-                                  "--seeds", "1", "--pass_problems=2"])
+                                  "--seeds", "1", "--pass_problems=2", "--share_rate", "grpo-kl=dapo"])
     tiny = lambda runs: [dict(r, **TINY, **({"sft_steps": 4} if "sft" in r["run_name"] else
-                                            dict(rl_steps=2, eval_every=1))) for r in runs]
+                                            dict(rl_steps=2, eval_every=min(r.get("eval_every", 1), 1)))) for r in runs]
     tuning = exp.tuning_runs(args)
-    assert {r["run_name"] for r in tuning} == {"writers-sft-s0", "writers-gift-lr4e-5-s0", "writers-dapo-lr2e-5-s0",
-                                               "writers-dapo-lr4e-5-s0"}
+    assert {r["run_name"] for r in tuning} == {"writers-sft-s0", "writers-tune-gift-lr4e-5-s0",
+                                               "writers-tune-dapo-lr2e-5-s0", "writers-tune-dapo-lr4e-5-s0"}
+    assert all(r["eval_every"] == 0 for r in tuning if "tune" in r["run_name"])  # one evaluation, at the end
     common.run_all(tiny(tuning), args)
     chosen = exp.choose_rates(args)
-    for arm, c in chosen.items():
-        means = c["final_mean"]
-        assert common.lr_name(c["lr"]) == max(means, key=means.get) and c["at_grid_edge"]  # 1-2 rates: all edges
+    for arm in ("gift", "dapo"):
+        means = chosen[arm]["final_mean"]
+        assert common.lr_name(chosen[arm]["lr"]) == max(means, key=means.get) and chosen[arm]["at_grid_edge"]
+    assert chosen["grpo-kl"] == dict(lr=chosen["dapo"]["lr"], rate_from="dapo")
     comparison = exp.comparison_runs(args, chosen)
-    assert {r["seed"] for r in comparison} == {1} and all(r["rl_lr"] == chosen[r["method"]]["lr"]
-                                                          for r in comparison if r["rl_steps"])
+    assert {r["seed"] for r in comparison} == {1}
+    assert {r["run_name"]: r["rl_lr"] for r in comparison if r["rl_steps"]} == {
+        f"{exp.name(arm, c['lr'])}-s1": c["lr"] for arm, c in chosen.items()}
     common.run_all(tiny(comparison), args)
     common.pass_at_16(args, exp.pass_models(args, chosen), args.pass_problems)
     exp.report(args, chosen)
     out = read_report(tmp_path / "docs", "writers_baselines")
-    assert out["seeds"] == [1] and out["tuning_seeds"] == [0] and set(out["arms"]) == {"gift", "dapo"}
-    assert out["arms"]["dapo"]["lr"] == chosen["dapo"]["lr"] and "2-core" in out["machine"] or "core" in out["machine"]
+    assert out["seeds"] == [1] and out["tuning_seeds"] == [0] and set(out["arms"]) == {"gift", "dapo", "grpo-kl"}
+    assert out["arms"]["dapo"]["lr"] == chosen["dapo"]["lr"] and "core" in out["machine"]
+    assert out["arms"]["grpo-kl"]["rate_from"] == "dapo" and "grpo-kl" not in out["tuning"]
     g, d = (out["results"][a]["per_seed"]["1"] for a in ("gift", "dapo"))
     assert out["paired"]["gift-dapo"]["final_accuracy"]["per_seed"] == [g["final_accuracy"] - d["final_accuracy"]]
     assert out["paired"]["gift-dapo"]["pass16"]["per_seed"] == [g["pass16"] - d["pass16"]]
+    assert set(out["paired"]) == {"gift-dapo", "gift-grpo-kl"}
     assert in_unit([g["auc"], d["auc"], g["pass1"], g["pass16"]]) and g["steps"] == [0, 1, 2]
     with pytest.raises(SystemExit, match="must not share a seed"):
         exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", "--tuning_seeds", "0", "1", "--seeds", "1", "2"]))
+    for bad in ("grpo-kl=nope", "gift", "dapo=grpo-kl"):  # unknown arm, no '=', OTHER not tuned itself
+        with pytest.raises(SystemExit, match="error: --share_rate"):
+            exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", "--share_rate", "grpo-kl=dapo", bad]))
 
 
 def test_area_under_is_the_mean_accuracy_over_the_steps():
@@ -509,3 +518,37 @@ def test_no_experiment_script_imports_a_sibling():
         imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and node.module}
         assert imported & scripts <= {"common"}, (name, imported & scripts)
+
+
+def test_noise_floor_pairs_the_machines_by_seed(tmp_path):
+    """experiments/noise_floor.py on two small reports: GPU minus CPU per shared seed for each configuration, the
+    GIFT - GRPO difference on each machine, and one error line for a missing file, a report of another kind and too
+    few shared seeds."""
+    import noise_floor as exp
+
+    cpu = {"results": {"gift": {"per_seed": {"0": {"accuracy": [0.3, 0.90]}, "1": {"accuracy": [0.3, 0.80]},
+                                             "3": {"accuracy": [0.3, 0.50]}}},
+                       "grpo-lr2e-5": {"per_seed": {"0": {"accuracy": [0.3, 0.95]}, "1": {"accuracy": [0.3, 0.85]},
+                                                    "3": {"accuracy": [0.3, 0.5]}}}}}
+    gpu = {"results": {"gift": {"2e-5": {"per_seed": {"0": {"final_accuracy": 0.92}, "1": {"final_accuracy": 0.83},
+                                                      "2": {"final_accuracy": 0.1}}}},
+                       "grpo": {"2e-5": {"per_seed": {"0": {"final_accuracy": 0.95}, "1": {"final_accuracy": 0.84}}}}}}
+    paths = {}
+    for name, report in (("cpu", cpu), ("gpu", gpu)):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(report))
+    argv = [f"--cpu={paths['cpu']}", f"--gpu={paths['gpu']}", f"--out={tmp_path / 'docs'}"]
+    out = exp.main(exp.PARSER.parse_args(argv))
+    assert out["seeds"] == [0, 1] and out == json.loads((tmp_path / "docs" / "noise_floor.json").read_text())
+    assert out["gpu_minus_cpu"]["gift"]["per_seed"] == pytest.approx([0.02, 0.03])
+    assert out["gpu_minus_cpu"]["grpo"]["per_seed"] == pytest.approx([0.0, -0.01])
+    assert out["gift_minus_grpo"]["cpu"]["per_seed"] == pytest.approx([-0.05, -0.05])
+    assert out["gift_minus_grpo"]["gpu"]["per_seed"] == pytest.approx([-0.03, -0.01])
+    with pytest.raises(SystemExit, match="error: cannot read the report"):
+        exp.main(exp.PARSER.parse_args([f"--cpu={tmp_path / 'nope.json'}", f"--gpu={paths['gpu']}"]))
+    with pytest.raises(SystemExit, match="error: a report lacks gift"):
+        exp.main(exp.PARSER.parse_args([f"--cpu={paths['gpu']}", f"--gpu={paths['gpu']}"]))
+    del gpu["results"]["grpo"]["2e-5"]["per_seed"]["1"]
+    paths["gpu"].write_text(json.dumps(gpu))
+    with pytest.raises(SystemExit, match="share 1 seed"):
+        exp.main(exp.PARSER.parse_args(argv))
