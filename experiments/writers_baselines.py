@@ -170,7 +170,27 @@ def report(args, chosen):
     for key, p in paired.items():
         for k, d in p.items():
             print(f"{key} {k}: mean {d['mean']:+.3f}, 95% t-interval {interval(d)}")
+    print("\n" + "\n".join(markdown(results, paired)))
     plot(args, chosen, results, paired)
+
+
+def points(d):
+    """A paired accuracy difference in points with its 95% t-interval, as the README writes it."""
+    ci = "" if d["ci95"] is None else f" ({100 * d['ci95'][0]:+.1f} to {100 * d['ci95'][1]:+.1f})"
+    return f"{100 * d['mean']:+.1f}{ci}"
+
+
+def markdown(results, paired):
+    """The README's headline table, printed so that its numbers are copied, not retyped."""
+    rows = ["| arm | learning rate | final accuracy (mean) | GIFT minus it: final | GIFT minus it: area under the "
+            "curve | steps to 90% of final | pass@16 (mean) |", "|---|---:|---:|---:|---:|---|---:|"]
+    for arm, r in results.items():
+        p = paired.get(f"gift-{arm}", {})
+        cell = lambda k: points(p[k]) if k in p else ""
+        p16 = f"{r['pass16_mean']:.3f}" if "pass16_mean" in r else ""
+        rows.append(f"| {arm} | {lr_name(r['lr'])} | {r['final_accuracy_mean']:.3f} | {cell('final_accuracy')} | "
+                    f"{cell('auc')} | {', '.join(str(v['steps_to_90pct']) for v in r['per_seed'].values())} | {p16} |")
+    return rows
 
 
 def plot(args, chosen, results, paired):

@@ -210,7 +210,7 @@ def test_writers_lr_sweeps_each_method_reuses_writers_runs_and_pairs_the_best_ra
     assert best["per_seed"] == [g[s]["final_accuracy"] - r[s]["final_accuracy"] for s in ("0", "1")]
 
 
-def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, tmp_path, monkeypatch):
+def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, tmp_path, monkeypatch, capsys):
     """experiments/writers_baselines.py end to end on a tiny setting (three arms, one of them taking another's rate):
     the rate is chosen on the tuning seed by runs that evaluate only at the end, the comparison runs on a fresh seed
     at that rate, pairs by seed and flags a best rate at the grid's edge; a seed in both lists and a bad --share_rate
@@ -238,8 +238,13 @@ def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, 
         f"{exp.name(arm, c['lr'])}-s1": c["lr"] for arm, c in chosen.items()}
     common.run_all(tiny(comparison), args)
     common.pass_at_16(args, exp.pass_models(args, chosen), args.pass_problems)
+    capsys.readouterr()
     exp.report(args, chosen)
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     out = read_report(tmp_path / "docs", "writers_baselines")
+    gift_minus_dapo = out["paired"]["gift-dapo"]["final_accuracy"]["mean"]
+    assert [line.split(" | ")[0] for line in table] == ["| arm", "| gift", "| dapo", "| grpo-kl"]
+    assert table[2].split(" | ")[3] == f"{100 * gift_minus_dapo:+.1f}"  # one seed: no interval
     assert out["seeds"] == [1] and out["tuning_seeds"] == [0] and set(out["arms"]) == {"gift", "dapo", "grpo-kl"}
     assert out["arms"]["dapo"]["lr"] == chosen["dapo"]["lr"] and "core" in out["machine"]
     assert out["arms"]["grpo-kl"]["rate_from"] == "dapo" and "grpo-kl" not in out["tuning"]
