@@ -245,8 +245,10 @@ def machine():
 
 
 def lr_name(lr):
-    """2e-05 -> "2e-5", the way run names spell a learning rate."""
-    return f"{lr:.0e}".replace("e-0", "e-")
+    """2e-05 -> "2e-5", 1.6e-04 -> "1.6e-4": the way run names spell a learning rate (every significant digit, so two
+    rates never share a name)."""
+    mantissa, exponent = f"{lr:.6e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def pass_at_16(args, models, problems):

@@ -260,6 +260,14 @@ def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, 
             exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", "--share_rate", "grpo-kl=dapo", bad]))
 
 
+def test_lr_name_spells_every_rate_apart_and_reads_back():
+    """Run names carry the rate: 1.6e-4 is not 2e-4 (two grids' rates once shared a name)."""
+    rates = [5e-6, 2e-5, 2.5e-5, 4e-5, 8e-5, 1e-4, 1.6e-4, 2e-4, 3e-4, 1e-3]
+    names = [common.lr_name(lr) for lr in rates]
+    assert names[:2] == ["5e-6", "2e-5"] and names[6] == "1.6e-4" and len(set(names)) == len(rates)
+    assert [float(n) for n in names] == rates
+
+
 def test_area_under_is_the_mean_accuracy_over_the_steps():
     assert common.area_under([0, 10, 20], [0.0, 1.0, 1.0]) == pytest.approx(0.75)
     assert common.area_under([0, 5, 20], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
