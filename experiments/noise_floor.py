@@ -15,13 +15,14 @@ A difference between methods smaller than this floor cannot be told from the mac
 machine with every number, and compare methods only within one machine.
 """
 
+import argparse
 import json
 import os
 
-from common import paired_difference, parser, write_json
+from common import paired_difference, write_json
 
-# (name in writers.json, name in writers_lr.json, its rate name there): the configurations both reports ran
-CONFIGS = {"gift": ("gift", "gift", "2e-5"), "grpo": ("grpo-lr2e-5", "grpo", "2e-5")}
+RATE = "2e-5"  # the learning rate both reports ran both methods at
+CONFIGS = {"gift": ("gift", "gift"), "grpo": ("grpo-lr2e-5", "grpo")}  # name in writers.json, name in writers_lr.json
 MACHINES = {"cpu": "the shared 2-core CPU (x86-64, torch 2.13 CPU; docs/results.md, experiments/writers.py)",
             "gpu": "one NVIDIA H100 80GB (torch 2.11.0+cu130; docs/results.md, experiments/writers_lr.py)"}
 
@@ -37,10 +38,10 @@ def load(path):
 def finals(cpu, gpu):
     """{config: {seed: (cpu final, gpu final)}} over the seeds both reports hold for every configuration."""
     out = {}
-    for config, (cpu_name, gpu_name, rate) in CONFIGS.items():
+    for config, (cpu_name, gpu_name) in CONFIGS.items():
         try:
             c = cpu["results"][cpu_name]["per_seed"]
-            g = gpu["results"][gpu_name][rate]["per_seed"]
+            g = gpu["results"][gpu_name][RATE]["per_seed"]
         except KeyError as e:
             raise SystemExit(f"error: a report lacks {config} ({e}); expected writers.json and writers_lr.json") \
                 from None
@@ -53,15 +54,15 @@ def finals(cpu, gpu):
 
 def main(args):
     per, seeds = finals(load(args.cpu), load(args.gpu))
-    result = dict(machines=MACHINES, seeds=[int(s) for s in seeds], rate="2e-5",
-                  configs={k: list(v[:2]) for k, v in CONFIGS.items()},
+    result = dict(machines=MACHINES, seeds=[int(s) for s in seeds], rate=RATE,
+                  configs={k: list(v) for k, v in CONFIGS.items()},
                   finals={c: {s: dict(cpu=v[0], gpu=v[1]) for s, v in p.items()} for c, p in per.items()})
     result["gpu_minus_cpu"] = {c: paired_difference([per[c][s][1] - per[c][s][0] for s in seeds]) for c in per}
     result["gift_minus_grpo"] = {m: paired_difference([per["gift"][s][i] - per["grpo"][s][i] for s in seeds])
                                  for i, m in enumerate(("cpu", "gpu"))}
     write_json(args, "noise_floor", result)
     for c, d in result["gpu_minus_cpu"].items():
-        print(f"{c} at 2e-5, GPU minus CPU per seed: " + " ".join(f"{x:+.3f}" for x in d["per_seed"])
+        print(f"{c} at {RATE}, GPU minus CPU per seed: " + " ".join(f"{x:+.3f}" for x in d["per_seed"])
               + f"  mean {d['mean']:+.3f}")
     for m, d in result["gift_minus_grpo"].items():
         print(f"GIFT - GRPO on the {m}: " + " ".join(f"{x:+.3f}" for x in d["per_seed"]) + f"  mean {d['mean']:+.3f}")
@@ -69,7 +70,8 @@ def main(args):
 
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "experiments")
-PARSER = parser(__doc__)
+PARSER = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+PARSER.add_argument("--out", default="docs/experiments", help="folder for noise_floor.json")
 PARSER.add_argument("--cpu", default=os.path.join(DOCS, "writers.json"), help="the CPU's writers.py report")
 PARSER.add_argument("--gpu", default=os.path.join(DOCS, "writers_lr.json"), help="the GPU's writers_lr.py report")
 
