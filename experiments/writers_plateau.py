@@ -16,14 +16,16 @@ gradient clip (not the loss) sets their step size. Each arm changes one thing (A
   prompts64   64 prompts a step, so 16 groups per mini-batch instead of 4 (less noise per step)
 Every run logs per optimiser step (train.py --grad_stats): the pre-clip gradient norm, the cosine with the rollout's
 first (REINFORCE) gradient, the share of the gradient from groups whose rewards are all equal, and the number of
-distinct responses per group. Reported per rate and arm: final held-out accuracy per seed, the paired difference
+distinct responses per group. The runs evaluate only at the end (train.py's eval_every=0), as the tuning runs of
+writers_baselines.py do: only the final accuracy enters the report, and the 15 evaluations on the way would cost a
+third of each run. Reported per rate and arm: final held-out accuracy per seed, the paired difference
 from the unchanged run (base) with its 95% t-interval, and the gradient statistics over the last 50 steps by
 mini-batch position. --rates default: the best two of GIFT's rates in the earlier sweep (writers_lr.json); pass the
 rates writers_baselines.py chose when it has run.
 Writes writers_plateau.json and writers_plateau.png.
 """
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, lr_name, machine, mean_sd, metrics,
+from common import (WRITERS_STEPS, WRITERS_TASK, lr_name, machine, mean_sd, metrics,
                     paired_difference, parser, pyplot, run_all, save_figure, summary, write_json, writers_rl,
                     writers_sft)
 
@@ -46,7 +48,7 @@ def name(arm, lr):
     return f"writers-plateau-{arm}-lr{lr_name(lr)}"
 
 
-def runs(args, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EVERY):
+def runs(args, steps=WRITERS_STEPS, eval_every=0):
     out = [writers_sft(seed) for seed in args.seeds]
     for seed in args.seeds:
         out += [writers_rl(args, name(arm, lr), seed, steps, eval_every, method="gift", rl_lr=lr, grad_stats=True,

@@ -285,7 +285,7 @@ def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_di
     for arm, change in exp.ARMS.items():
         run = rl_runs[f"writers-plateau-{arm}-lr4e-5-s0"]
         assert {k for k in run if run[k] != base.get(k)} == set(change) | ({"run_name"} if change else set())
-        assert run["grad_stats"] and run["method"] == "gift" and run["rl_lr"] == 4e-5
+        assert run["grad_stats"] and run["method"] == "gift" and run["rl_lr"] == 4e-5 and run["eval_every"] == 0
     common.run_all([{**r, **TINY, **({"sft_steps": 4} if "sft" in r["run_name"] else dict(rl_steps=3, eval_every=1)),
                      **{k: v for k, v in r.items() if k == "grad_clip"}} for r in runs], args)
     exp.report(args)
