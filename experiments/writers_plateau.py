@@ -17,8 +17,8 @@ gradient clip (not the loss) sets their step size. Each arm changes one thing (A
 Every run logs per optimiser step (train.py --grad_stats): the pre-clip gradient norm, the cosine with the rollout's
 first (REINFORCE) gradient, the share of the gradient from groups whose rewards are all equal, and the number of
 distinct responses per group. The runs evaluate only at the end (train.py's eval_every=0), as the tuning runs of
-writers_baselines.py do: only the final accuracy enters the report, and the 15 evaluations on the way would cost a
-third of each run. Reported per rate and arm: final held-out accuracy per seed, the paired difference
+writers_baselines.py do: only the final accuracy enters the report, and the 15 evaluations on the way cost about a fifth
+of each run. Reported per rate and arm: final held-out accuracy per seed, the paired difference
 from the unchanged run (base) with its 95% t-interval, and the gradient statistics over the last 50 steps by
 mini-batch position. --rates default: the best two of GIFT's rates in the earlier sweep (writers_lr.json); pass the
 rates writers_baselines.py chose when it has run.
