@@ -210,6 +210,23 @@ def test_writers_lr_sweeps_each_method_reuses_writers_runs_and_pairs_the_best_ra
     assert best["per_seed"] == [g[s]["final_accuracy"] - r[s]["final_accuracy"] for s in ("0", "1")]
 
 
+def test_the_readme_headline_is_the_committed_comparison_report():
+    """docs/experiments/writers_baselines.json is the report the README's headline shows: at least 5 reporting seeds,
+    tuning seeds disjoint from them, each of the paper's methods with its rate, and the README's table is the one
+    writers_baselines.markdown makes from that JSON (so a rerun that changes a number must update the README)."""
+    import writers_baselines as exp
+
+    with open(os.path.join(ROOT, "docs", "experiments", "writers_baselines.json")) as f:
+        out = json.load(f)
+    assert len(out["seeds"]) >= 5 and not set(out["seeds"]) & set(out["tuning_seeds"])
+    assert {"gift", "grpo", "dapo", "gspo"} <= set(out["arms"]) and all(a["lr"] > 0 for a in out["arms"].values())
+    assert all(set(map(int, r["per_seed"])) == set(out["seeds"]) for r in out["results"].values())
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read().splitlines()
+    rows = exp.markdown(out["results"], out["paired"])
+    assert len(rows) == 2 + len(out["arms"]) and all(row in readme for row in rows)
+
+
 def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, tmp_path, monkeypatch, capsys):
     """experiments/writers_baselines.py end to end on a tiny setting (three arms, one of them taking another's rate):
     the rate is chosen on the tuning seed by runs that evaluate only at the end, the comparison runs on a fresh seed
