@@ -10,6 +10,7 @@ import dataclasses
 import importlib
 import json
 import os
+import pathlib
 import sys
 
 import pytest
@@ -216,8 +217,7 @@ def test_the_readme_headline_is_the_committed_comparison_report():
     writers_baselines.markdown makes from that JSON (so a rerun that changes a number must update the README)."""
     import writers_baselines as exp
 
-    with open(os.path.join(ROOT, "docs", "experiments", "writers_baselines.json")) as f:
-        out = json.load(f)
+    out = read_report(pathlib.Path(ROOT, "docs", "experiments"), "writers_baselines")  # and its figure is there
     assert len(out["seeds"]) >= 5 and not set(out["seeds"]) & set(out["tuning_seeds"])
     assert {"gift", "grpo", "dapo", "gspo"} <= set(out["arms"]) and all(a["lr"] > 0 for a in out["arms"].values())
     assert all(set(map(int, r["per_seed"])) == set(out["seeds"]) for r in out["results"].values())
