@@ -17,11 +17,12 @@ gradient clip (not the loss) sets their step size. Each arm changes one thing (A
 Every run logs per optimiser step (train.py --grad_stats): the pre-clip gradient norm, the cosine with the rollout's
 first (REINFORCE) gradient, the share of the gradient from groups whose rewards are all equal, and the number of
 distinct responses per group. The runs evaluate only at the end (train.py's eval_every=0), as the tuning runs of
-writers_baselines.py do: only the final accuracy enters the report, and the 15 evaluations on the way cost about a fifth
-of each run. Reported per rate and arm: final held-out accuracy per seed, the paired difference
-from the unchanged run (base) with its 95% t-interval, and the gradient statistics over the last 50 steps by
-mini-batch position. --rates default: the best two of GIFT's rates in the earlier sweep (writers_lr.json); pass the
-rates writers_baselines.py chose when it has run.
+writers_baselines.py do: only the final accuracy enters the report, and the 15 evaluations on the way cost about a
+fifth of each run. Reported per rate and arm: final held-out accuracy per seed and its paired difference from the
+unchanged run (base) with a 95% t-interval; the same for the sampled reward over the last 50 steps (less saturated
+than greedy accuracy near 0.99); and the gradient statistics over the last 50 steps by mini-batch position.
+--rates default: the best two of GIFT's rates in the earlier sweep (writers_lr.json); pass the rates
+writers_baselines.py chose when it has run.
 Writes writers_plateau.json and writers_plateau.png.
 """
 
@@ -58,13 +59,15 @@ def runs(args, steps=WRITERS_STEPS, eval_every=0):
 
 def gradient_stats(records, grad_clip):
     """Means over the last LAST RL steps: each trace by mini-batch position, the share of optimiser steps whose
-    gradient was clipped, the distinct responses per group, and the steps on which equal-reward groups gave more
-    than 85% of some mini-batch's gradient."""
+    gradient was clipped, the distinct responses per group, the sampled reward (the plateau seen in training, where
+    greedy held-out accuracy is near its ceiling), and the steps on which equal-reward groups gave more than 85% of
+    some mini-batch's gradient."""
     rl = [r for r in records if r.get("stage") == "rl"][-LAST:]
     out = {k: [sum(x) / len(x) for x in zip(*[r[k] for r in rl])] for k in TRACES if rl and k in rl[0]}
     norms = [g for r in rl for g in r["grad_norm_mb"]]
     out["clipped_frac"] = sum(g > grad_clip for g in norms) / len(norms) if grad_clip else 0.0
     out["distinct"] = sum(r["distinct"] for r in rl) / len(rl)
+    out["reward"] = sum(r["reward"] for r in rl) / len(rl)
     out["equal_dominated_steps"] = sum(any(s > 0.85 for s in r.get("equal_share_mb", [])) for r in rl)
     return out
 
@@ -84,9 +87,9 @@ def collect(args):
             arms[arm] = dict(change=change, per_seed=per_seed, final_mean=mean_sd(finals)[0])
         for arm, entry in arms.items():
             if arm != "base":
-                entry["minus_base"] = paired_difference([entry["per_seed"][s]["final_accuracy"]
-                                                         - arms["base"]["per_seed"][s]["final_accuracy"]
-                                                         for s in args.seeds])
+                for key, out in (("final_accuracy", "minus_base"), ("reward", "reward_minus_base")):
+                    entry[out] = paired_difference([entry["per_seed"][s][key] - arms["base"]["per_seed"][s][key]
+                                                    for s in args.seeds])
         result[lr_name(lr)] = arms
     return result
 
@@ -100,15 +103,22 @@ def report(args):
         print(f"== GIFT at {rate}")
         for arm, e in arms.items():
             v = list(e["per_seed"].values())
-            diff = e.get("minus_base")
-            ci = "" if diff is None or diff["ci95"] is None else \
-                f"  minus base {diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]"
             grad = " ".join(f"{x:.3g}" for x in mean_over(v, "grad_norm_mb"))
             cos = " ".join(f"{x:+.2f}" for x in mean_over(v, "cos_mb1_mb"))
-            print(f"{arm:10s} final " + " ".join(f"{x['final_accuracy']:.3f}" for x in v) + f"  mean {e['final_mean']:.3f}"
-                  + ci + f"  |g| by mini-batch {grad}  cos {cos}  clipped {mean_sd([x['clipped_frac'] for x in v])[0]:.2f}"
+            print(f"{arm:10s} final " + " ".join(f"{x['final_accuracy']:.3f}" for x in v)
+                  + f"  mean {e['final_mean']:.3f}{interval(e.get('minus_base'))}"
+                  + f"  reward (last {LAST}) {mean_sd([x['reward'] for x in v])[0]:.3f}"
+                  + interval(e.get("reward_minus_base"))
+                  + f"  |g| by mini-batch {grad}  cos {cos}  clipped {mean_sd([x['clipped_frac'] for x in v])[0]:.2f}"
                   + f"  distinct {mean_sd([x['distinct'] for x in v])[0]:.2f}")
     plot(args, result)
+
+
+def interval(diff):
+    """' minus base +0.010 [-0.004, +0.024]' for a paired difference (empty for base or a single seed)."""
+    if diff is None or diff["ci95"] is None:
+        return ""
+    return f" minus base {diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]"
 
 
 def mean_over(per_seed, key):
@@ -119,22 +129,25 @@ def mean_over(per_seed, key):
 
 def plot(args, result):
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4))
     for i, (rate, arms) in enumerate(result.items()):
-        rows = [(arm, e["minus_base"]) for arm, e in arms.items() if arm != "base"]
-        for y, (arm, d) in enumerate(rows):
-            lo, hi = d["ci95"] if d["ci95"] else (d["mean"], d["mean"])
-            axes[0].errorbar([d["mean"]], [y + 0.15 * i], xerr=[[d["mean"] - lo], [hi - d["mean"]]], fmt="o",
-                             color=f"C{i}", capsize=3, label=f"lr {rate}" if y == 0 else None)
-        axes[0].set_yticks(range(len(rows)), [arm for arm, _ in rows])
-        base = list(arms["base"]["per_seed"].values())
-        axes[1].plot(range(1, len(mean_over(base, "grad_norm_mb")) + 1), mean_over(base, "grad_norm_mb"), marker="o",
-                     color=f"C{i}", label=f"base, lr {rate}")
-    axes[0].axvline(0, color="k", linewidth=0.8)
+        rows = [arm for arm in arms if arm != "base"]
+        for ax, key in zip(axes, ("minus_base", "reward_minus_base")):
+            for y, arm in enumerate(rows):
+                d = arms[arm][key]
+                lo, hi = d["ci95"] if d["ci95"] else (d["mean"], d["mean"])
+                ax.errorbar([d["mean"]], [y + 0.15 * i], xerr=[[d["mean"] - lo], [hi - d["mean"]]], fmt="o",
+                            color=f"C{i}", capsize=3, label=f"lr {rate}" if y == 0 else None)
+            ax.set_yticks(range(len(rows)), rows)
+            ax.axvline(0, color="k", linewidth=0.8)
+        base = mean_over(list(arms["base"]["per_seed"].values()), "grad_norm_mb")
+        axes[2].plot(range(1, len(base) + 1), base, marker="o", color=f"C{i}", label=f"base, lr {rate}")
+        axes[2].set_xticks(range(1, len(base) + 1))
     axes[0].set_xlabel("final held-out accuracy minus base (paired, 95% t-interval)")
-    axes[1].set(xlabel="optimiser step within the rollout (mini-batch)", ylabel="pre-clip gradient norm",
+    axes[1].set_xlabel(f"sampled reward over the last {LAST} steps minus base")
+    axes[2].set(xlabel="optimiser step within the rollout (mini-batch)", ylabel="pre-clip gradient norm",
                 yscale="symlog")
-    axes[1].set_title(f"GIFT's gradient by mini-batch, last {LAST} steps", fontsize=10)
+    axes[2].set_title(f"GIFT's gradient by mini-batch, last {LAST} steps", fontsize=10)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -314,6 +314,9 @@ def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_di
     assert noclip["per_seed"]["0"]["clipped_frac"] == 0.0 and 0 <= base["per_seed"]["0"]["clipped_frac"] <= 1
     assert noclip["minus_base"]["per_seed"] == [noclip["per_seed"]["0"]["final_accuracy"]
                                                 - base["per_seed"]["0"]["final_accuracy"]]
+    assert 0 <= base["per_seed"]["0"]["reward"] <= 1
+    assert noclip["reward_minus_base"]["per_seed"] == [noclip["per_seed"]["0"]["reward"]
+                                                       - base["per_seed"]["0"]["reward"]]
 
 
 def test_rlhf_builds_reward_models_tunes_compares_and_checks_the_scale(runs_dir, tmp_path, monkeypatch):
