@@ -1,8 +1,8 @@
 """The writers setting: why GIFT levels off (near 0.98 where GRPO reaches 0.99). One change at a time from GIFT at
 each of its two best learning rates, paired by seed, with the gradient logged at every optimiser step.
 
-    python experiments/writers_plateau.py [--rates 2e-5 4e-5] [--seeds 0 1 2] [--runs out/experiments]
-                                          [--out docs/experiments] [--jobs 2]
+    python experiments/writers_plateau.py [--rates 2e-5 4e-5] [--seeds 0 1 2] [--arms base k1 ...]
+                                          [--runs out/experiments] [--out docs/experiments] [--jobs 2]
 
 The hypothesis to test: the plateau is a noise floor proportional to the learning rate, set by the K - 1 matching
 steps of each rollout. With pi_ref = pi_old, mini-batch 1 of a rollout has log-ratio 0 and its gradient is GRPO's
@@ -53,7 +53,7 @@ def runs(args, steps=WRITERS_STEPS, eval_every=0):
     out = [writers_sft(seed) for seed in args.seeds]
     for seed in args.seeds:
         out += [writers_rl(args, name(arm, lr), seed, steps, eval_every, method="gift", rl_lr=lr, grad_stats=True,
-                           **change) for lr in args.rates for arm, change in ARMS.items()]
+                           **ARMS[arm]) for lr in args.rates for arm in args.arms]
     return out
 
 
@@ -76,7 +76,7 @@ def collect(args):
     result = {}
     for lr in args.rates:
         arms = {}
-        for arm, change in ARMS.items():
+        for arm in args.arms:
             per_seed = {}
             for seed in args.seeds:
                 run = f"{name(arm, lr)}-s{seed}"
@@ -84,7 +84,7 @@ def collect(args):
                 per_seed[seed] = dict(final_accuracy=s["rl_accuracy"],
                                       **gradient_stats(metrics(args, run), s["config"]["grad_clip"]))
             finals = [v["final_accuracy"] for v in per_seed.values()]
-            arms[arm] = dict(change=change, per_seed=per_seed, final_mean=mean_sd(finals)[0])
+            arms[arm] = dict(change=ARMS[arm], per_seed=per_seed, final_mean=mean_sd(finals)[0])
         for arm, entry in arms.items():
             if arm != "base":
                 for key, out in (("final_accuracy", "minus_base"), ("reward", "reward_minus_base")):
@@ -156,8 +156,18 @@ def plot(args, result):
 
 PARSER = parser(__doc__, seeds=(0, 1, 2))
 PARSER.add_argument("--rates", type=float, nargs="+", default=[2e-5, 4e-5], help="GIFT's learning rates")
+PARSER.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+                    help="the arms to run and report (default: all; base is always one of them)")
+
+
+def parse_args(argv=None):
+    args = PARSER.parse_args(argv)
+    if "base" not in args.arms:
+        PARSER.error("--arms must include base: every other arm is reported as its difference from base")
+    return args
+
 
 if __name__ == "__main__":
-    args = PARSER.parse_args()
+    args = parse_args()
     run_all(runs(args), args)
     report(args)

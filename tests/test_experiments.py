@@ -290,16 +290,18 @@ def test_area_under_is_the_mean_accuracy_over_the_steps():
     assert common.area_under([0, 5, 20], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
 
 
-def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_dir, tmp_path, monkeypatch):
+def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_dir, tmp_path):
     import writers_plateau as exp
 
-    monkeypatch.setattr(exp, "ARMS", {k: exp.ARMS[k] for k in ("base", "noclip")})
-    args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0",
-                                  "--rates", "4e-5"])
+    with pytest.raises(SystemExit):  # every arm is reported against base, so a subset without it is refused
+        exp.parse_args(["--arms", "noclip"])
+    args = exp.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0", "--rates", "4e-5",
+                           "--arms", "base", "noclip"])
     runs = exp.runs(args)
     rl_runs = {r["run_name"]: r for r in runs if r["rl_steps"]}
+    assert len(rl_runs) == 2
     base = rl_runs["writers-plateau-base-lr4e-5-s0"]
-    for arm, change in exp.ARMS.items():
+    for arm, change in ((a, exp.ARMS[a]) for a in args.arms):
         run = rl_runs[f"writers-plateau-{arm}-lr4e-5-s0"]
         assert {k for k in run if run[k] != base.get(k)} == set(change) | ({"run_name"} if change else set())
         assert run["grad_stats"] and run["method"] == "gift" and run["rl_lr"] == 4e-5 and run["eval_every"] == 0
