@@ -181,6 +181,13 @@ def steps_to(steps, values, target):
     return next((s for s, v in zip(steps, values) if v >= target), None)
 
 
+def points(d):
+    """A paired accuracy difference (paired_difference's dict) in points with its 95% t-interval, as the docs write
+    it: '+1.2 (-0.3 to +2.7)'."""
+    ci = "" if d["ci95"] is None else f" ({100 * d['ci95'][0]:+.1f} to {100 * d['ci95'][1]:+.1f})"
+    return f"{100 * d['mean']:+.1f}{ci}"
+
+
 def paired_difference(diffs):
     """Paired differences as the reports write them: per seed, their mean and its 95% t-interval (None with one
     pair)."""

@@ -25,8 +25,8 @@ tuning, results, paired) and writers_baselines.png.
 """
 
 from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, area_under, curve, lr_name, machine, mean_sd,
-                    metrics, paired_difference, parser, pass_at_16, pyplot, read_pass, run_all, save_figure, steps_to,
-                    summary, write_json, writers_rl, writers_sft)
+                    metrics, paired_difference, parser, pass_at_16, points, pyplot, read_pass, run_all, save_figure,
+                    steps_to, summary, write_json, writers_rl, writers_sft)
 
 ARMS = {  # name: train.py settings besides the learning rate (everything else: train.py's defaults)
     "gift": dict(method="gift"),                   # pi_ref = pi_old, std floor 1e-3, std detached, equal groups kept
@@ -173,12 +173,6 @@ def report(args, chosen):
             print(f"{key} {k}: mean {d['mean']:+.3f}, 95% t-interval {interval(d)}")
     print("\n" + "\n".join(markdown(results, paired)))
     plot(args, chosen, results, paired)
-
-
-def points(d):
-    """A paired accuracy difference in points with its 95% t-interval, as the README writes it."""
-    ci = "" if d["ci95"] is None else f" ({100 * d['ci95'][0]:+.1f} to {100 * d['ci95'][1]:+.1f})"
-    return f"{100 * d['mean']:+.1f}{ci}"
 
 
 def markdown(results, paired):

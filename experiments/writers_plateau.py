@@ -26,9 +26,8 @@ writers_baselines.py chose when it has run.
 Writes writers_plateau.json and writers_plateau.png.
 """
 
-from common import (WRITERS_STEPS, WRITERS_TASK, lr_name, machine, mean_sd, metrics,
-                    paired_difference, parser, pyplot, run_all, save_figure, summary, write_json, writers_rl,
-                    writers_sft)
+from common import (WRITERS_STEPS, WRITERS_TASK, lr_name, machine, mean_sd, metrics, paired_difference, parser,
+                    points, pyplot, run_all, save_figure, summary, write_json, writers_rl, writers_sft)
 
 ARMS = {  # name: the one setting changed from GIFT's defaults
     "base": {},
@@ -111,7 +110,28 @@ def report(args):
                   + interval(e.get("reward_minus_base"))
                   + f"  |g| by mini-batch {grad}  cos {cos}  clipped {mean_sd([x['clipped_frac'] for x in v])[0]:.2f}"
                   + f"  distinct {mean_sd([x['distinct'] for x in v])[0]:.2f}")
+        print("\n".join(markdown(arms)))
     plot(args, result)
+
+
+def markdown(arms):
+    """docs/results.md's table for one rate, printed so that its numbers are copied, not retyped. The gradient
+    columns are means over the last LAST steps and the seeds; the norm is before the clip."""
+    rows = ["| arm | final accuracy, per seed | minus base (points) | sampled reward, last 50 steps | minus base "
+            "(points) | gradient norm: mini-batch 1 / the others | cosine of the others with mini-batch 1 | "
+            "steps clipped |", "|---|---|---:|---:|---:|---|---:|---:|"]
+    for arm, e in arms.items():
+        v = list(e["per_seed"].values())
+        norm, cos = mean_over(v, "grad_norm_mb"), mean_over(v, "cos_mb1_mb")
+        others = f"{norm[0]:.2g}" + (f" / {sum(norm[1:]) / len(norm[1:]):.2g}" if len(norm) > 1 else "")
+        cos_others = f"{sum(cos[1:]) / len(cos[1:]):+.2f}" if len(cos) > 1 else ""
+        finals = ", ".join(f"{x['final_accuracy']:.3f}" for x in v)
+        diff = {k: points(e[k]) if k in e else "" for k in ("minus_base", "reward_minus_base")}
+        reward = mean_sd([x["reward"] for x in v])[0]
+        clipped = 100 * mean_sd([x["clipped_frac"] for x in v])[0]
+        rows.append(f"| {arm} | {finals} | {diff['minus_base']} | {reward:.3f} | {diff['reward_minus_base']} | "
+                    f"{others} | {cos_others} | {clipped:.0f}% |")
+    return rows
 
 
 def interval(diff):

@@ -317,6 +317,8 @@ def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_di
     assert noclip["minus_base"]["per_seed"] == [noclip["per_seed"]["0"]["final_accuracy"]
                                                 - base["per_seed"]["0"]["final_accuracy"]]
     assert 0 <= base["per_seed"]["0"]["reward"] <= 1
+    rows = exp.markdown(out)
+    assert len(rows) == 4 and rows[2].startswith("| base |") and rows[3].startswith("| noclip |")
     assert noclip["reward_minus_base"]["per_seed"] == [noclip["per_seed"]["0"]["reward"]
                                                        - base["per_seed"]["0"]["reward"]]
 
