@@ -227,6 +227,24 @@ def test_the_readme_headline_is_the_committed_comparison_report():
     assert len(rows) == 2 + len(out["arms"]) and all(row in readme for row in rows)
 
 
+def test_the_plateau_section_is_the_committed_plateau_report():
+    """docs/experiments/writers_plateau.json holds the plateau arms on at least 3 seeds, each paired with base, and
+    docs/results.md's table is the one writers_plateau.markdown makes from it (a rerun that changes a number, or
+    adds the 64-prompt arm, must update the section)."""
+    import writers_plateau as exp
+
+    out = read_report(pathlib.Path(ROOT, "docs", "experiments"), "writers_plateau")  # and its figure is there
+    assert len(out["seeds"]) >= 3
+    for arms in out["results"].values():
+        assert "base" in arms and len(arms) >= 8 and set(arms) <= set(exp.ARMS)
+        assert all(set(map(int, a["per_seed"])) == set(out["seeds"]) for a in arms.values())
+        assert all(len(a["minus_base"]["per_seed"]) == len(out["seeds"]) for k, a in arms.items() if k != "base")
+        with open(os.path.join(ROOT, "docs", "results.md")) as f:
+            results = f.read().splitlines()
+        rows = exp.markdown(arms)
+        assert len(rows) == 2 + len(arms) and all(row in results for row in rows)
+
+
 def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, tmp_path, monkeypatch, capsys):
     """experiments/writers_baselines.py end to end on a tiny setting (three arms, one of them taking another's rate):
     the rate is chosen on the tuning seed by runs that evaluate only at the end, the comparison runs on a fresh seed
