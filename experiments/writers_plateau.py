@@ -123,14 +123,14 @@ def markdown(arms):
     for arm, e in arms.items():
         v = list(e["per_seed"].values())
         norm, cos = mean_over(v, "grad_norm_mb"), mean_over(v, "cos_mb1_mb")
-        others = f"{norm[0]:.2g}" + (f" / {sum(norm[1:]) / len(norm[1:]):.2g}" if len(norm) > 1 else "")
+        norms = f"{norm[0]:.2g}" + (f" / {sum(norm[1:]) / len(norm[1:]):.2g}" if len(norm) > 1 else "")
         cos_others = f"{sum(cos[1:]) / len(cos[1:]):+.2f}" if len(cos) > 1 else ""
         finals = ", ".join(f"{x['final_accuracy']:.3f}" for x in v)
         diff = {k: points(e[k]) if k in e else "" for k in ("minus_base", "reward_minus_base")}
         reward = mean_sd([x["reward"] for x in v])[0]
         clipped = 100 * mean_sd([x["clipped_frac"] for x in v])[0]
         rows.append(f"| {arm} | {finals} | {diff['minus_base']} | {reward:.3f} | {diff['reward_minus_base']} | "
-                    f"{others} | {cos_others} | {clipped:.0f}% |")
+                    f"{norms} | {cos_others} | {clipped:.0f}% |")
     return rows
 
 

@@ -235,12 +235,12 @@ def test_the_plateau_section_is_the_committed_plateau_report():
 
     out = read_report(pathlib.Path(ROOT, "docs", "experiments"), "writers_plateau")  # and its figure is there
     assert len(out["seeds"]) >= 3
+    with open(os.path.join(ROOT, "docs", "results.md")) as f:
+        results = f.read().splitlines()
     for arms in out["results"].values():
         assert "base" in arms and len(arms) >= 8 and set(arms) <= set(exp.ARMS)
         assert all(set(map(int, a["per_seed"])) == set(out["seeds"]) for a in arms.values())
         assert all(len(a["minus_base"]["per_seed"]) == len(out["seeds"]) for k, a in arms.items() if k != "base")
-        with open(os.path.join(ROOT, "docs", "results.md")) as f:
-            results = f.read().splitlines()
         rows = exp.markdown(arms)
         assert len(rows) == 2 + len(arms) and all(row in results for row in rows)
 
