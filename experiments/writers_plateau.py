@@ -20,10 +20,11 @@ distinct responses per group. The runs evaluate only at the end (train.py's eval
 writers_baselines.py do: only the final accuracy enters the report, and the 15 evaluations on the way cost about a
 fifth of each run. Reported per rate and arm: final held-out accuracy per seed and its paired difference from the
 unchanged run (base) with a 95% t-interval; the same for the sampled reward over the last 50 steps (less saturated
-than greedy accuracy near 0.99); and the gradient statistics over the last 50 steps by mini-batch position.
+than greedy accuracy near 0.99), with its mean over each 50 steps to show whether an arm is still climbing; and the
+gradient statistics over the last 50 steps by mini-batch position.
 --rates default: the best two of GIFT's rates in the earlier sweep (writers_lr.json); pass the rates
 writers_baselines.py chose when it has run.
-Writes writers_plateau.json and writers_plateau.png.
+Writes writers_plateau.json and writers_plateau.png (with the sampled-reward curve of every arm).
 """
 
 from common import (WRITERS_STEPS, WRITERS_TASK, lr_name, machine, mean_sd, metrics, paired_difference, parser,
@@ -42,6 +43,7 @@ ARMS = {  # name: the one setting changed from GIFT's defaults
 }
 TRACES = ("grad_norm_mb", "cos_mb1_mb", "equal_share_mb")  # per optimiser step of a rollout
 LAST = 50  # the gradient statistics are averaged over the last LAST RL steps (the plateau)
+EVERY = 10  # the sampled-reward curve is kept as means over blocks of EVERY RL steps
 
 
 def name(arm, lr):
@@ -71,6 +73,13 @@ def gradient_stats(records, grad_clip):
     return out
 
 
+def reward_blocks(records, size):
+    """The sampled reward (the fraction of a step's rollouts that were right) averaged over consecutive blocks of
+    `size` RL steps: whether an arm is still climbing, and how fast it got there."""
+    r = [x["reward"] for x in records if x.get("stage") == "rl"]
+    return [sum(r[i:i + size]) / len(r[i:i + size]) for i in range(0, len(r), size)]
+
+
 def collect(args):
     result = {}
     for lr in args.rates:
@@ -79,9 +88,10 @@ def collect(args):
             per_seed = {}
             for seed in args.seeds:
                 run = f"{name(arm, lr)}-s{seed}"
-                s = summary(args, run)
-                per_seed[seed] = dict(final_accuracy=s["rl_accuracy"],
-                                      **gradient_stats(metrics(args, run), s["config"]["grad_clip"]))
+                s, records = summary(args, run), metrics(args, run)
+                per_seed[seed] = dict(final_accuracy=s["rl_accuracy"], reward_curve=reward_blocks(records, EVERY),
+                                      reward_windows=reward_blocks(records, LAST),
+                                      **gradient_stats(records, s["config"]["grad_clip"]))
             finals = [v["final_accuracy"] for v in per_seed.values()]
             arms[arm] = dict(change=ARMS[arm], per_seed=per_seed, final_mean=mean_sd(finals)[0])
         for arm, entry in arms.items():
@@ -117,9 +127,9 @@ def report(args):
 def markdown(arms):
     """docs/results.md's table for one rate, printed so that its numbers are copied, not retyped. The gradient
     columns are means over the last LAST steps and the seeds; the norm is before the clip."""
-    rows = ["| arm | final accuracy, per seed | minus base (points) | sampled reward, last 50 steps | minus base "
-            "(points) | gradient norm: mini-batch 1 / the others | cosine of the others with mini-batch 1 | "
-            "steps clipped |", "|---|---|---:|---:|---:|---|---:|---:|"]
+    rows = [f"| arm | final accuracy, per seed | minus base (points) | sampled reward, mean of each {LAST} steps | "
+            f"last {LAST} minus base (points) | gradient norm: mini-batch 1 / the others | cosine of the others with "
+            "mini-batch 1 | steps clipped |", "|---|---|---:|---|---:|---|---:|---:|"]
     for arm, e in arms.items():
         v = list(e["per_seed"].values())
         norm, cos = mean_over(v, "grad_norm_mb"), mean_over(v, "cos_mb1_mb")
@@ -127,9 +137,9 @@ def markdown(arms):
         cos_others = f"{sum(cos[1:]) / len(cos[1:]):+.2f}" if len(cos) > 1 else ""
         finals = ", ".join(f"{x['final_accuracy']:.3f}" for x in v)
         diff = {k: points(e[k]) if k in e else "" for k in ("minus_base", "reward_minus_base")}
-        reward = mean_sd([x["reward"] for x in v])[0]
+        reward = " / ".join(f"{x:.3f}" for x in mean_over(v, "reward_windows"))  # the last one is x["reward"]'s mean
         clipped = 100 * mean_sd([x["clipped_frac"] for x in v])[0]
-        rows.append(f"| {arm} | {finals} | {diff['minus_base']} | {reward:.3f} | {diff['reward_minus_base']} | "
+        rows.append(f"| {arm} | {finals} | {diff['minus_base']} | {reward} | {diff['reward_minus_base']} | "
                     f"{norms} | {cos_others} | {clipped:.0f}% |")
     return rows
 
@@ -149,7 +159,8 @@ def mean_over(per_seed, key):
 
 def plot(args, result):
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
+    axes = axes.ravel()
     for i, (rate, arms) in enumerate(result.items()):
         rows = [arm for arm in arms if arm != "base"]
         for ax, key in zip(axes, ("minus_base", "reward_minus_base")):
@@ -163,11 +174,16 @@ def plot(args, result):
         base = mean_over(list(arms["base"]["per_seed"].values()), "grad_norm_mb")
         axes[2].plot(range(1, len(base) + 1), base, marker="o", color=f"C{i}", label=f"base, lr {rate}")
         axes[2].set_xticks(range(1, len(base) + 1))
+        for j, (arm, e) in enumerate(arms.items()):
+            curve = mean_over(list(e["per_seed"].values()), "reward_curve")
+            axes[3].plot([EVERY * (k + 1) for k in range(len(curve))], curve, color=f"C{j % 10}",
+                         linestyle=("-", "--", ":")[i % 3], label=f"{arm}, lr {rate}" if len(result) > 1 else arm)
     axes[0].set_xlabel("final held-out accuracy minus base (paired, 95% t-interval)")
     axes[1].set_xlabel(f"sampled reward over the last {LAST} steps minus base")
     axes[2].set(xlabel="optimiser step within the rollout (mini-batch)", ylabel="pre-clip gradient norm",
                 yscale="symlog")
     axes[2].set_title(f"GIFT's gradient by mini-batch, last {LAST} steps", fontsize=10)
+    axes[3].set(xlabel="RL step", ylabel=f"sampled reward, mean of each {EVERY} steps and the seeds")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

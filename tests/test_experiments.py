@@ -228,21 +228,23 @@ def test_the_readme_headline_is_the_committed_comparison_report():
 
 
 def test_the_plateau_section_is_the_committed_plateau_report():
-    """docs/experiments/writers_plateau.json holds the plateau arms on at least 3 seeds, each paired with base, and
-    docs/results.md's table is the one writers_plateau.markdown makes from it (a rerun that changes a number, or
-    adds the 64-prompt arm, must update the section)."""
+    """docs/experiments/writers_plateau.json holds every plateau arm on at least 3 seeds, each paired with base; the
+    second rate's check (writers_plateau_lr8e-5/) holds base and the cosine decay; and docs/results.md's tables are
+    the ones writers_plateau.markdown makes from them (a rerun that changes a number must update the section)."""
     import writers_plateau as exp
 
-    out = read_report(pathlib.Path(ROOT, "docs", "experiments"), "writers_plateau")  # and its figure is there
-    assert len(out["seeds"]) >= 3
+    docs = pathlib.Path(ROOT, "docs", "experiments")
     with open(os.path.join(ROOT, "docs", "results.md")) as f:
         results = f.read().splitlines()
-    for arms in out["results"].values():
-        assert "base" in arms and len(arms) >= 8 and set(arms) <= set(exp.ARMS)
-        assert all(set(map(int, a["per_seed"])) == set(out["seeds"]) for a in arms.values())
-        assert all(len(a["minus_base"]["per_seed"]) == len(out["seeds"]) for k, a in arms.items() if k != "base")
-        rows = exp.markdown(arms)
-        assert len(rows) == 2 + len(arms) and all(row in results for row in rows)
+    for folder, wanted in ((docs, set(exp.ARMS)), (docs / "writers_plateau_lr8e-5", {"base", "cosine"})):
+        out = read_report(folder, "writers_plateau")  # and its figure is there
+        assert len(out["seeds"]) >= 3 and len(out["results"]) == 1
+        for arms in out["results"].values():
+            assert set(arms) == wanted
+            assert all(set(map(int, a["per_seed"])) == set(out["seeds"]) for a in arms.values())
+            assert all(len(a["minus_base"]["per_seed"]) == len(out["seeds"]) for k, a in arms.items() if k != "base")
+            rows = exp.markdown(arms)
+            assert len(rows) == 2 + len(arms) and all(row in results for row in rows)
 
 
 def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, tmp_path, monkeypatch, capsys):
@@ -308,6 +310,14 @@ def test_area_under_is_the_mean_accuracy_over_the_steps():
     assert common.area_under([0, 5, 20], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
 
 
+def test_writers_plateau_reward_blocks_average_the_rl_steps_only():
+    import writers_plateau as exp
+
+    records = [dict(stage="sft", loss=1.0), *(dict(stage="rl", reward=r) for r in (0.0, 0.5, 1.0, 1.0, 0.25))]
+    assert exp.reward_blocks(records, 2) == [0.25, 1.0, 0.25]  # the last block is the one step left over
+    assert exp.reward_blocks(records, 5) == [0.55] and exp.reward_blocks(records[:1], 5) == []
+
+
 def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_dir, tmp_path):
     import writers_plateau as exp
 
@@ -335,6 +345,9 @@ def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_di
     assert noclip["minus_base"]["per_seed"] == [noclip["per_seed"]["0"]["final_accuracy"]
                                                 - base["per_seed"]["0"]["final_accuracy"]]
     assert 0 <= base["per_seed"]["0"]["reward"] <= 1
+    # three RL steps: one block of the curve and one window of the table, both the mean of the three steps' rewards
+    assert base["per_seed"]["0"]["reward_curve"] == base["per_seed"]["0"]["reward_windows"] == \
+        pytest.approx([base["per_seed"]["0"]["reward"]])
     rows = exp.markdown(out)
     assert len(rows) == 4 and rows[2].startswith("| base |") and rows[3].startswith("| noclip |")
     assert noclip["reward_minus_base"]["per_seed"] == [noclip["per_seed"]["0"]["reward"]
