@@ -10,7 +10,7 @@ Sections (random weights throughout; GPT-2 small shape for the sampler, temperat
    generate in the same dtype; then whether graph and eager decoding sampled the same tokens;
 2. sampler at the GSM8K recipe's RL shape, 32 prompts x 8 samples, 150-token prompts + 256 new: seconds, tok/s, peak
    memory;
-3. token_logprobs at 4096 x 50257, 16384 x 50257, 8192 x 151936 bf16 (benchmarks/kernels.py's table: eager,
+3. token_logprobs at 4096 x 50257, 16384 x 50257, 8192 x 151936 bf16 (benchmarks/token_logprobs.py's table: eager,
    torch.compile, the chunked torch fallback, Triton; forward GB/s and % of peak, fwd+bwd speed-ups), then the
    Triton kernels alone over a sweep of (BLOCK, num_warps), the table's choice marked;
 4. linear_token_logprobs at N = 16384, d = 896, V = 151936 bf16 (Qwen2.5-0.5B's head) against the unfused path
@@ -26,7 +26,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.kernels import accuracy_table, benchmark_size, median_ms, method_table, peak_extra_bytes  # noqa: E402
+from benchmarks.token_logprobs import accuracy_table, benchmark_size, median_ms, method_table, peak_extra_bytes  # noqa: E402
 from benchmarks.sampler import hf_copy  # noqa: E402
 from gift import kernels  # noqa: E402
 from gift.model import GPT, GPTConfig, preset  # noqa: E402
@@ -257,7 +257,7 @@ def main():
     if device != "cuda" and not args.smoke:
         raise SystemExit("error: benchmarks/gpu.py measures GPU figures and no CUDA device is available "
                          "(torch.cuda.is_available() is False); use --smoke to check it runs, or "
-                         "benchmarks/kernels.py and benchmarks/sampler.py on a CPU")
+                         "benchmarks/token_logprobs.py and benchmarks/sampler.py on a CPU")
     only = set(args.only.split(","))
     name = device_name(device)
     peak_gbs = args.peak_gbs or next((v for k, v in PEAK_GBS.items() if k in name), 3350.0)

@@ -26,7 +26,10 @@ import train  # noqa: E402
 from gift.data import Example  # noqa: E402
 from gift.lora import add_lora  # noqa: E402
 from gift.model import GPT, preset  # noqa: E402
+from gift.reference import Reference  # noqa: E402
+from gift.resample import one_round  # noqa: E402
 from gift.runs import Run  # noqa: E402
+from gift.shard import Shard  # noqa: E402
 from gift.tasks import Task  # noqa: E402
 from gift.tokenizer import builtin_tokenizer  # noqa: E402
 
@@ -84,8 +87,9 @@ def main(argv=None):
     coin = random.Random(0)
     task = Task("coin", lambda i: Example(question, "#### 1", "1"), [], lambda text, ex: float(coin.random() < 0.5),
                 lambda *a: {})  # rewards with variance in every group
-    run = Run(0, 1, "", task, [], model, builtin_tokenizer(), train.make_optimizer(model, cfg.rl_lr, cfg),
-              train.LOSSES[cfg.method], train.Reference("old"))
+    run = Run(Shard(), "", task, [], model, builtin_tokenizer(), train.make_optimizer(model, cfg.rl_lr, cfg),
+              train.LOSSES[cfg.method], Reference("old"), one_round,
+              decode_graphs=False if args.decode_graphs == "off" else None)
     print(f"{args.preset}: {model.num_params() / 1e6:.2f}M parameters, {args.prompts} prompts x {args.group_size} "
           f"samples, {args.prompt_tokens}-token prompts + {args.max_new_tokens} new tokens, micro-batches of "
           f"{args.micro_batch} groups, {cfg.dtype}, {args.device}, decode graphs {args.decode_graphs}, grad_ckpt "
@@ -106,7 +110,7 @@ def main(argv=None):
     for step in range(args.steps):
         run.step = step
         try:
-            rollout, t_roll, m_roll = timed(train.rollout, run, cfg, False if args.decode_graphs == "off" else None)
+            rollout, t_roll, m_roll = timed(train.rollout, run, cfg)
             (loss, stats), t_upd, m_upd = timed(train.update_policy, run, cfg, rollout)
         except torch.cuda.OutOfMemoryError:
             print(f"step {step}: out of memory under the {args.memory_cap:g} GiB cap", flush=True)

@@ -14,11 +14,10 @@ Writes beta.json and beta.png.
 
 import os
 
-import torch
-
 import train
 from common import (BUILTIN_EVAL_EVERY, BUILTIN_STEPS, check_same, curve, metrics, parser, pyplot, rl, run_all,
                     save_figure, sft, summary, write_json)
+from gift.checkpoint import load_checkpoint
 from gift.loss import gift_loss
 
 KL_COEFS = (0.0, 0.01, 0.04, 0.1, 0.4, 1.0, 3.0)
@@ -71,7 +70,7 @@ def scaled_check(args, check):
             train.main([f"--{k}={v}" for k, v in run.items()]
                        + [f"--out_dir={args.runs}", f"--threads={args.threads}", *resume], loss_fn=scaled(c))
         losses = [r["loss"] for r in metrics(args, run["run_name"]) if r.get("stage") == "rl"]
-        weights = torch.load(os.path.join(run_dir, "ckpt.pt"), map_location="cpu", weights_only=False)["model"]
+        weights = load_checkpoint(os.path.join(run_dir, "ckpt.pt"))["model"]
         out[c] = (losses, weights, summary(args, run["run_name"])["rl_accuracy"])
     return out
 
@@ -83,7 +82,7 @@ def report(args, check=None):
     check_steps = check_run[1.0]["rl_steps"]
     check = scaled_check(args, check_run)
     sft_path = os.path.join(args.runs, f"sft-s{seed}", "sft.pt")
-    start = torch.load(sft_path, map_location="cpu", weights_only=False)["model"]
+    start = load_checkpoint(sft_path)["model"]
     _, base, _ = check[1.0]
 
     def norm(tensors):

@@ -39,6 +39,7 @@ import torch
 
 from common import (ROOT, lr_name as rate, machine, mean_sd, metrics, paired_difference, parser, pyplot, rl, run_all,
                     run_processes, save_figure, sft, write_json)
+from gift.checkpoint import load_checkpoint
 
 STEPS, PROMPTS, EVAL_EVERY, EVAL_PROBLEMS, WIN_PROBLEMS = 30, 8, 5, 300, 300
 ARMS = {  # name: train.py settings besides the rate (everything else: train.py's defaults, --task=rlhf)
@@ -82,7 +83,7 @@ def build_reward_models(args, seeds, rm_args=()):
 
 
 def rm_info(args, seed):
-    return torch.load(rm_path(args, seed), map_location="cpu", weights_only=False)["info"]
+    return load_checkpoint(rm_path(args, seed))["info"]
 
 
 def eval_curve(records, key):
@@ -177,8 +178,8 @@ def scale_check(args, seed, final):
         run = train.setup(cfg)
         try:
             run.reference.copy_of(run.policy)  # pi_ref: the SFT model
-            run.policy.load_state_dict(torch.load(final, map_location="cpu", weights_only=False)["model"])
-            run.books["rl_drawn"] = 0
+            run.policy.load_state_dict(load_checkpoint(final)["model"])
+            run.books.rl_drawn = 0
             r = train.rollout(run, cfg)  # old_logp: the policy's; ref_logp: the SFT model's
         finally:
             run.lock.release()

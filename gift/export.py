@@ -26,6 +26,8 @@ in one line. bos/eos token ids come from the source's config.json (the byte toke
 
 `export(state_dict, model_config, out_dir, ...)` takes a plain state dict of our GPT. A state dict holding LoRA
 adapters is refused for now: merging them into the weights (W + B @ A * scale) would go in front of `export`.
+A --quant=nf4 run's merge dequantises its 4-bit base (gift/quant.py): the exported model is the 4-bit base plus the
+adapters, dequantised, written in --dtype.
 """
 import argparse
 import json
@@ -35,6 +37,7 @@ from dataclasses import fields
 
 import torch
 
+from gift.checkpoint import load_checkpoint, safe_load  # weights_only: one error line for a bad file
 from gift.model import GPT, GPTConfig, HUB_FILES, PRESETS
 
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -238,9 +241,11 @@ def tokenizer_source(run_config, cache_dir=None, depth=0):
             return None, (f"tokenizer: not written: the run started from {init}, which is not there to say where its "
                           f"tokenizer came from; copy vocab.json and merges.txt into the folder by hand")
         try:
-            parent = torch.load(init, map_location="cpu", weights_only=False, mmap=True)
+            parent = safe_load(init, mmap=True)  # weights_only: the parent file runs no code either
             return tokenizer_source(parent["config"], cache_dir, depth + 1)
-        except Exception:
+        except SystemExit as e:  # unsafe or unreadable: no tokenizer, but the export goes on
+            return None, f"tokenizer: not written: {str(e).removeprefix('error: ')}"
+        except Exception:  # not ours (no config in it)
             return None, (f"tokenizer: not written: cannot read the config of {init}, the checkpoint the run "
                           f"started from")
     if os.path.isdir(init):
@@ -285,8 +290,6 @@ def _error_line(message):
 
 def main(argv=None):
     """Returns the output folder."""
-    from gift.runs import load_checkpoint  # one error line for a missing, unreadable or damaged checkpoint
-
     p = argparse.ArgumentParser(prog="python -m gift.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.error = _error_line

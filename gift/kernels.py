@@ -449,3 +449,12 @@ def model_logprobs(model, idx, mask, bf16=False, fused=False, temperature=1.0):
         logits = model(idx[:, :-1])  # (N, L-1, V)
     logp, entropy = token_logprobs_and_entropy(logits, idx[:, 1:], temperature)
     return logp * mask, entropy
+
+
+def response_logprobs(model, idx, mask, cfg, temperature=1.0):
+    """model_logprobs with a run's settings: log-probs (N, L-1) of each next token, 0 off the mask, and the entropy.
+    RL scores its samples at the sampling temperature; --fused_head (auto: vocabularies of >= 32,768) never builds
+    the (N, L-1, V) logits."""
+    vocab = getattr(model, "module", model).lm_head.weight.shape[0]
+    fused = cfg.fused_head == "on" or (cfg.fused_head == "auto" and vocab >= 32768)
+    return model_logprobs(model, idx, mask, cfg.dtype == "bfloat16", fused, temperature)

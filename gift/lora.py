@@ -30,6 +30,10 @@ match full fine-tuning). The embeddings and the LM head are never adapted.
 The adapted layer keeps the base layer's parameters under their names (weight, bias) and adds lora_A and lora_B, so
 a LoRA model's state dict is the base model's plus the adapters: it saves and loads like any model, a base checkpoint
 loads into it with strict=False, and `merged_state_dict` gives a plain model's state dict for export.
+
+A 4-bit base (--quant=nf4, gift/quant.py): quantize_base moves an adapted layer's frozen weight into `layer.nf4`
+(its weight becomes None) and the layer computes its base with the 4-bit matmul. Merging dequantises it first: the
+merged model is the 4-bit base plus the adapters, in ordinary nn.Linear layers of the adapters' dtype.
 """
 
 import contextlib
@@ -49,7 +53,8 @@ class LoRALinear(nn.Module):
     """A frozen Linear layer plus (alpha / r) B A, one adapter per output part (see the module docstring).
 
     weight (out, in) and bias (out,) are the base layer's own Parameter objects; lora_A (P * r, in), lora_B (out, r).
-    With `disabled` True it computes exactly the base layer.
+    With `disabled` True it computes exactly the base layer. nf4: None, or after gift.quant.quantize_base the base
+    weight in 4 bits (a gift.quant.NF4Weight; weight is then None).
     """
 
     def __init__(self, base, rank, alpha, parts=None, dropout=0.0):
@@ -67,10 +72,14 @@ class LoRALinear(nn.Module):
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, **kw))  # B_1..B_P stacked; zero: B A = 0
         self.lora_dropout = nn.Dropout(dropout)  # on the adapter's input only (as in peft)
         self.disabled = False
+        self.nf4 = None  # the base weight in 4 bits (gift/quant.py), once quantised
 
     def forward(self, x):
         """x (..., in) -> (..., out)."""
-        y = F.linear(x, self.weight, self.bias)  # the base layer, exactly as nn.Linear computes it
+        if self.nf4 is None:
+            y = F.linear(x, self.weight, self.bias)  # the base layer, exactly as nn.Linear computes it
+        else:
+            y = self.nf4.linear(x, self.bias)  # the same with W in 4 bits (gift/quant.py)
         if self.disabled:
             return y
         u = F.linear(self.lora_dropout(x), self.lora_A)  # (..., P * r): every A_j x at once
@@ -80,6 +89,10 @@ class LoRALinear(nn.Module):
             delta = torch.cat([F.linear(u_j, B_j) for u_j, B_j in
                                zip(u.split(self.rank, dim=-1), self.lora_B.split(self.parts, dim=0))], dim=-1)
         return y + delta * self.scale
+
+    def base_weight(self):
+        """W (out, in) in the adapters' dtype: the weight Parameter, or the 4-bit weight dequantised (a new tensor)."""
+        return self.weight if self.nf4 is None else self.nf4.dequantize(self.lora_A.dtype)
 
     def delta_weight(self):
         """scale * B A as a (out, in) tensor: the update merging adds to the weight."""
@@ -161,13 +174,18 @@ def adapters_disabled(model):
 def merge_lora(model):
     """Fold every adapter into its weight, W <- W + scale * B A, and put back plain nn.Linear layers (in place).
 
-    The merged layers keep the base's Parameter objects (and their requires_grad, False after add_lora). Returns
-    the model, which computes what the adapted model computed (up to float round-off) at the cost of the base.
+    The merged layers keep the base's Parameter objects (and their requires_grad, False after add_lora); a 4-bit
+    base (gift/quant.py) is dequantised into a new frozen Parameter of the adapters' dtype. Returns the model, which
+    computes what the adapted model computed (up to float round-off) at the cost of the base.
     """
     for name, layer in _lora_layers(model):
-        layer.weight.add_(layer.delta_weight().to(layer.weight.dtype))
+        if layer.nf4 is None:
+            layer.weight.add_(layer.delta_weight().to(layer.weight.dtype))
+            weight = layer.weight
+        else:
+            weight = nn.Parameter(layer.base_weight() + layer.delta_weight(), requires_grad=False)
         plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device="meta")
-        plain.weight = layer.weight
+        plain.weight = weight
         plain.register_parameter("bias", layer.bias)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, plain)
@@ -177,11 +195,15 @@ def merge_lora(model):
 @torch.no_grad()
 def merged_state_dict(model):
     """The state dict of the plain model that computes what `model` computes: each adapted weight replaced by
-    W + scale * B A, the lora_A / lora_B entries dropped. The model is untouched (the merged weights are new
-    tensors; the others are the model's own, as in any state dict). It loads into a GPT without adapters."""
+    W + scale * B A, the lora_A / lora_B entries dropped (and a 4-bit base's nf4 entries: W is its dequantised weight).
+    The model is untouched (the merged weights are new tensors; the others are the model's own, as in any state
+    dict). It loads into a GPT without adapters."""
     state = model.state_dict()
     for name, layer in _lora_layers(model):
         prefix = name + "."
-        state[prefix + "weight"] = layer.weight + layer.delta_weight().to(layer.weight.dtype)
+        weight = layer.base_weight()
+        for key in [k for k in state if k.startswith(prefix + "nf4.")]:
+            del state[key]
+        state[prefix + "weight"] = weight + layer.delta_weight().to(weight.dtype)
         del state[prefix + "lora_A"], state[prefix + "lora_B"]
     return state

@@ -32,14 +32,16 @@ Shapes: B groups of G responses, consecutive in every (B*G,) tensor; T response 
 
 The RL objectives train.py can run are one family (bottom of this file): `LOSSES[name](batch, cfg) -> (loss, stats)`,
 where `batch` is an RLBatch (one micro-batch of whole groups: log-probs, rewards, mask) and `cfg` holds the method's
-options. `--method=NAME` picks LOSSES[NAME]; a new method is a function added to the table, and a test.
+options. `--method=NAME` picks LOSSES[NAME], a Method record: the objective and what it needs of the step (a
+reference policy, dynamic sampling). A new method is a function and a record added to the table, and a test.
+
+A leaf module: it imports torch and nothing from gift/, so reading or testing a loss loads no model.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
-
-from gift.runs import setting
 
 # ----------------------------------------------------------------------------------------------------------------
 # group helpers
@@ -283,8 +285,6 @@ def gift_objective(batch, cfg):
     # END SOLUTION
 
 
-gift_objective.uses_ref = True  # train.py: pi_ref is --ref's (the sampling policy by default)
-
 
 def una_objective(batch, cfg):
     """UNA's regression on the same implicit reward as GIFT, without the z-scores: (beta logratio - r)^2, mean over
@@ -293,8 +293,6 @@ def una_objective(batch, cfg):
     logratio = ((batch.logp - batch.ref_logp) * batch.mask).sum(dim=1)
     return una_loss(logratio, batch.rewards, cfg.beta), {}
 
-
-una_objective.uses_ref = True
 
 
 def grpo_objective(batch, cfg):
@@ -333,8 +331,6 @@ def dapo_objective(batch, cfg):
     return loss, dict(zip(["clip_frac", "ratio_mean", "filtered_frac"], stats))
 
 
-dapo_objective.filter_groups = True  # train.rollout: dynamic sampling, only groups whose rewards differ (--max_draws)
-
 
 def gspo_objective(batch, cfg):
     """GSPO (arXiv 2507.18071): one importance ratio per response, s_i = exp(mean over its tokens of log pi_theta -
@@ -356,27 +352,62 @@ def gspo_objective(batch, cfg):
     return loss, dict(zip(["clip_frac", "ratio_mean"], stats))
 
 
+def _setting(default, help, section=None):
+    """A settings field with its --help text (gift/settings.py's `setting`, written out so that this file stays a
+    leaf)."""
+    return field(default=default, metadata=dict(help=help, section=section))
+
+
+AGGREGATIONS = ("token-mean", "seq-mean", "constant")  # --agg
+
+
 @dataclass
 class BaselineSettings:
     """The options of the baselines' objectives above, which train.py's Config takes in (--help lists them): a new
     objective declares its options here, next to its function, and train.py does not change."""
-    clip_eps: float = setting(0.2, "the ratio's clip range (DAPO: its lower side)", section="GRPO's options, and "
-                              "its variants' (gift/loss.py)")
-    kl_coef: float = setting(0.0, "GRPO, Dr. GRPO: k3 KL penalty to the frozen SFT model")
-    clip_high: float = setting(0.28, "DAPO: the upper clip, ratio <= 1 + clip_high (clip-higher)")
-    max_draws: int = setting(3, "DAPO: dynamic sampling draws at most this many rounds of --prompts prompts a step "
-                             "to fill it with groups whose rewards differ (1: no resampling)")
-    gspo_eps_low: float = setting(3e-4, "GSPO: the sequence ratio's lower clip, ratio >= 1 - gspo_eps_low")
-    gspo_eps_high: float = setting(4e-4, "GSPO: the sequence ratio's upper clip, ratio <= 1 + gspo_eps_high")
-    agg: str = setting("token-mean", "token-mean | seq-mean | constant (Dr. GRPO: with --scale_by_std=false)")
-    scale_by_std: bool = setting(True, "divide advantages by the group std (false: Dr. GRPO)")
+    clip_eps: float = _setting(0.2, "the ratio's clip range (DAPO: its lower side)", section="GRPO's options, and "
+                               "its variants' (gift/loss.py)")
+    kl_coef: float = _setting(0.0, "GRPO, Dr. GRPO: k3 KL penalty to the frozen SFT model")
+    clip_high: float = _setting(0.28, "DAPO: the upper clip, ratio <= 1 + clip_high (clip-higher)")
+    max_draws: int = _setting(3, "DAPO: dynamic sampling draws at most this many rounds of --prompts prompts a step "
+                              "to fill it with groups whose rewards differ (1: no resampling)")
+    gspo_eps_low: float = _setting(3e-4, "GSPO: the sequence ratio's lower clip, ratio >= 1 - gspo_eps_low")
+    gspo_eps_high: float = _setting(4e-4, "GSPO: the sequence ratio's upper clip, ratio <= 1 + gspo_eps_high")
+    agg: str = _setting("token-mean", "token-mean | seq-mean | constant (Dr. GRPO: with --scale_by_std=false)")
+    scale_by_std: bool = _setting(True, "divide advantages by the group std (false: Dr. GRPO)")
+
+    def check(self):
+        if self.agg not in AGGREGATIONS:
+            raise SystemExit(f"error: --agg={self.agg!r} must be one of {AGGREGATIONS}")
+        if self.kl_coef and getattr(self, "method", "grpo") not in ("grpo", "dr_grpo"):
+            raise SystemExit(f"error: --kl_coef is GRPO's KL penalty; --method={self.method} has none"
+                             + (" (GIFT needs no beta)" if self.method == "gift" else ""))
+        if self.max_draws < 1:
+            raise SystemExit(f"error: --max_draws={self.max_draws} must be >= 1")
 
 
-LOSSES = {  # --method=NAME: its objective
-    "gift": gift_objective,
-    "grpo": grpo_objective,
-    "dr_grpo": dr_grpo_objective,
-    "dapo": dapo_objective,
-    "gspo": gspo_objective,
-    "una": una_objective,
+@dataclass(frozen=True)
+class Method:
+    """What --method=NAME runs: its objective, and what the objective needs of the RL step.
+
+    objective      (batch: RLBatch, cfg) -> (scalar loss, dict of floats)
+    uses_ref       the loss reads batch.ref_logp from --ref's policy (GIFT, UNA); otherwise pi_ref is GRPO's frozen
+                   KL anchor when --kl_coef > 0, and none at all when it is 0
+    filter_groups  dynamic sampling (DAPO): the step keeps only groups whose rewards differ (gift/resample.py)
+    """
+    objective: Callable
+    uses_ref: bool = False
+    filter_groups: bool = False
+
+    def __call__(self, batch, cfg):
+        return self.objective(batch, cfg)
+
+
+LOSSES = {  # --method=NAME: its objective and needs
+    "gift": Method(gift_objective, uses_ref=True),
+    "grpo": Method(grpo_objective),
+    "dr_grpo": Method(dr_grpo_objective),
+    "dapo": Method(dapo_objective, filter_groups=True),
+    "gspo": Method(gspo_objective),
+    "una": Method(una_objective, uses_ref=True),
 }

@@ -20,10 +20,17 @@ no KV cache), each block keeps only its input (B, T, C); its intermediate tensor
 block at a time. Activation memory falls from every block's intermediates to the n_layer inputs plus one block's
 intermediates, for about one extra forward pass of compute. The values and gradients are those of the plain forward.
 
+Activation offloading (`model.offload_activations = True`, off by default; `OffloadActivations`): in the same kind of
+forward pass, every tensor the blocks save for backward is kept in (pinned) CPU memory and copied back when backward
+needs it. With grad_ckpt the blocks save only their inputs, so the GPU then holds no activations between forward and
+backward but the one block being recomputed. On a CPU the tensors are already in CPU memory: nothing is copied, the
+run is unchanged. The values and gradients are exactly those of the run without it (a copy changes no bit).
+
 Shapes: B batch, T new tokens, S cached + new tokens (keys), C = n_embd, H = n_head, K = n_kv_head (H for GPT-2),
 D = C // H, V = vocab_size.
 """
 
+import contextlib
 import copy
 import json
 import math
@@ -69,6 +76,11 @@ PRESETS = {
                          block_size=32768, rope_theta=1e6, rmsnorm=True, norm_eps=1e-6, bias=False, qkv_bias=True),
     "qwen2.5-1.5b": dict(n_layer=28, n_head=12, n_kv_head=2, n_embd=1536, mlp_hidden=8960, vocab_size=151936,
                          block_size=32768, rope_theta=1e6, rmsnorm=True, norm_eps=1e-6, bias=False, qkv_bias=True),
+    "qwen2.5-3b": dict(n_layer=36, n_head=16, n_kv_head=2, n_embd=2048, mlp_hidden=11008, vocab_size=151936,
+                       block_size=32768, rope_theta=1e6, rmsnorm=True, norm_eps=1e-6, bias=False, qkv_bias=True),
+    "qwen2.5-7b": dict(n_layer=28, n_head=28, n_kv_head=4, n_embd=3584, mlp_hidden=18944, vocab_size=152064,
+                       block_size=32768, rope_theta=1e6, rmsnorm=True, norm_eps=1e-6, bias=False, qkv_bias=True,
+                       tie_embeddings=False),  # 7B: a larger (padded) vocabulary and its own LM head
     "nano": dict(n_layer=2, n_head=2, n_embd=64, block_size=256, vocab_size=257),
     "micro": dict(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=257),
 }
@@ -109,6 +121,28 @@ class KVCache:
         self.k = self.k.repeat_interleave(n, dim=1)
         self.v = self.v.repeat_interleave(n, dim=1)
         self.valid = self.valid.repeat_interleave(n, dim=0)
+
+    def share(self, prefill, n):
+        """Start decoding from a prefill in this (larger) cache's memory: returns a cache over this one's first B * n
+        rows, row b of `prefill` copied to rows b*n .. b*n+n-1 (one prefill shared by n samples), its first S slots
+        holding prefill's keys, values and valid flags and the later ones marked invalid (they may hold stale values
+        of an earlier use; attention skips them until they are written). prefill: a cache of B rows and S slots.
+
+        The buffers are written in place and never reallocated, so one cache serves every chunk of prompts of a
+        sampling call, and CUDA graphs captured on its memory (gift/sampler.py's StaticDecoder) stay valid.
+        """
+        B, S, R = prefill.k.shape[1], prefill.k.shape[3], prefill.k.shape[1] * n
+        if R > self.k.shape[1] or S > self.k.shape[3]:
+            raise ValueError(f"share() needs {R} rows and {S} slots, the cache has {self.k.shape[1]} and "
+                             f"{self.k.shape[3]}")
+        view = copy.copy(self)
+        view.k, view.v, view.valid = self.k[:, :R], self.v[:, :R], self.valid[:R]
+        for mine, theirs in ((view.k, prefill.k), (view.v, prefill.v)):  # (L, B * n, K, S, D) <- (L, B, 1, K, S, D)
+            mine[:, :, :, :S].unflatten(1, (B, n)).copy_(theirs[:, :, None])  # a broadcast copy: no repeated tensor
+        view.valid.fill_(False)
+        view.valid[:, :S] = prefill.valid.repeat_interleave(n, dim=0)
+        view.length = prefill.length
+        return view
 
     def keep(self, rows):
         """Keep only these rows (a LongTensor of indices; new row i is old row rows[i]), e.g. to drop finished samples.
@@ -256,6 +290,38 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def _to_host(t):
+    """A copy of t in pinned CPU memory, queued behind the GPU's work (the copy back is queued on the same stream, so
+    it never reads the host copy early); a tensor already in CPU memory is returned as it is."""
+    if t.device.type == "cpu":
+        return t
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    return host.copy_(t, non_blocking=True)
+
+
+class OffloadActivations(torch.autograd.graph.saved_tensors_hooks):
+    """A context in which the tensors autograd saves for backward are kept in CPU memory (`_to_host`) and copied back
+    to their device when backward unpacks them. The model's parameters and buffers, and views of them (a weight
+    saved as W.t() by a matmul), stay where they are: they are in memory anyway. Copies of weights are moved like
+    any activation: without grad_ckpt, autocast's bf16 copies that matmuls save (2 bytes a weight each way)."""
+
+    def __init__(self, model):
+        kept = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+
+        def pack(t):
+            if t.untyped_storage().data_ptr() in kept:
+                return t
+            return t.device, _to_host(t)
+
+        def unpack(packed):
+            if isinstance(packed, torch.Tensor):
+                return packed
+            device, host = packed
+            return host.to(device, non_blocking=True)
+
+        super().__init__(pack, unpack)
+
+
 class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -268,6 +334,7 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # weight (V, C)
         self.grad_ckpt = False  # gradient checkpointing: see the module docstring
+        self.offload_activations = False  # saved activations in CPU memory: see the module docstring
         if config.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight  # weight tying
         self.apply(self._init_weights)
@@ -331,11 +398,13 @@ class GPT(nn.Module):
         # The non-reentrant variant gives parameter gradients even when x does not require grad (frozen embeddings
         # under LoRA), and replays dropout with the same random numbers.
         ckpt = self.grad_ckpt and cache is None and torch.is_grad_enabled()
-        for layer, block in enumerate(self.transformer.h):
-            if ckpt:
-                x = checkpoint(block, x, mask, None, layer, rope, use_reentrant=False)
-            else:
-                x = block(x, mask, cache, layer, rope)
+        offload = self.offload_activations and cache is None and torch.is_grad_enabled()
+        with OffloadActivations(self) if offload else contextlib.nullcontext():  # under grad_ckpt: the block inputs
+            for layer, block in enumerate(self.transformer.h):
+                if ckpt:
+                    x = checkpoint(block, x, mask, None, layer, rope, use_reentrant=False)
+                else:
+                    x = block(x, mask, cache, layer, rope)
         if cache is not None and not static:
             cache.length = start + T
         x = self.transformer.ln_f(x)

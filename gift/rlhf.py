@@ -23,6 +23,7 @@ and prints its held-out pair accuracy and its correlation with u.
 """
 import argparse
 import math
+import os
 import random
 import re
 import sys
@@ -33,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gift import data
+from gift.checkpoint import safe_load, save_checkpoint, verify_checksum
 from gift.model import GPT, GPTConfig
 from gift.tokenizer import builtin_tokenizer, response_text, stop_ids
 from gift.verifier import calculate, extract_answer
@@ -119,17 +121,20 @@ def score(rm, enc, examples, texts, batch=256):
 
 
 def save(rm, path, info):
-    torch.save(dict(kind="reward_model", config=asdict(rm.config), model=rm.state_dict(), info=info), path)
+    """rm as a checkpoint (gift/checkpoint.py: atomic, its weights checksummed); info: plain numbers and strings (the
+    SFT checkpoint's path, the seed, the held-out numbers of `evaluate_rm`)."""
+    save_checkpoint(path, dict(kind="reward_model", config=asdict(rm.config), model=rm.state_dict(), info=info))
 
 
 def load(path, device="cpu"):
-    """A reward model saved by `save` (one error line for a missing or foreign file)."""
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise SystemExit(f"error: cannot read reward model {path}: {e}") from None
+    """A reward model saved by `save`, read with weights_only (nothing in the file runs). One error line for a
+    missing, unsafe, unreadable, damaged or foreign file."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: cannot read reward model {path}: no such file")
+    ckpt = safe_load(path, device, "reward model", "; make it again with python -m gift.rlhf SFT_CKPT OUT")
     if not isinstance(ckpt, dict) or ckpt.get("kind") != "reward_model":
         raise SystemExit(f"error: {path} is not a reward model (python -m gift.rlhf SFT_CKPT OUT makes one)")
+    verify_checksum(path, ckpt, "reward model", "; make it again with python -m gift.rlhf SFT_CKPT OUT")
     rm = RewardModel(GPTConfig(**ckpt["config"]))
     rm.load_state_dict(ckpt["model"])
     return rm.to(device).eval()

@@ -1,185 +1,80 @@
-"""Run management for train.py, kept out of the loop file: the command line, the run folder (fresh, --resume,
---overwrite, a lock), checkpoints (atomic, checksummed) and loading a model from whatever --init names.
+"""Run management for train.py, kept out of the loop file: the bookkeeping settings, the run folder (fresh,
+--resume, --overwrite, a lock), a run's state and its checkpoints, and loading a model from whatever --init names.
 
-    cfg = parse_config(Config, argv)               # --key=value or --key value; --help lists every setting
-    check_fresh(run_dir, cfg)                      # refuses to start over an earlier run unless asked
-    lock = open_run_dir(run_dir, cfg, step, outputs)   # makes the folder and holds a lock on it for the run
+    check_fresh(run_dir, cfg)                      # refuses to start over an earlier (or a live) run unless asked
+    run = open_run(Run(...), cfg, logprobs)        # --resume, --kl_sft, --grad_stats, logs, the folder's lock, DDP
     save_run(run, cfg, "ckpt.pt") / resume_run(run, cfg, ...)   # a whole run's state, bit-identical on one machine
-    save_checkpoint(path, state)                   # a temporary file renamed into place: never a half-written ckpt
-    state = load_checkpoint(path)                  # verifies the checksum of the weights: one error line if damaged
     model, enc = load_model(init, task)            # a preset, one of our .pt files, an HF directory or a hub name
+
+Checkpoints themselves (atomic, checksummed, loaded without running code) are gift/checkpoint.py; the command line is
+gift/settings.py; processes and sharding are gift/shard.py.
 """
-import argparse
-import difflib
 import glob
-import hashlib
 import json
 import os
-import random
 import socket
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
-import numpy as np
 import torch
 
+from gift.checkpoint import (load_checkpoint, rng_states, save_checkpoint, set_rng_states,  # noqa: F401
+                             weights_checksum)  # gift.checkpoint is where checkpoints are written and read
 from gift.model import GPT, GPTConfig, PRESETS, checkpoint_dir, preset
+from gift.monitor import GradientProbe, Monitor
+from gift.settings import parse_config, require, resumable, setting  # noqa: F401  (parse_config: re-exported)
 from gift.tokenizer import builtin_tokenizer, get_tokenizer
 
 # ----------------------------------------------------------------------------------------------------------------
-# the command line: argparse built from a dataclass whose fields carry their help (and the first of a group its title)
-
-
-def setting(default, help, section=None):
-    """A Config field with its --help text; `section` starts a group of settings in --help."""
-    return field(default=default, metadata=dict(help=help, section=section))
+# the bookkeeping settings (gift/settings.py builds the command line from them)
 
 
 @dataclass
 class RunSettings:
-    """train.py's settings for fitting memory and for bookkeeping: the device, evaluations, logs, checkpoints and the
-    output folder. train.py's Config adds the method's own settings to these (they come first in --help)."""
-    micro_batch: int = setting(0, "groups per forward/backward pass (0: a whole mini-batch); gradients accumulate",
-                               section="memory: fitting a small GPU")
-    grad_ckpt: bool = setting(False, "recompute each block in backward instead of keeping its activations")
-    lora_rank: int = setting(0, "train LoRA adapters of this rank on the attention and MLP projections, the rest "
-                                "frozen (0: full fine-tuning; gift/lora.py)")
-    lora_alpha: float = setting(0.0, "LoRA's scale is alpha / rank (0: alpha = rank)")
-    optim: str = setting("adamw", "adamw | adamw8bit (bitsandbytes, optional: 8-bit optimiser state)")
-    device: str = setting("auto", "auto | cpu | cuda", section="device, evaluation and bookkeeping")
-    threads: int = setting(0, "torch CPU threads (0: torch's default)")
+    """train.py's settings for bookkeeping: the device, evaluations, logs, checkpoints and the output folder.
+    train.py's Config adds the method's own settings to these (they come first in --help)."""
+    device: str = setting("auto", "auto | cpu | cuda", section="device, evaluation and bookkeeping", resumable=True)
+    threads: int = setting(0, "torch CPU threads (0: torch's default)", resumable=True)
     fused_head: str = setting("auto", "auto | on | off: log-probs from hidden states, no (N, L, V) logits "
-                                      "(auto: V >= 32768)")
+                                      "(auto: V >= 32768)", resumable=True)
     eval_problems: int = setting(1000, "held-out problems, greedy (standard error ~1.6 points at 1000)")
     eval_every: int = setting(0, "RL steps between held-out evaluations (0: after SFT and at the end)")
     watch_every: int = setting(10, "RL steps between quick greedy scores of the first --watch_problems held-out "
-                                   "problems (watch_accuracy in metrics.jsonl; 0: none)")
-    watch_problems: int = setting(200, "held-out problems of the quick scores")
-    eval_batch: int = setting(250, "problems per sampling batch in evaluations")
+                                   "problems (watch_accuracy in metrics.jsonl; 0: none)", resumable=True)
+    watch_problems: int = setting(200, "held-out problems of the quick scores", resumable=True)
+    eval_batch: int = setting(250, "problems per sampling batch in evaluations", resumable=True)
     out_dir: str = setting("out", "runs are written to <out_dir>/<run_name>/")
     run_name: str = setting("", "default: <task>-<method>-s<seed> (torchrun would take --run= as its own "
                                 "--run-path)")
-    ckpt_every: int = setting(25, "steps between checkpoints (ckpt.pt; also written after SFT and at the end)")
-    log_every: int = setting(10, "steps between progress lines")
+    ckpt_every: int = setting(25, "steps between checkpoints (ckpt.pt; also written after SFT and at the end)",
+                              resumable=True)
+    log_every: int = setting(10, "steps between progress lines", resumable=True)
     log_samples_every: int = setting(10, "RL steps between dumps of a few sampled groups to samples.jsonl "
-                                         "(gift/monitor.py; 0: never)")
-    tensorboard: bool = setting(False, "also write TensorBoard scalars and samples to <run>/tensorboard (optional)")
+                                         "(gift/monitor.py; 0: never)", resumable=True)
+    tensorboard: bool = setting(False, "also write TensorBoard scalars and samples to <run>/tensorboard (optional)",
+                                resumable=True)
     kl_sft: bool = setting(False, "log kl_sft per RL step: the k3 KL of the samples' policy to the --init model "
-                                  "(an RL-only run's SFT model)")
+                                  "(an RL-only run's SFT model)", resumable=True)
     grad_stats: bool = setting(False, "log where each RL optimiser step's gradient comes from (gift/monitor.py's "
-                                      "GradientProbe; a second backward pass; one process only)")
-    resume: bool = setting(False, "continue <out_dir>/<run_name>/ckpt.pt (bit-identical on one machine)")
-    overwrite: bool = setting(False, "start afresh over an earlier run of the same name, deleting its outputs")
+                                      "GradientProbe; a second backward pass; one process only)", resumable=True)
+    resume: bool = setting(False, "continue <out_dir>/<run_name>/ckpt.pt (bit-identical on one machine)",
+                           resumable=True)
+    overwrite: bool = setting(False, "start afresh over an earlier run of the same name, deleting its outputs",
+                              resumable=True)
     stop_after: int = setting(0, "stop (with a checkpoint) after this many steps in total: for tests and "
-                                 "time-boxed runs")
-    max_bad_steps: int = setting(5, "stop after this many non-finite losses in a row")
+                                 "time-boxed runs", resumable=True)
+    max_bad_steps: int = setting(5, "stop after this many non-finite losses in a row", resumable=True)
+
+    def check(self):
+        require(self, choices=dict(fused_head=("auto", "on", "off")),
+                at_least=dict(eval_problems=1, eval_batch=1, ckpt_every=1, log_every=1, max_bad_steps=1))
+        if self.device != "auto":
+            check_device(self.device)
 
 
-# train.py's settings that may differ when resuming (they do not change what the run computes)
-RESUMABLE = {"resume", "stop_after", "log_every", "eval_batch", "threads", "device", "ckpt_every", "max_bad_steps",
-             "fused_head", "overwrite", "grad_ckpt", "log_samples_every", "tensorboard", "watch_every",
-             "watch_problems", "grad_stats", "kl_sft"}
 # what --overwrite deletes: the files train.py writes, and eval.py's and gift.plot's default outputs made from them
 OUTPUTS = ("ckpt.pt", "ckpt.pt.tmp", "sft.pt", "metrics.jsonl", "samples.jsonl", "summary.json", "eval*.json",
            "curves.png", "tensorboard/*")
-
-
-
-def _typed(kind, key):
-    """argparse type for a field: int, float, str or bool (true/false/1/0); a bad value names the setting."""
-    def parse(value):
-        try:
-            if kind is bool:
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                return value.lower() in ("true", "1")
-            return kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"--{key}={value!r} is not a valid {kind.__name__}") from None
-    return parse
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block: "error: <what is wrong>"
-        raise SystemExit(f"error: {message.split(': ', 1)[1] if message.startswith('argument ') else message}")
-
-
-def config_parser(config_cls, description=""):
-    """An argparse parser with one --key option per field of config_cls, in groups, defaults shown."""
-    p = _Parser(prog="python train.py", description=description, allow_abbrev=False,
-                usage="python train.py [--key=value ...]   (or --key value; a bare --flag sets a bool to true)",
-                formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=26,
-                                                                                   width=120))
-    group = p
-    owners = [set(c.__dict__.get("__annotations__", {})) for c in (config_cls, *config_cls.__bases__)]
-    rank = lambda f: next((i for i, names in enumerate(owners) if f.name in names), len(owners))  # noqa: E731
-    for f in sorted(fields(config_cls), key=rank):  # a class's own settings first, then its bases' in order
-        if f.metadata.get("section"):
-            group = p.add_argument_group(f.metadata["section"])
-        kind = type(f.default) if f.default is not MISSING else str
-        shown = str(f.default).lower() if kind is bool else f.default
-        extra = dict(nargs="?", const=True, metavar="true|false") if kind is bool else dict(metavar="")
-        group.add_argument(f"--{f.name}", type=_typed(kind, f.name), default=f.default,
-                           help=f"{f.metadata.get('help', '')} (default: {shown})", **extra)
-    return p
-
-
-def parse_config(config_cls, argv, description=""):
-    """config_cls(...) from --key=value / --key value arguments (dashes in keys read as underscores); an unknown key
-    is one error line with the nearest key."""
-    argv = [a.split("=", 1)[0].replace("-", "_").replace("__", "--", 1) + a[len(a.split("=", 1)[0]):]
-            if a.startswith("--") else a for a in argv]
-    p = config_parser(config_cls, description)
-    args, unknown = p.parse_known_args(argv)
-    if unknown:
-        key = unknown[0].lstrip("-").split("=")[0]
-        names = [f.name for f in fields(config_cls)]
-        if not unknown[0].startswith("--"):
-            raise SystemExit(f"error: unexpected argument {unknown[0]!r}; use --key=value")
-        near = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-        raise SystemExit(f"error: unknown config key {key!r}" + (f"; did you mean --{near[0]}?" if near else "")
-                         + " (python train.py --help lists every key with its default)")
-    return config_cls(**vars(args))
-
-
-def check_settings(cfg, choices, at_least, positive, within):
-    """One error line for the first setting out of range: choices {key: allowed}, at_least {key: low} (every other
-    int setting must be >= 0), positive (keys that must be > 0), within {key: (low, high)} inclusive."""
-    for key, allowed in choices.items():
-        if getattr(cfg, key) not in allowed:
-            raise SystemExit(f"error: --{key}={getattr(cfg, key)!r} must be one of {tuple(allowed)}")
-    for f in fields(cfg):
-        low = at_least.get(f.name, 0)
-        if type(f.default) is int and getattr(cfg, f.name) < low:
-            raise SystemExit(f"error: --{f.name}={getattr(cfg, f.name)} must be >= {low}"
-                             + (" (a group of 1 has no spread to learn from)" if f.name == "group_size" else ""))
-    for key in positive:
-        if not getattr(cfg, key) > 0:
-            raise SystemExit(f"error: --{key}={getattr(cfg, key)} must be > 0")
-    for key, (low, high) in within.items():
-        if not low <= getattr(cfg, key) <= high:
-            raise SystemExit(f"error: --{key}={getattr(cfg, key)} must be in [{low}, {high:.3g}]")
-    if cfg.device != "auto":
-        check_device(cfg.device)
-
-
-def init_processes(cfg):
-    """(world, rank): torchrun's process group (DDP) when WORLD_SIZE > 1, the device (auto: cuda if there is one),
-    the thread count; batches the ranks cannot split into whole groups are refused."""
-    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    cfg.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    if cfg.sft_batch % world or cfg.prompts % (cfg.minibatches * world):  # every rank holds whole groups
-        raise SystemExit(f"error: --sft_batch={cfg.sft_batch} and --prompts={cfg.prompts} / --minibatches="
-                         f"{cfg.minibatches} must be divisible by the {world} ranks")
-    if world > 1:
-        import torch.distributed as dist
-        dist.init_process_group("nccl" if cfg.device == "cuda" else "gloo")
-        cfg.device = f"cuda:{int(os.environ['LOCAL_RANK'])}" if cfg.device == "cuda" else cfg.device
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.dtype == "bfloat16" and cfg.device == "cpu" and rank == 0:
-        print("note: --dtype=bfloat16 on a CPU: autocast computes in bfloat16 there too, usually slower than float32")
-    return world, rank
 
 
 def interrupted(run, argv):
@@ -212,6 +107,10 @@ def check_fresh(run_dir, cfg):
     while its plots stay) unless --resume continues it or --overwrite replaces it."""
     if cfg.resume and cfg.overwrite:
         raise SystemExit("error: --resume continues a run, --overwrite starts it afresh: choose one")
+    holder = RunLock.holder(run_dir)
+    if holder:  # before anything else: the folder belongs to a live run, whatever this command asks
+        raise SystemExit(f"error: {run_dir} is in use by a live run ({holder}); wait for it to finish, or choose "
+                         f"another --run_name")
     if cfg.resume:
         if not os.path.exists(os.path.join(run_dir, "ckpt.pt")):
             raise SystemExit(f"error: --resume but no checkpoint at {os.path.join(run_dir, 'ckpt.pt')}")
@@ -253,6 +152,23 @@ class RunLock:
         self.file.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
         self.file.flush()
         return self
+
+    @staticmethod
+    def holder(run_dir):
+        """Who holds the lock on run_dir now ('pid N on HOST since ...'), or None when no live process does."""
+        try:
+            import fcntl
+        except ImportError:
+            return None
+        path = os.path.join(run_dir, ".lock")
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when the file closes
+            except OSError:
+                return f.read().strip() or "another process"
+        return None
 
     def release(self):
         if self.file is not None:
@@ -305,23 +221,35 @@ def make_optimizer(model, lr, cfg):
                          f"(pip install bitsandbytes): {type(e).__name__}: {str(e)[:100]}") from None
 
 
+RL_STEP_IN_SFT_STEPS = 15  # the default run's RL step (16 x 8 samples, 4 updates) costs ~15 SFT steps on a CPU
+
+
+@dataclass
+class Books:
+    """What a checkpoint saves of a run besides its weights, optimiser and RNG states: every field here is saved and
+    restored (save_run, resume_run), so a new one needs no other change."""
+    sft_accuracy: float = None  # held-out accuracy after SFT (None until RL starts)
+    sft_eval: dict = None  # the SFT model's held-out evaluation
+    elapsed: float = 0.0  # training seconds so far
+    bad_steps: int = 0  # non-finite losses in a row
+    eval_time: float = 0.0  # seconds spent in evaluations (accuracy can be plotted against training time alone)
+    rl_drawn: int = 0  # RL prompts drawn so far from the stream (B a step, more with dynamic sampling)
+
+
 @dataclass
 class Run:
-    """One train.py run's state besides its Config. `books` is what a checkpoint saves besides the weights, optimiser
-    and RNG states: sft_accuracy, sft_eval, elapsed (seconds), bad_steps (non-finite in a row), eval_time, rl_drawn (RL prompts
-    drawn so far)."""
-    rank: int
-    world: int
+    """One train.py run's state besides its Config."""
+    shard: object  # gift.shard.Shard: this process's rank and the number of processes (DDP)
     run_dir: str
     task: object  # gift.tasks.Task: training examples, held-out examples, reward, metrics
     pool: list  # --rl_pool: the training problems RL cycles through, scored too
     model: torch.nn.Module  # the policy pi_theta; DDP-wrapped when world > 1
     enc: object  # the tokenizer (tiktoken.Encoding)
     opt: torch.optim.Optimizer
-    loss_fn: object  # gift.loss.LOSSES[cfg.method]
-    reference: object  # train.Reference: pi_ref
-    books: dict = field(default_factory=lambda: dict(sft_accuracy=None, sft_eval=None, elapsed=0.0, bad_steps=0,
-                                                     eval_time=0.0, rl_drawn=None))
+    loss_fn: object  # gift.loss.Method (LOSSES[cfg.method]) or an experiment's own loss_fn(batch, cfg)
+    reference: object  # gift.reference.Reference: pi_ref
+    draw: object = None  # gift.resample: one round of groups a step, or DAPO's dynamic sampling
+    books: Books = field(default_factory=Books)
     step: int = 0  # optimiser steps taken (SFT and RL)
     saved_step: int = None  # the step of the last ckpt.pt
     start_time: float = 0.0
@@ -329,6 +257,16 @@ class Run:
     monitor: object = None  # gift.monitor.Monitor: samples.jsonl and TensorBoard (rank 0)
     probe: object = None  # gift.monitor.GradientProbe (--grad_stats)
     sft_model: object = None  # a frozen copy of the --init model (--kl_sft)
+    decode_graphs: bool = None  # the sampler's CUDA graphs (None: on a GPU); benchmarks switch them off
+    stage_time: dict = field(default_factory=dict)  # seconds per step of each stage so far, for the ETA
+
+    @property
+    def rank(self):
+        return self.shard.rank
+
+    @property
+    def world(self):
+        return self.shard.world
 
     @property
     def policy(self):  # the model itself, also under DDP
@@ -353,25 +291,43 @@ class Run:
     def fmt(scores):
         return " ".join(f"{k} {v:.3f}" for k, v in scores.items())
 
-    def progress(self, record, total, seconds_per_step):
-        """The progress line: step N/total, the stage, the loss and the step's main statistics, speed and ETA."""
-        extras = "".join(f" {k} {record[k]:.3f}" for k in ("reward", "corr", "logratio_std", "kl", "entropy")
-                         if k in record)
+    def progress(self, record, cfg, seconds_per_step):
+        """The progress line: step N/total, the stage, the loss and the step's main statistics, speed and ETA. The
+        ETA counts each stage at its own speed: an RL step (sampling, K updates) costs many SFT steps. Before the
+        first RL step is timed it assumes RL_STEP_IN_SFT_STEPS SFT steps a step (marked '~')."""
+        total = cfg.sft_steps + cfg.rl_steps
+        self.stage_time[record["stage"]] = seconds_per_step
+        sft = self.stage_time.get("sft", seconds_per_step)
+        rl = self.stage_time.get("rl", sft * RL_STEP_IN_SFT_STEPS)
+        left = max(0, cfg.sft_steps - self.step) * sft + (total - max(self.step, cfg.sft_steps)) * rl
+        guess = "~" if "rl" not in self.stage_time and cfg.rl_steps and self.step < total else ""
+        extras = "".join(f" {k} {record[k]:.3f}" for k in ("reward", "corr", "logratio_std", "kl", "entropy",
+                                                           "watch_accuracy") if k in record)
         self.say(f"step {self.step}/{total} {record['stage']} loss {record['loss']:.4f}{extras} ({seconds_per_step:.2f} "
-                 f"s/step, ETA {seconds_per_step * (total - self.step) / 60:.1f} min)")
+                 f"s/step, ETA {guess}{left / 60:.1f} min)")
+
+    def close(self):
+        """The logs, the run folder's lock, the process group: whatever the run opened."""
+        if self.monitor:
+            self.monitor.close()
+        if self.lock:
+            self.lock.release()
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.destroy_process_group()
 
     def summarize(self, cfg, final):
         """summary.json (the SFT and final held-out scores, config, seed, wall time), the "final" record of
         metrics.jsonl and the closing lines, from the final evaluation `final`; returns the summary dict."""
-        if self.books["sft_accuracy"] is None:  # no RL steps: the final model is the SFT model
-            self.books["sft_eval"], self.books["sft_accuracy"] = final, final["accuracy"]
-        summary = dict(sft_accuracy=self.books["sft_accuracy"], rl_accuracy=final["accuracy"],
-                       heldout_problems=len(self.task.heldout), sft_eval=self.books["sft_eval"], rl_eval=final,
+        if self.books.sft_accuracy is None:  # no RL steps: the final model is the SFT model
+            self.books.sft_eval, self.books.sft_accuracy = final, final["accuracy"]
+        summary = dict(sft_accuracy=self.books.sft_accuracy, rl_accuracy=final["accuracy"],
+                       heldout_problems=len(self.task.heldout), sft_eval=self.books.sft_eval, rl_eval=final,
                        seed=cfg.seed, wall_time_s=round(time.time() - self.start_time, 1), torch=torch.__version__,
                        threads=torch.get_num_threads(), config=asdict(cfg))
         if self.rank == 0:
             self.log(dict(step=self.step, stage="final", time=time.time() - self.start_time,
-                          eval_time=self.books["eval_time"], **{f"heldout_{k}": v for k, v in final.items()}))
+                          eval_time=self.books.eval_time, **{f"heldout_{k}": v for k, v in final.items()}))
             self.say(f"final held-out: {self.fmt(final)}")
             with open(self.path("summary.json"), "w") as f:
                 json.dump(summary, f, indent=2)
@@ -388,7 +344,7 @@ def save_run(run, cfg, name):
     save_checkpoint(run.path(name), dict(
         config=asdict(cfg), step=run.step, model=run.policy.state_dict(), model_config=asdict(run.policy.config),
         opt=run.opt.state_dict(), ref=ref.state_dict() if ref is not None else None,
-        rng=dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state()), **run.books))
+        rng=rng_states(), **asdict(run.books)))
     run.saved_step = run.step if name == "ckpt.pt" else run.saved_step
 
 
@@ -405,54 +361,40 @@ def resume_run(run, cfg, resumable, rl_optimizer):
     if ckpt["ref"] is not None:
         run.reference.copy_of(run.model)
         run.reference.model.load_state_dict(ckpt["ref"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    random.setstate(ckpt["rng"]["python"])
-    np.random.set_state(ckpt["rng"]["numpy"])
-    run.books = {k: ckpt.get(k, v) for k, v in run.books.items()}
+    set_rng_states(ckpt["rng"])  # numpy's key as a list, or an ndarray in a checkpoint from before issue 40
+    run.books = Books(**{f.name: ckpt[f.name] for f in fields(Books) if f.name in ckpt})
+    if ckpt.get("rl_drawn", 0) is None:  # a checkpoint from before the count: B prompts per RL step
+        run.books.rl_drawn = max(0, run.step - cfg.sft_steps) * cfg.prompts
     if run.rank == 0:
         print(f"resumed {run.path('ckpt.pt')} at step {run.step}")
 
 
-def weights_checksum(state_dict):
-    """sha256 over the names, shapes, dtypes and bytes of a state dict's tensors: a damaged file fails to match."""
-    h = hashlib.sha256()
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu().contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def save_checkpoint(path, state):
-    """torch.save(state) to a temporary file, then rename (atomic): a crash never leaves a half-written checkpoint.
-    state["model"] gets its checksum stored beside it (state["checksum"])."""
-    state = dict(state, checksum=weights_checksum(state["model"]))
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, map_location="cpu", **kwargs):
-    """A .pt file written by train.py (ckpt.pt, sft.pt). A missing, truncated, unreadable or damaged file (its weights
-    no longer match the checksum saved with them) is one error line naming it, not a traceback or a silent load."""
-    if not os.path.isfile(path):
-        raise SystemExit(f"error: checkpoint {path!r} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False, **kwargs)
-    except Exception as e:  # a truncated zip (a copy cut short, a full disk) fails deep inside torch.load
-        raise SystemExit(f"error: cannot read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                         f"the file is truncated or not a torch checkpoint: copy it again, or start the run afresh "
-                         f"(train.py --overwrite)") from None
-    if not isinstance(state, dict) or "model" not in state:
-        raise SystemExit(f"error: {path} is not a gift checkpoint (no model weights in it)")
-    if "checksum" in state and weights_checksum(state["model"]) != state["checksum"]:
-        raise SystemExit(f"error: checkpoint {path} is damaged: its weights do not match the checksum saved with "
-                         f"them; copy it again, or start the run afresh (train.py --overwrite)")
-    return state
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # the model named by --init
+
+
+def open_run(run, cfg, logprobs):
+    """What a run needs besides the method, attached once train.setup has built it: the checkpoint's state with
+    --resume, the frozen --init model of --kl_sft, the --grad_stats probe (logprobs: train's response log-probs), the
+    logs and the run folder's lock (rank 0), and DDP. Everything that can be refused is refused before any training."""
+    if cfg.resume:
+        resume_run(run, cfg, resumable(type(cfg)), lambda: make_optimizer(run.model, cfg.rl_lr, cfg))
+    if cfg.kl_sft:  # a frozen copy of the RL run's starting model, for the kl_sft log
+        if cfg.sft_steps:
+            raise SystemExit("error: --kl_sft measures the distance to --init; use it for RL from an SFT checkpoint "
+                             "(--init=out/RUN/sft.pt --sft_steps=0)")
+        run.sft_model = load_model(cfg.init, cfg.task, run.task.byte_tokenizer)[0].to(cfg.device).eval()
+        run.sft_model.requires_grad_(False)
+    if cfg.grad_stats:
+        if run.world > 1:
+            raise SystemExit("error: --grad_stats measures one process's gradient; run it without torchrun")
+        run.probe = GradientProbe(run.policy, run.loss_fn, cfg,
+                                  lambda idx, mask: logprobs(run.policy, idx, mask, cfg, cfg.temperature)[0])
+    if run.rank == 0:
+        run.monitor = Monitor(run.run_dir, cfg.tensorboard)
+        run.lock = open_run_dir(run.run_dir, cfg, run.step, OUTPUTS)
+    run.model = run.shard.wrap(run.model)
+    return run
 
 
 def load_model(init, task, byte_tokenizer=None):

@@ -4,11 +4,12 @@ GIFT (like GRPO) scores each prompt x by comparing a *group* of G responses y_1.
 so every RL step starts here: B prompts, N samples each. Most of the time of an RL run on a CPU is spent in this file.
 
 How `generate` does it, top to bottom:
-1. Prefill. The prompts are left-padded to a common length P and run through the model once, filling a KVCache.
-   Padding slots are marked invalid (attention skips them) and each row gets its own position ids 0..len-1, so a
-   padded batch gives exactly the logits each prompt would give alone.
-2. Share. The cache and the last logits are repeated N times (`KVCache.repeat_interleave`): the N samples of a prompt
-   start from one prefill instead of N.
+1. Prefill. The prompts are left-padded to a common length P and run through the model once, filling a KVCache of
+   P slots. Padding slots are marked invalid (attention skips them) and each row gets its own position ids
+   0..len-1, so a padded batch gives the logits each prompt would give alone. Only the last position goes through
+   the LM head: (B, V) logits, never (B, P, V).
+2. Share. The prefill's keys and values are copied N times into the decode cache (`KVCache.share`) and the last
+   logits repeated N times: the N samples of a prompt start from one prefill instead of N.
 3. Decode. One token per row per step: sample from softmax(logits / T) (optionally truncated by top-k / top-p) by
    inverse CDF with one counter-based uniform per row (`uniforms`: a hash of the prompt's seed, the sample and the
    step, all computed at once), feed the B*N new tokens through the model (one position each), repeat. A row that
@@ -19,6 +20,16 @@ How `generate` does it, top to bottom:
    `<<expr=`, we compute expr and *force* the result and the closing `>>`: those tokens are fed through the model like
    any other (so the next choice sees them) but get mask 0, because the policy did not choose them and the loss must
    not train on them. An invalid expression (calculator returns None) forces nothing.
+
+Chunks (`chunk=C`): the prompts are sampled C at a time, steps 1-4 once per chunk, all in one decode cache of
+C * N rows and P + max_new_tokens - 1 slots (P: the call's longest prompt), allocated once in the model's dtype and
+reused, so CUDA graphs captured on it serve every chunk. The cache and the logits take the memory of C prompts, not
+B. A row's uniforms depend only on its prompt's seed, and every chunk is padded to the same P (the same slots and
+positions), so a chunked call samples what an unchunked one does, up to float round-off: matrix-multiply libraries
+choose their kernel by the number of rows (MKL on a CPU gives a row other bits in a call of <= 15 rows than in a
+larger one, single-threaded; with more threads the split depends on the row count too), so the logits of a row can
+differ in the last bits between batch sizes, as they already do when finished rows leave the batch. A token then
+differs only where its uniform falls within that round-off of a cumulative probability (or at a greedy near-tie).
 
 Every chosen token also records its sampling log-probability log pi(y_t | x, y_<t) under the distribution it was
 drawn from; RL code uses the mask and, for diagnostics, these log-probabilities.
@@ -175,7 +186,7 @@ def _calculation(tokenizer, calculator, response):
 
 
 def _check_inputs(model, prompts, num_samples, max_new_tokens, temperature, top_k, top_p, stop_tokens, calculator,
-                  tokenizer):
+                  tokenizer, chunk=0):
     config = model.config
     if not isinstance(prompts, (list, tuple)) or len(prompts) == 0:
         raise ValueError("prompts must be a non-empty list of token-id lists")
@@ -183,6 +194,8 @@ def _check_inputs(model, prompts, num_samples, max_new_tokens, temperature, top_
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+        raise ValueError(f"chunk must be an integer >= 0 (prompts sampled at a time; 0: all), got {chunk!r}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
@@ -276,7 +289,7 @@ class StaticDecoder:
 
 @torch.inference_mode()
 def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0, top_k=None, top_p=None,
-             stop_tokens=(), calculator=None, seed=None, tokenizer=None, dtype=None, decode_graphs=None):
+             stop_tokens=(), calculator=None, seed=None, tokenizer=None, dtype=None, decode_graphs=None, chunk=0):
     """Sample num_samples responses for each prompt. Returns a `Generation` (see its docstring for the shapes).
 
     prompts: list of B token-id lists (any lengths >= 1). temperature 0 is greedy. stop_tokens: ids that end a
@@ -288,10 +301,12 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     decode step reads); a copy of the model is cast once per call. None keeps the model's dtype.
     decode_graphs: decode through a `StaticDecoder` (fixed shapes; CUDA graphs on a GPU, eager on a CPU). None: on a
     GPU only. The samples are the same either way, up to float round-off in the logits.
+    chunk: sample the prompts this many at a time, each with its num_samples rows (0: all at once). The KV cache and
+    the logits are sized for one chunk; the samples are the same whatever the chunk (module docstring, "Chunks").
     """
     stop_tokens = tuple(stop_tokens)
     _check_inputs(model, prompts, num_samples, max_new_tokens, temperature, top_k, top_p, stop_tokens, calculator,
-                  tokenizer)
+                  tokenizer, chunk)
     param = next(model.parameters())
     if dtype is not None and dtype != param.dtype:
         # a copy whose parameters are cast on the way (the memo maps each original tensor to its cast; tied weights
@@ -313,30 +328,59 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     was_training = model.training
     model.eval()
 
+    # One KV cache for the decode of a chunk: C * N rows, P + max_new_tokens - 1 slots (the last token is never fed),
+    # in the model's (compute) dtype. Every chunk reuses it, and every chunk is left-padded to the same P.
+    C = min(chunk, B) if chunk else B
+    P = max(len(p) for p in prompts)
+    cache = KVCache(model.config, C * N, P + max_new_tokens - 1, device=device, dtype=dtype)
+    if decode_graphs is None:
+        decode_graphs = device.type == "cuda"
+    decoder = StaticDecoder(model, cache, capture=device.type == "cuda") if decode_graphs else None
+    parts = [_sample(model, prompts[s : s + C], N, P, cache, decoder, u_all[s * N : (s + C) * N], temperature, top_k,
+                     top_p, stop_tokens, calculator, tokenizer) for s in range(0, B, C)]
+    model.train(was_training)
+
+    tokens, mask, logprobs, lengths, finished = (torch.cat(x) for x in zip(*parts))  # (R, max_new_tokens), (R,)
+    L = int(lengths.max())
+    tokens, mask, logprobs = tokens[:, :L], mask[:, :L], logprobs[:, :L]  # never written after a row's end: 0
+    sequences = [seq[:n] for seq, n in zip(tokens.tolist(), lengths.tolist())]
+    return Generation(sequences, tokens, mask, logprobs, finished)
+
+
+def _sample(model, prompts, N, P, buffers, decoder, u_all, temperature, top_k, top_p, stop_tokens, calculator,
+            tokenizer):
+    """The work of `generate` for one chunk of B prompts: prefill, share, decode (module docstring).
+
+    P: the length every prompt is left-padded to (>= the longest here). buffers: the call's KVCache, of at least
+    B * N rows and P + max_new_tokens - 1 slots; decoder: a StaticDecoder over it, or None. u_all: (B * N,
+    max_new_tokens) uniforms. Returns tokens (R, max_new_tokens) long, mask and logprobs (R, max_new_tokens) float32,
+    lengths (R,) long and finished (R,) bool, for R = B * N rows (the fields of `Generation`, before the cut to L).
+    """
+    device, dtype = buffers.k.device, buffers.k.dtype
+    B, R, max_new_tokens = len(prompts), len(prompts) * N, u_all.shape[1]
+
     # 1. prefill: left-pad to P tokens; padding slots are invalid and take position 0
     # BEGIN SOLUTION sampler
-    # HINT: prefill the prompts once into a KVCache, repeat it N times; define P, cache, logits, next_pos
-    P = max(len(p) for p in prompts)
+    # HINT: prefill a P-slot KVCache, project the last position, share it into buffers: cache, logits, next_pos
     idx = torch.zeros(B, P, dtype=torch.long)
     pos = torch.zeros(B, P, dtype=torch.long)
-    cache = KVCache(model.config, B, P + max_new_tokens - 1, device=device, dtype=dtype)  # the last token is never fed
+    prefill = KVCache(model.config, B, P, device=device, dtype=dtype)  # the prompts' slots only
     for b, p in enumerate(prompts):
         idx[b, P - len(p) :] = torch.tensor(p)
         pos[b, P - len(p) :] = torch.arange(len(p))
-        cache.valid[b, P - len(p) : P] = True
-    logits = model(idx.to(device), pos=pos.to(device), cache=cache)[:, -1]  # (B, V): every row ends with a real token
+        prefill.valid[b, P - len(p) :] = True
+    # only the last position goes through the LM head: (B, V) logits, never (B, P, V); each row ends with a token
+    hidden = model(idx.to(device), pos=pos.to(device), cache=prefill, return_hidden=True)  # (B, P, C)
+    logits = model.lm_head(hidden[:, -1])  # (B, V)
 
-    # 2. share: N rows per prompt, prompt-major
-    cache.repeat_interleave(N)
+    # 2. share: N rows per prompt, prompt-major, written into the call's cache
+    cache = buffers.share(prefill, N)
+    del hidden, prefill  # the prompts' keys and values are in `cache` now: freed before decoding
     logits = logits.repeat_interleave(N, dim=0)  # (R, V)
     next_pos = torch.tensor([len(p) for p in prompts], device=device).repeat_interleave(N)  # (R,)
     # END SOLUTION
 
     # 3. decode. `rows` maps each batch row to its output row; finished rows leave the batch.
-    R = B * N
-    if decode_graphs is None:
-        decode_graphs = device.type == "cuda"
-    decoder = StaticDecoder(model, cache, capture=device.type == "cuda") if decode_graphs else None
     rows = torch.arange(R, device=device)
     tokens = torch.zeros(R, max_new_tokens, dtype=torch.long, device=device)
     logprobs = torch.zeros(R, max_new_tokens, dtype=torch.float32, device=device)
@@ -411,9 +455,4 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         logits = model(tok[:, None], pos=next_pos[:, None], cache=cache)[:, -1]  # (R', V)
         next_pos = next_pos + 1
         # END SOLUTION
-    model.train(was_training)
-
-    L = int(lengths.max())
-    tokens, mask, logprobs = tokens[:, :L], mask[:, :L], logprobs[:, :L]  # never written after a row's end: 0
-    sequences = [seq[:n] for seq, n in zip(tokens.tolist(), lengths.tolist())]
-    return Generation(sequences, tokens, mask, logprobs, finished)
+    return tokens, mask, logprobs, lengths, finished

@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 from gift import data, writers
-from gift.runs import setting
+from gift.settings import require, setting
+from gift.writers import MAX_MISTAKES
 from gift.verifier import is_correct
 
 
@@ -37,6 +38,12 @@ class TaskSettings:
     reward_scale: float = setting(1.0, "rlhf task: the reward is reward_scale x the reward model's score + "
                                        "reward_shift")
     reward_shift: float = setting(0.0, "rlhf task: see --reward_scale")
+
+    def check(self):
+        require(self, at_least=dict(max_events=1), within=dict(tool_fraction=(0, 1), mistakes=(0, MAX_MISTAKES)))
+        if self.reward_model and getattr(self, "task", "rlhf") != "rlhf":
+            raise SystemExit(f"error: --reward_model scores the rlhf task's responses; --task={self.task} is scored "
+                             f"by its verifier: add --task=rlhf, or drop --reward_model")
 
 
 @dataclass
@@ -98,6 +105,12 @@ def gsm8k_task(cfg):
 def rlhf(cfg):
     from gift.rlhf import rlhf_task  # the reward model's code loads only for this task
     return rlhf_task(cfg)
+
+
+def rl_example(task, k, pool=0):
+    """The k-th prompt of RL's stream: the training stream shifted far past SFT's, or with --rl_pool cycling through
+    the pool's first `pool` problems."""
+    return task.train_example(10_000_000 + (k % pool if pool else k))
 
 
 TASKS = {"builtin": builtin_task, "gsm8k": gsm8k_task, "rlhf": rlhf}

@@ -14,3 +14,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+# Slow tests (the experiments' end-to-end runs, the course's build-and-grade round trips) are marked
+# @pytest.mark.slow. `python -m pytest -q` leaves them out (the quick suite); `python -m pytest -q -m slow` runs only
+# them; CI runs both. Any other -m expression chooses as pytest always does.
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: an end-to-end run of minutes; left out unless -m selects it")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("markexpr"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]

@@ -620,3 +620,34 @@ def test_noise_floor_pairs_the_machines_by_seed(tmp_path):
     paths["gpu"].write_text(json.dumps(gpu))
     with pytest.raises(SystemExit, match="share 1 seed"):
         exp.main(exp.PARSER.parse_args(argv))
+
+
+@pytest.mark.slow
+def test_writers_batch_pairs_gift_and_grpo_at_each_batch_size(runs_dir, tmp_path):
+    import writers_batch as exp
+
+    args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0",
+                                  "--prompts", "16", "32", "--long_steps", "5"])
+    runs = exp.runs(args)
+    rl_runs = {r["run_name"]: r for r in runs if r["rl_steps"]}
+    # the 16-prompt runs are writers_baselines.py's tuning runs (shared); the others name their batch
+    assert rl_runs["writers-tune-gift-lr4e-5-s0"]["rl_lr"] == 4e-5 and "prompts" not in rl_runs[
+        "writers-tune-gift-lr4e-5-s0"]
+    assert rl_runs["writers-batch-grpo-p32-lr8e-5-s0"]["prompts"] == 32
+    assert rl_runs["writers-batch-grpo-p32-lr8e-5-s0"]["method"] == "grpo"
+    assert rl_runs["writers-batch-gift-p64-lr4e-5-5-s0"]["rl_steps"] == 5  # a long arm
+    tiny = {16: 2, 32: 4, 64: 4}  # each size scaled down, keeping the order of the sizes
+    common.run_all([{**r, **TINY, **({"sft_steps": 4} if "sft" in r["run_name"] else dict(
+        rl_steps=min(r["rl_steps"], 2), prompts=tiny[r.get("prompts", 16)]))} for r in runs], args)
+    exp.report(args)
+    out = read_report(tmp_path / "docs", "writers_batch")
+    assert out["prompts_per_step"] == [16, 32] and out["seeds"] == [0]
+    for size in ("16", "32"):
+        e = out["results"][size]
+        assert e["gift_minus_grpo"]["per_seed"] == [e["gift"]["per_seed"]["0"]["final_accuracy"]
+                                                    - e["grpo"]["per_seed"]["0"]["final_accuracy"]]
+        assert 0 <= e["gift"]["per_seed"]["0"]["reward"] <= 1
+    # responses sampled = RL steps x prompts x group size (no dynamic sampling here)
+    assert out["results"]["32"]["grpo"]["per_seed"]["0"]["responses"] == 2 * 4 * TINY["group_size"]
+    assert set(out["long"]) == {"gift-p16", "grpo-p16", "gift-p64"}
+    assert len(exp.markdown(out["results"])) == 4

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from benchmarks.kernels import peak_cpu_bytes
+from benchmarks.token_logprobs import peak_cpu_bytes
 from gift import kernels
 from gift.kernels import (linear_token_logprobs, linear_token_logprobs_and_entropy, token_logprobs,
                           token_logprobs_and_entropy)

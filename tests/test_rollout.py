@@ -14,7 +14,7 @@ import train
 from gift import tasks
 from gift.loss import LOSSES, RLBatch
 from gift.monitor import GradientProbe
-from gift.runs import parse_config
+from gift.settings import parse_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--init=nano", "--sft_steps=2", "--sft_batch=4", "--rl_steps=3", "--prompts=4", "--group_size=4",
@@ -30,18 +30,18 @@ def records(path):
 
 def test_dynamic_sampling_keeps_the_first_groups_whose_rewards_differ(tmp_path, monkeypatch):
     """DAPO's rollout draws rounds of B prompts and keeps, in stream order, the first B groups whose rewards differ;
-    books["rl_drawn"] advances by B per round. Checked against the same groups drawn one round at a time."""
+    books.rl_drawn advances by B per round. Checked against the same groups drawn one round at a time."""
     monkeypatch.setattr(tasks, "verifier_reward", eval(FIFTHS))
     cfg = train.parse_args(TINY + [f"--out_dir={tmp_path}", "--method=dapo", "--max_draws=6", "--sft_steps=0"])
     run = train.setup(cfg)
-    run.books["rl_drawn"] = 0
+    run.books.rl_drawn = 0
     rounds = [train.generate_groups(run, cfg, *train.rl_prompts(run, cfg)) for _ in range(6)]  # what dapo will see
     informative = [g for rnd in rounds for g in rnd if max(g.rewards) > min(g.rewards)]
     assert len(informative) >= cfg.prompts and len(informative) < 6 * cfg.prompts  # the check has something to drop
     need = next(k for k in range(1, 7) if sum(max(g.rewards) > min(g.rewards) for r in rounds[:k] for g in r) >= 4)
-    run.books["rl_drawn"] = 0
+    run.books.rl_drawn = 0
     r = train.rollout(run, cfg)
-    assert r.draws == need and r.filled == 0 and run.books["rl_drawn"] == need * cfg.prompts
+    assert r.draws == need and r.filled == 0 and run.books.rl_drawn == need * cfg.prompts
     assert r.questions == [g.question for g in informative[:cfg.prompts]]
     groups = r.rewards.view(-1, cfg.group_size)
     assert bool((groups.amax(dim=1) > groups.amin(dim=1)).all())
@@ -53,13 +53,13 @@ def test_dynamic_sampling_fills_up_with_equal_groups_when_the_rounds_run_out(tmp
     cfg = train.parse_args(TINY + [f"--out_dir={tmp_path}", "--method=dapo", "--max_draws=2", "--sft_steps=0"])
     run = train.setup(cfg)
     r = train.rollout(run, cfg)
-    assert (r.draws, r.filled, run.books["rl_drawn"]) == (2, cfg.prompts, 2 * cfg.prompts)
+    assert (r.draws, r.filled, run.books.rl_drawn) == (2, cfg.prompts, 2 * cfg.prompts)
     assert len(r.questions) == cfg.prompts  # the first round's groups, the step stays full
     run.lock.release()
     cfg = train.parse_args(TINY + [f"--out_dir={tmp_path}", "--run_name=g", "--sft_steps=0"])  # GIFT: one round
     run = train.setup(cfg)
     r = train.rollout(run, cfg)
-    assert (r.draws, r.filled, run.books["rl_drawn"]) == (1, 0, cfg.prompts)
+    assert (r.draws, r.filled, run.books.rl_drawn) == (1, 0, cfg.prompts)
     run.lock.release()
 
 
@@ -124,10 +124,13 @@ def test_gradient_probe_splits_the_gradient_by_group(method):
     loss.backward()
     plain = model.w.grad.clone()
     model.w.grad = None
-    probe = GradientProbe(model)
+    probe = GradientProbe(model, LOSSES[method], cfg, lambda idx, mask: model.w)  # the "forward" is the parameter
     probe.new_rollout()
-    probe.backward(LOSSES[method], batch(), cfg, 1.0)
+    loss, _ = LOSSES[method](batch(), cfg)  # the step's own backward, as update_policy makes it
+    loss.backward()
     torch.testing.assert_close(model.w.grad, plain, rtol=0, atol=0)
+    probe.micro_batch(None, None, batch(), 1.0)
+    torch.testing.assert_close(probe.grad.view(B * G, T), plain, rtol=0, atol=0)  # the probe's own g = .grad
     equal = probe.equal.view(B * G, T)
     assert torch.count_nonzero(equal[:G]) == 0 and torch.count_nonzero(equal[2 * G:]) == 0
     if method == "gift":

@@ -243,6 +243,9 @@ def test_clear_errors():
         generate(model, [])
     with pytest.raises(ValueError, match="outside"):
         generate(model, [[1, 61]], max_new_tokens=8)
+    for chunk in (-1, 1.5, True, None):
+        with pytest.raises(ValueError, match="chunk must be an integer >= 0"):
+            generate(model, [[1]], max_new_tokens=4, chunk=chunk)
 
 
 def splitmix64_reference(x):
@@ -352,3 +355,73 @@ def test_calculation_skips_ids_the_tokenizer_does_not_know():
     response = [300] + enc.encode("<<2+3=")
     assert _calculation(enc, calculate, response) == enc.encode("5>>")
     assert _calculation(enc, calculate, enc.encode("<<2+") + [299] + enc.encode("3=")) == enc.encode("5>>")
+
+
+CHUNK_PROMPTS = PROMPTS + [[3, 3, 4], [9, 8, 7, 6, 5, 4, 3]]  # 5 prompts: chunks of 2 and 3 leave a short last chunk
+
+
+@pytest.mark.parametrize("decode_graphs", [False, True])
+def test_chunked_sampling_gives_the_same_samples(decode_graphs):
+    """generate(chunk=C) samples C prompts at a time, all chunks in one reused cache (and, with decode_graphs, one
+    StaticDecoder): the same tokens, masks and finished rows as all at once, for chunks of 1, 2, 3 and 7 (> 5) prompts.
+    First with the calculator forcing results (the scripted model at T = 0.6 strays from its script now and then, so
+    samples differ and some rows end without a stop), then a random model with top-k / top-p and stop tokens."""
+    model, enc = scripted_model(), builtin_tokenizer()
+    prompts = [enc.encode(p) for p in ["Q", "QQQ", "QQ", "Q7", "QQQQQQQ"]]
+    calc = dict(num_samples=3, max_new_tokens=43, temperature=0.6, stop_tokens=(EOT,), calculator=calculate,
+                tokenizer=enc, seed=[1, 2, 3, 4, 5], decode_graphs=decode_graphs)
+    plain = dict(num_samples=2, max_new_tokens=20, top_k=20, top_p=0.95, stop_tokens=(55,),
+                 seed=[6, 7, 8, 9, 10], decode_graphs=decode_graphs)
+    for model, prompts, kw in ((model, prompts, calc), (random_model(seed=8), CHUNK_PROMPTS, plain)):
+        whole = generate(model, prompts, **kw)
+        lengths = [len(s) for s in whole.sequences]
+        assert len({tuple(s) for s in whole.sequences}) > len(lengths) // 2, "samples should differ"
+        assert 0 < whole.finished.sum() < len(lengths) and len(set(lengths)) > 2, "rows should end at various steps"
+        if kw is calc:
+            forced = ((whole.mask == 0) & (whole.tokens != 0)).sum(dim=1)
+            assert forced.gt(0).sum() > 5 and len(set(forced.tolist())) > 2, "the calculator should force tokens"
+        for chunk in (1, 2, 3, 7):
+            part = generate(model, prompts, chunk=chunk, **kw)
+            assert part.sequences == whole.sequences
+            assert torch.equal(part.tokens, whole.tokens) and torch.equal(part.mask, whole.mask)
+            assert torch.equal(part.finished, whole.finished)
+            assert torch.allclose(part.logprobs, whole.logprobs, atol=1e-5)  # float round-off: module docstring
+            if kw is calc and chunk == 2:  # right on their own too: the log-probabilities of a full forward
+                for i, seq in enumerate(part.sequences):
+                    chosen = part.mask[i, : len(seq)].bool()
+                    reference = full_logprobs(model, prompts[i // 3], seq, 0.6)
+                    assert torch.allclose(part.logprobs[i, : len(seq)][chosen], reference[chosen], atol=1e-4)
+
+
+def test_sampling_memory_is_one_chunk_in_the_compute_dtype(monkeypatch):
+    """The KV caches: one decode cache of chunk * N rows and P + max_new_tokens - 1 slots, plus a P-slot prefill cache
+    per chunk, in the dtype the model computes in. The LM head sees the last position only in the prefill: each of
+    its outputs has one row per row fed to the model, never (rows, P, V)."""
+    import gift.sampler
+    from gift.model import KVCache
+
+    caches, heads, fed = [], [], []
+
+    class Recorded(KVCache):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            caches.append((tuple(self.k.shape), self.k.dtype, tuple(self.v.shape), self.v.dtype))
+
+    monkeypatch.setattr(gift.sampler, "KVCache", Recorded)
+    model = random_model(seed=7)
+    model.register_forward_pre_hook(lambda m, args, kw: fed.append((args[0] if args else kw["idx"]).shape),
+                                    with_kwargs=True)
+    model.lm_head.register_forward_hook(lambda m, args, out: heads.append(tuple(out.shape)))
+    N, T, P, V = 3, 10, max(len(p) for p in CHUNK_PROMPTS), 61
+    for dtype, chunk, sizes in ((None, 0, [5]), (None, 2, [2, 2, 1]), (torch.bfloat16, 3, [3, 2])):
+        for record in (caches, heads, fed):
+            record.clear()
+        generate(model, CHUNK_PROMPTS, num_samples=N, max_new_tokens=T, seed=0, dtype=dtype, chunk=chunk)
+        dt = dtype or torch.float32
+        assert caches == [((2, sizes[0] * N, 4, P + T - 1, 8), dt) * 2] + [((2, b, 4, P, 8), dt) * 2 for b in sizes]
+        prefills = [shape for shape in fed if shape[1] > 1]
+        assert prefills == [(b, P) for b in sizes]
+        assert len(heads) == len(fed) and heads[0] == (sizes[0], V)  # one LM head call per model call
+        for rows, out in zip(fed, heads):  # (B, V) after a prefill, (R', 1, V) after a decode step
+            assert math.prod(out) == rows[0] * V and out[-1] == V
+        assert max(math.prod(out) for out in heads) == sizes[0] * N * V

@@ -16,6 +16,7 @@ import torch
 import eval as evaluation
 import train
 from gift import data, runs, tasks
+from gift.loss import Method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--init=nano", "--sft_steps=4", "--sft_batch=4", "--rl_steps=3", "--prompts=2", "--group_size=4",
@@ -162,23 +163,33 @@ def test_command_line_errors_name_the_problem():
     assert cfg.rl_lr == 3e-5 and cfg.resume is True and cfg.detach_std is False
 
 
-def test_help_lists_every_setting_with_its_default_and_meaning(capsys):
+def help_text(capsys, flag):
     with pytest.raises(SystemExit) as exit_:
-        train.parse_args(["--seed=3", "--help"])
+        train.parse_args(["--seed=3", flag])
     assert exit_.value.code == 0
-    text = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_help_lists_the_methods_settings_and_help_all_every_setting(capsys):
+    """--help: the method's settings (train.Config's own, at most 30) and how to see the rest; --help-all: every
+    setting with its default and meaning, in sections."""
+    short, text = help_text(capsys, "--help"), help_text(capsys, "--help-all")
+    own = set(train.Config.__dict__["__annotations__"])
+    shown = set(re.findall(r"^  --(\w+)", short, re.M)) - {"help", "help_all"}
+    assert shown == own and len(own) <= 30
+    assert "python train.py --help-all" in short
     flat = " ".join(text.split())  # argparse wraps long help lines
     for f in dataclasses.fields(train.Config):
-        help_text = f.metadata.get("help")
-        assert help_text, f"Config field without a help text: {f.name}"
+        help_ = f.metadata.get("help")
+        assert help_, f"Config field without a help text: {f.name}"
         default = str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
         assert re.search(rf"--{f.name}\b", text), f.name
-        assert " ".join(f"{help_text} (default: {default})".split()) in flat, f.name
+        assert " ".join(f"{help_} (default: {default})".split()) in flat, f.name
     sections = [f.metadata["section"] for f in dataclasses.fields(train.Config) if f.metadata.get("section")]
     assert len(sections) >= 5 and all(f"\n{s}:\n" in text for s in sections)
     assert "usage: python train.py" in text
     proc = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and proc.stdout.strip() == text.strip()
+    assert proc.returncode == 0 and proc.stdout.strip() == short.strip()
 
 
 def test_non_finite_loss_skips_the_update_and_stops(tmp_path, monkeypatch):
@@ -188,7 +199,7 @@ def test_non_finite_loss_skips_the_update_and_stops(tmp_path, monkeypatch):
     def nan_loss(batch, cfg):
         return batch.logp.sum() * float("nan"), {}
 
-    monkeypatch.setitem(train.LOSSES, "gift", nan_loss)
+    monkeypatch.setitem(train.LOSSES, "gift", Method(nan_loss, uses_ref=True))
     with pytest.raises(SystemExit, match="non-finite"):
         run(tmp_path, "--run_name=a", "--resume", "--max_bad_steps=2", "--ckpt_every=1")
     after = weights(tmp_path / "a" / "ckpt.pt")
@@ -466,8 +477,9 @@ def test_ctrl_c_prints_the_step_and_the_resume_command(tmp_path, monkeypatch):
 def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_it(tmp_path):
     run(tmp_path, "--run_name=l", "--stop_after=2")
     lock = runs.RunLock(str(tmp_path / "l")).acquire()  # as a live run holds it
-    with pytest.raises(SystemExit, match=r"^error: .*/l is in use by another run \(pid \d+ on .*\)"):
-        run(tmp_path, "--run_name=l", "--resume")
+    for again in (["--resume"], []):  # the live run is named first, before any resume or other complaint
+        with pytest.raises(SystemExit, match=r"^error: .*/l is in use by a live run \(pid \d+ on .*\)"):
+            run(tmp_path, "--run_name=l", *again)
     lock.file.close()  # the holder ends (a killed process drops its flock too): the lock file left behind is stale
     assert (tmp_path / "l" / ".lock").exists()
     assert run(tmp_path, "--run_name=l", "--resume")["rl_accuracy"] >= 0

@@ -2,9 +2,9 @@
 and gift's Triton kernel. Prints Markdown tables: forward and forward+backward time, forward bandwidth, peak extra
 memory, and the worst errors against a float64 reference.
 
-    python benchmarks/kernels.py                      # CPU: torch paths at small sizes (about a minute)
-    python benchmarks/kernels.py --sizes 4096x50257,16384x50257,8192x151936   # the sizes (default on CUDA)
-    TRITON_INTERPRET=1 python benchmarks/kernels.py   # CPU, and the accuracy table includes the interpreted kernel
+    python benchmarks/token_logprobs.py                      # CPU: torch paths at small sizes (about a minute)
+    python benchmarks/token_logprobs.py --sizes 4096x50257,16384x50257,8192x151936   # the sizes (default on CUDA)
+    TRITON_INTERPRET=1 python benchmarks/token_logprobs.py   # CPU, and the accuracy table includes the interpreted kernel
 
 On CUDA, times come from CUDA events (median of --reps) and memory from torch.cuda.max_memory_allocated; on CPU from
 time.perf_counter and from torch.profiler's allocation events. "Peak extra" is the most memory in use at once above

@@ -1,0 +1,156 @@
+"""The writers setting: does GIFT's deficit against GRPO shrink as the batch grows toward the paper's? GIFT and GRPO
+at equal prompts per step, paired by seed, each at the rate writers_baselines.py tuned for it at 16 prompts.
+
+    python experiments/writers_batch.py [--prompts 16 32 64] [--seeds 0 1 2] [--long_steps 450]
+                                        [--runs out/experiments] [--out docs/experiments] [--jobs 2]
+
+Why: 64 prompts a step raised GIFT's sampled reward by 3.9 points (+0.2 to +7.5; writers_plateau.py) to GRPO's level
+at 16, and the paper's own runs use about a thousand prompts a step. The hypothesis is that GIFT's K - 1 matching
+steps are noisy and that averaging over more groups removes the deficit. A fair test gives GRPO the same batch: if
+GIFT - GRPO moves toward 0 as the batch grows, the batch explains the deficit; if GRPO gains as much, it does not.
+
+Runs: for each size in --prompts, GIFT (4e-5) and GRPO (8e-5) for 150 RL steps from the writers SFT of each seed,
+evaluated at the end (the 16-prompt runs are writers_baselines.py's tuning runs, shared). With --long_steps, GIFT at
+16 and 64 prompts and GRPO at 16 also run that many steps, so a floor can be told from a slow climb.
+The rates are the 16-prompt ones: a larger batch may move each method's best rate; that re-tuning is not done here
+(the report says so).
+
+Reported per size: final held-out accuracy per seed and method, GIFT - GRPO paired by seed with a 95% t-interval,
+the same for the sampled reward over the last 50 steps, and the responses each run sampled. Writes
+writers_batch.json (top-level `prompts_per_step`, `seeds`) and writers_batch.png.
+"""
+
+import os
+
+from common import (WRITERS_TASK, lr_name, machine, mean_sd, metrics, paired_difference, parser, points, pyplot,
+                    run_all, save_figure, summary, write_json, writers_rl, writers_sft)
+
+RATES = {"gift": 4e-5, "grpo": 8e-5}  # writers_baselines.json's tuned rates (16 prompts a step)
+STEPS = 150
+LAST = 50  # the sampled reward is averaged over the last LAST steps
+EVERY = 10  # reward curve: means over blocks of EVERY steps
+
+
+def name(method, prompts, steps=STEPS):
+    if prompts == 16 and steps == STEPS:
+        return f"writers-tune-{method}-lr{lr_name(RATES[method])}"  # writers_baselines.py's tuning run
+    return f"writers-batch-{method}-p{prompts}-lr{lr_name(RATES[method])}" + ("" if steps == STEPS else f"-{steps}")
+
+
+def arms(args):
+    """(method, prompts, steps) of every run, cheapest sizes first so that whole pairs finish early."""
+    out = [(m, p, STEPS) for p in sorted(args.prompts, key=lambda p: (p != 16, p != 64, p)) for m in RATES]
+    if args.long_steps:
+        out += [("gift", 16, args.long_steps), ("grpo", 16, args.long_steps), ("gift", 64, args.long_steps)]
+    return out
+
+
+def runs(args):
+    out = [writers_sft(seed) for seed in args.seeds]
+    for method, prompts, steps in arms(args):
+        for seed in args.seeds:
+            extra = {} if prompts == 16 else dict(prompts=prompts)
+            out.append(writers_rl(args, name(method, prompts, steps), seed, steps, 0 if steps == STEPS else 50,
+                                  method=method, rl_lr=RATES[method], **extra))
+    return out
+
+
+def reward_blocks(records, size):
+    r = [x["reward"] for x in records if x.get("stage") == "rl"]
+    return [sum(r[i:i + size]) / len(r[i:i + size]) for i in range(0, len(r), size)]
+
+
+def one_run(args, run):
+    s, records = summary(args, run), metrics(args, run)
+    rl = [r for r in records if r.get("stage") == "rl"]
+    cfg = s["config"]
+    return dict(final_accuracy=s["rl_accuracy"], reward=sum(r["reward"] for r in rl[-LAST:]) / len(rl[-LAST:]),
+                reward_curve=reward_blocks(records, EVERY),
+                responses=sum(r.get("draws", 1) for r in rl) * cfg["prompts"] * cfg["group_size"])
+
+
+def finished(args, run):
+    return os.path.exists(os.path.join(args.runs, run, "summary.json"))
+
+
+def collect(args):
+    sizes = {}
+    for prompts in args.prompts:
+        per = {m: {seed: one_run(args, f"{name(m, prompts)}-s{seed}") for seed in args.seeds
+                   if finished(args, f"{name(m, prompts)}-s{seed}")} for m in RATES}
+        seeds = [s for s in args.seeds if all(s in per[m] for m in RATES)]
+        if not seeds:
+            continue
+        entry = {m: dict(lr=RATES[m], per_seed=per[m], final_mean=mean_sd([v["final_accuracy"] for v in per[m].values()])[0])
+                 for m in RATES}
+        for key, out in (("final_accuracy", "gift_minus_grpo"), ("reward", "reward_gift_minus_grpo")):
+            entry[out] = paired_difference([per["gift"][s][key] - per["grpo"][s][key] for s in seeds])
+        entry["paired_seeds"] = seeds
+        sizes[str(prompts)] = entry
+    long = {}
+    if args.long_steps:
+        for method, prompts, steps in arms(args):
+            if steps != args.long_steps:
+                continue
+            per = {seed: one_run(args, f"{name(method, prompts, steps)}-s{seed}") for seed in args.seeds
+                   if finished(args, f"{name(method, prompts, steps)}-s{seed}")}
+            if per:
+                long[f"{method}-p{prompts}"] = dict(steps=steps, per_seed=per)
+    return sizes, long
+
+
+def markdown(sizes):
+    rows = ["| prompts a step | GIFT final, per seed | GRPO final, per seed | GIFT - GRPO final (points) | "
+            f"GIFT - GRPO sampled reward, last {LAST} steps (points) | responses a run |", "|---:|---|---|---:|---:|---:|"]
+    for p, e in sizes.items():
+        f = {m: ", ".join(f"{v['final_accuracy']:.3f}" for v in e[m]["per_seed"].values()) for m in RATES}
+        resp = {v["responses"] for m in RATES for v in e[m]["per_seed"].values()}
+        rows.append(f"| {p} | {f['gift']} | {f['grpo']} | {points(e['gift_minus_grpo'])} | "
+                    f"{points(e['reward_gift_minus_grpo'])} | {', '.join(f'{r:,}' for r in sorted(resp))} |")
+    return rows
+
+
+def plot(args, sizes, long):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    xs = [int(p) for p in sizes]
+    for ax, key, label in ((axes[0], "gift_minus_grpo", "final held-out accuracy"),
+                           (axes[0], "reward_gift_minus_grpo", f"sampled reward, last {LAST} steps")):
+        m = [100 * sizes[p][key]["mean"] for p in sizes]
+        lo = [100 * (sizes[p][key]["ci95"] or [sizes[p][key]["mean"]] * 2)[0] for p in sizes]
+        hi = [100 * (sizes[p][key]["ci95"] or [sizes[p][key]["mean"]] * 2)[1] for p in sizes]
+        ax.errorbar(xs, m, yerr=[[a - b for a, b in zip(m, lo)], [b - a for a, b in zip(m, hi)]], marker="o",
+                    capsize=3, label=label)
+    axes[0].axhline(0, color="k", linewidth=0.8)
+    axes[0].set(xscale="log", xlabel="prompts a step (log scale)", ylabel="GIFT - GRPO, points (95% t-interval)")
+    axes[0].set_xticks(xs, [str(x) for x in xs])
+    axes[0].set_title("GIFT minus GRPO at equal batch, paired by seed", fontsize=10)
+    for i, (arm, e) in enumerate(long.items()):
+        curves = [v["reward_curve"] for v in e["per_seed"].values()]
+        mean = [sum(c) / len(c) for c in zip(*curves)]
+        axes[1].plot([EVERY * (k + 1) for k in range(len(mean))], mean, color=f"C{i}", label=arm)
+    axes[1].set(xlabel="RL step", ylabel=f"sampled reward (mean of {EVERY} steps, seeds)")
+    axes[1].set_title("the long runs: a floor or a slow climb", fontsize=10)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(args, fig, "writers_batch")
+
+
+def report(args):
+    sizes, long = collect(args)
+    write_json(args, "writers_batch", dict(machine=machine(), prompts_per_step=[int(p) for p in sizes],
+                                           seeds=args.seeds, rates=RATES, rates_tuned_at=16, steps=STEPS,
+                                           task=WRITERS_TASK, last_steps=LAST, results=sizes, long=long))
+    print("\n".join(markdown(sizes)))
+    plot(args, sizes, long)
+
+
+PARSER = parser(__doc__, seeds=(0, 1, 2))
+PARSER.add_argument("--prompts", type=int, nargs="+", default=[16, 32, 64], help="prompts a step to compare")
+PARSER.add_argument("--long_steps", type=int, default=0, help="also run the long arms for this many steps (0: no)")
+
+if __name__ == "__main__":
+    args = PARSER.parse_args()
+    run_all(runs(args), args)
+    report(args)
