@@ -18,10 +18,16 @@ import os
 
 import torch
 
-from gift import data
-from gift.evaluation import evaluate, mean_ci, pass_at_k  # noqa: F401  (pass_at_k, mean_ci: eval.pass_at_k etc.)
-from gift.runs import load_checkpoint, load_model
+from gift import data, runs
+from gift.evaluation import Progress, evaluate, mean_ci, pass_at_k  # noqa: F401  (pass_at_k, mean_ci: eval.pass_at_k)
+from gift.runs import load_checkpoint
 from gift.tasks import make_task
+
+
+def load_model(model, task):
+    """gift.runs.load_model, its error lines worded for eval.py: the model is this command's first argument, not
+    train.py's --init ("error: no such file: PATH", "error: PATH is a run folder: evaluate its checkpoint, ...")."""
+    return runs.load_model(model, task, option=None)
 
 
 def fit_max_new_tokens(asked, saved, block_size, longest_prompt):
@@ -123,7 +129,8 @@ def main(argv=None):
     """Returns the path of the results file it wrote."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.error = _error_line
-    p.add_argument("model", help="a ckpt.pt from train.py, an HF-layout directory, or a hub name such as gpt2")
+    p.add_argument("model", help="a ckpt.pt from train.py (out/RUN/ckpt.pt or sft.pt), an HF-layout directory (such as "
+                                 "python -m gift.export writes), or a hub name such as gpt2")
     p.add_argument("--task", choices=("builtin", "gsm8k"), required=True)
     p.add_argument("--problems", type=_positive_int, default=DEFAULT_PROBLEMS,
                    help="held-out problems (GSM8K's test split has 1,319)")
@@ -170,11 +177,16 @@ def main(argv=None):
         knobs = dict(max_events=saved.get("max_events", 1), mistakes=saved.get("mistakes", 0.0))
         task_cfg = argparse.Namespace(task="builtin", seed=0, eval_problems=args.problems, tool_fraction=1.0, **knobs)
         examples = make_task(task_cfg).heldout  # the built-in task's held-out problems (gift/tasks.py)
+        if not saved:  # an exported folder keeps the weights only, not the run's --max_events and --mistakes
+            print(f"note: {args.model} is not a train.py checkpoint, so its run's task settings are unknown: "
+                  f"evaluating the default built-in problems (max_events=1, mistakes=0)")
     longest = max(len(data.encode_prompt(enc, ex.question)) for ex in examples)
     max_new_tokens = fit_max_new_tokens(args.max_new_tokens, saved, getattr(model.config, "block_size", None), longest)
     modes = ("strict", "flexible") if args.task == "gsm8k" else ("strict",)
+    print(f"evaluating {len(examples)} problems x {args.n} sample{'s' if args.n > 1 else ''} on {args.device}, "
+          f"{min(args.batch_size, len(examples))} problems a batch", flush=True)
     res = evaluate(model, enc, examples, n=args.n, ks=ks, temperature=temperature, batch_size=args.batch_size,
-                   max_new_tokens=max_new_tokens, seed=args.seed, modes=modes)
+                   max_new_tokens=max_new_tokens, seed=args.seed, modes=modes, progress=Progress("problems"))
 
     print(f"| {'metric':<18} | {'value':>7} | {'95% CI':>8} |\n|{'-' * 20}|{'-' * 9}|{'-' * 10}|")
     reported = ("pass", "maj", "flexible")  # pass@k, maj@k (n > 1), flexible/pass@k, flexible/maj@k

@@ -5,13 +5,12 @@
     python train.py --task=gsm8k --init=gpt2 ...     # GSM8K from GPT-2 (GPU settings: docs/gsm8k.md)
     torchrun --standalone --nproc-per-node=2 train.py ...  # DDP: prompts sharded over ranks, whole groups each
 
-One RL step (`rl_step`) is GRPO-Zero's shape: `rollout` (sample G responses to each of B prompts, gift/sampler.py;
-score them, gift/tasks.py; their log-probs under pi_old and pi_ref), then `update_policy` (K mini-batches of whole
-groups, one optimiser step each, with the loss `--method` names in gift/loss.py). Only the loss differs between
-methods: GIFT and GRPO see the same prompts, samples and optimiser. What a reader of the method can skip sits behind
-named seams: processes and sharding (gift/shard.py), pi_ref (gift/reference.py), DAPO's resampling
-(gift/resample.py), logs and probes (gift/monitor.py), memory options (gift/memory.py), the run folder, resume and
-checkpoints (gift/runs.py). Writes out/<run>/: metrics.jsonl, samples.jsonl, ckpt.pt, sft.pt, summary.json.
+One RL step (`rl_step`) is GRPO-Zero's shape: `rollout` (sample G responses to each of B prompts and score them;
+their log-probs under pi_old and pi_ref), then `update_policy` (K mini-batches of whole groups, one optimiser step
+each, with the loss `--method` names in gift/loss.py). Only the loss differs between methods. What a reader of the
+method can skip sits behind named seams: sharding (gift/shard.py), pi_ref (gift/reference.py), DAPO's resampling
+(gift/resample.py), logs and probes (gift/monitor.py), memory (gift/memory.py), run folder and checkpoints
+(gift/runs.py). Writes out/<run>/: metrics.jsonl, samples.jsonl, ckpt.pt, sft.pt, summary.json.
 """
 
 import math
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from gift import data
-from gift.evaluation import evaluate
+from gift.evaluation import evaluate_heldout
 from gift.kernels import response_logprobs
 from gift.loss import LOSSES, BaselineSettings, RLBatch
 from gift.memory import MemorySettings, fit_memory, new_adapters
@@ -34,7 +33,7 @@ from gift.monitor import UpdateLog, log_samples, rollout_logs
 from gift.reference import Reference
 from gift.resample import DynamicSampling, one_round
 from gift.runs import (OPTIMIZERS, Run, RunSettings, check_fresh, interrupted, load_model,  # noqa: F401
-                       make_optimizer, open_run, save_run)
+                       make_optimizer, open_run)
 from gift.sampler import generate
 from gift.settings import check_config, parse_config, require, resumable, setting
 from gift.shard import init_processes
@@ -283,20 +282,6 @@ def setup(cfg, loss_fn=None):
     return open_run(run, cfg, response_logprobs)
 
 
-def evaluate_heldout(run, cfg, problems=None):
-    """Greedy pass@1 on the (first `problems`) held-out problems, the task's own metrics, and with --rl_pool the
-    pool's accuracy."""
-    t0, heldout = time.time(), run.task.heldout[:problems]
-    res = evaluate(run.policy, run.enc, heldout, batch_size=cfg.eval_batch, max_new_tokens=cfg.max_new_tokens)
-    out = dict(accuracy=res["pass@1"], ci95=res["pass@1_ci"], **run.task.metrics(heldout, res["completions"],
-                                                                                 res["per_problem"]))
-    if run.pool and problems is None:  # the same greedy score on the problems RL trains on
-        out["train_accuracy"] = evaluate(run.policy, run.enc, run.pool, batch_size=cfg.eval_batch,
-                                         max_new_tokens=cfg.max_new_tokens)["pass@1"]
-    run.books.eval_time += time.time() - t0  # so that accuracy can be plotted against training time alone
-    return out
-
-
 def start_rl(run, cfg):
     """SFT -> RL: evaluate the SFT model, then a fresh optimiser at the RL learning rate."""
     run.books.sft_eval = evaluate_heldout(run, cfg)
@@ -320,7 +305,6 @@ def train(run, cfg):
             run.reference.before_rl_step(run.policy, run.step - cfg.sft_steps)
         loss, stats = rl_step(run, cfg) if rl else sft_step(run, cfg)
         skipped = stats.pop("skipped")
-        run.books.bad_steps = run.books.bad_steps + 1 if skipped else 0
         record = dict(step=run.step, stage="rl" if rl else "sft", loss=loss, skipped=skipped,
                       time=time.time() - start, eval_time=run.books.eval_time, **stats)  # seconds so far
         run.step += 1
@@ -329,18 +313,12 @@ def train(run, cfg):
         if rl and run.step < total and cfg.watch_every and (run.step - cfg.sft_steps) % cfg.watch_every == 0:
             record["watch_accuracy"] = evaluate_heldout(run, cfg, cfg.watch_problems)["accuracy"]
         run.log(record)
-        if run.books.bad_steps >= cfg.max_bad_steps:
-            raise SystemExit(f"error: {cfg.max_bad_steps} non-finite losses in a row at step {run.step - 1}; "
-                             f"stopping. Skipped steps never update the weights; last checkpoint: "
-                             f"{run.path('ckpt.pt')}")
+        run.count_skipped(skipped, cfg)  # stops after --max_bad_steps non-finite steps in a row (gift/runs.py)
         if run.step % cfg.log_every == 0 or run.step == total:
             run.progress(record, cfg, (time.time() - t_last) / cfg.log_every)
             t_last = time.time()
         run.books.elapsed = time.time() - start
-        if run.rank == 0 and (run.step % cfg.ckpt_every == 0 or run.step in (cfg.sft_steps, total, cfg.stop_after)):
-            save_run(run, cfg, "ckpt.pt")
-        if run.rank == 0 and run.step == cfg.sft_steps:  # --init=out/RUN/sft.pt --sft_steps=0 starts RL from it
-            save_run(run, cfg, "sft.pt")
+        run.checkpoint(cfg)  # ckpt.pt every --ckpt_every steps and at the end; sft.pt after SFT (gift/runs.py)
         if run.step == cfg.stop_after:
             run.say(f"stopped after step {run.step} (--stop_after); continue with --resume")
             return False

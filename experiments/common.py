@@ -307,7 +307,35 @@ def read_pass(args, name):
 # reports and plots
 
 
+def command_line(argv=None):
+    """The command that is running, as the docs write it: 'python experiments/writers_lr.py --seeds 0 1' (the script
+    relative to the repository when it lies inside it, each argument quoted only where the shell needs it)."""
+    import shlex
+
+    argv = sys.argv if argv is None else argv
+    script = os.path.abspath(argv[0]) if argv else ""
+    if script.startswith(ROOT + os.sep):
+        script = os.path.relpath(script, ROOT)
+    return " ".join(["python", shlex.quote(script or "-"), *map(shlex.quote, argv[1:])])
+
+
+def commit(root=ROOT):
+    """The repository's commit (git rev-parse HEAD), with "-dirty" when `git status --porcelain` lists a change; None
+    when git or the repository is not there (a copy of the code without .git)."""
+    def git(*cmd):
+        return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        return head + ("-dirty" if git("status", "--porcelain") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def write_json(args, name, result):
+    """Write <args.out>/<name>.json: `result` with the command line and the commit that made it ("command",
+    "commit"), added to `result` itself so that a script which returns its result returns what it wrote."""
+    result.update(command=command_line(), commit=commit())
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, name + ".json")
     with open(path, "w") as f:

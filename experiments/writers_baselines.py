@@ -24,6 +24,9 @@ Writes writers_baselines.json (top level: machine, seeds, tuning_seeds, arms wit
 tuning, results, paired) and writers_baselines.png.
 """
 
+import json
+import os
+
 from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, area_under, curve, lr_name, machine, mean_sd,
                     metrics, paired_difference, parser, pass_at_16, points, pyplot, read_pass, run_all, save_figure,
                     steps_to, summary, write_json, writers_rl, writers_sft)
@@ -150,12 +153,13 @@ def report(args, chosen):
                                                           else dict(grid=list(GRID[arm]),
                                                                     lr_at_grid_edge=c["at_grid_edge"])))
             for arm, c in chosen.items()}
-    write_json(args, "writers_baselines", dict(
+    doc = dict(
         machine=machine(), seeds=args.seeds, tuning_seeds=args.tuning_seeds, steps=WRITERS_STEPS, task=WRITERS_TASK,
         pass_problems=args.pass_problems, arms=arms, tuning={a: dict(final_mean=c["final_mean"],
                                                                      per_seed=c["per_seed"])
                                                              for a, c in chosen.items() if "rate_from" not in c},
-        results=results, paired=paired))
+        results=results, paired=paired)
+    write_json(args, "writers_baselines", doc)
     for arm, c in chosen.items():
         if "rate_from" in c:
             print(f"tuning {arm:8s} not tuned: {c['rate_from']}'s rate {lr_name(c['lr'])} (--share_rate)")
@@ -172,7 +176,7 @@ def report(args, chosen):
         for k, d in p.items():
             print(f"{key} {k}: mean {d['mean']:+.3f}, 95% t-interval {interval(d)}")
     print("\n" + "\n".join(markdown(results, paired)))
-    plot(args, chosen, results, paired)
+    plot(args, doc)
 
 
 def markdown(results, paired):
@@ -188,34 +192,66 @@ def markdown(results, paired):
     return rows
 
 
-def plot(args, chosen, results, paired):
+LABELS = {"gift": "GIFT", "grpo": "GRPO", "dapo": "DAPO", "gspo": "GSPO", "grpo-kl": "GRPO + KL"}  # as the text
+
+
+def plot(args, doc):
+    """writers_baselines.png from the report itself (the contents of writers_baselines.json), so that --replot
+    redraws it from the committed JSON alone. Four panels, an arm in one colour throughout: the tuning (final
+    accuracy against the rate, the chosen rate ringed), the mean held-out curves on the fresh seeds, and GIFT minus
+    each arm in points, as the tables write them (final accuracy; area under the curve), each seed a small mark."""
+    from matplotlib.ticker import NullLocator
+
     plt = pyplot()
-    fig, (ax_tune, ax_acc, ax_diff) = plt.subplots(1, 3, figsize=(16, 4))
-    for i, (arm, c) in enumerate(chosen.items()):
-        if "rate_from" not in c:
-            ax_tune.plot(GRID[arm], [c["final_mean"][lr_name(lr)] for lr in GRID[arm]], marker="o",
-                         color=f"C{i}", label=f"{arm} (chosen {lr_name(c['lr'])})")
-        seeds = list(results[arm]["per_seed"].values())
-        mean = [sum(x) / len(x) for x in zip(*[s["accuracy"] for s in seeds])]
-        ax_acc.plot(seeds[0]["steps"], mean, color=f"C{i}",
-                    label=f"{arm} (final {results[arm]['final_accuracy_mean']:.3f})")
-    ax_tune.set_xscale("log")
-    ax_tune.set(xlabel="learning rate", ylabel="final held-out accuracy")
-    ax_tune.set_title(f"tuning: mean of seeds {args.tuning_seeds}", fontsize=10)
-    ax_acc.set(xlabel="RL step", ylabel="held-out accuracy (greedy)")
-    ax_acc.set_title(f"fresh seeds {args.seeds} at the chosen rates (mean)", fontsize=10)
-    rows = [(f"{key[5:]} {k}", d) for key, p in paired.items() for k, d in p.items() if k in ("final_accuracy", "auc")]
-    for y, (label, d) in enumerate(rows):
-        lo, hi = d["ci95"] if d["ci95"] else (d["mean"], d["mean"])
-        ax_diff.errorbar([d["mean"]], [y], xerr=[[d["mean"] - lo], [hi - d["mean"]]], fmt="o", capsize=3)
-    ax_diff.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
-    ax_diff.axvline(0, color="k", linewidth=0.8)
-    ax_diff.set_title("GIFT minus each arm, paired by seed (95% t-interval)", fontsize=10)
-    for ax in (ax_tune, ax_acc, ax_diff):
-        ax.grid(alpha=0.3)
-    for ax in (ax_tune, ax_acc):
-        ax.legend(fontsize=8)
-    save_figure(args, fig, "writers_baselines")
+    arms = list(doc["arms"])
+    colour = {arm: f"C{i}" for i, arm in enumerate(arms)}
+    label = lambda arm: LABELS.get(arm, arm)
+    seeds = lambda s: ", ".join(map(str, s))
+    with plt.rc_context({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 9.5}):
+        fig, ((ax_tune, ax_acc), (ax_final, ax_auc)) = plt.subplots(2, 2, figsize=(10, 8))
+        for arm, a in doc["arms"].items():
+            if a["grid"]:
+                means = doc["tuning"][arm]["final_mean"]
+                ax_tune.plot(a["grid"], [means[lr_name(lr)] for lr in a["grid"]], marker="o", color=colour[arm])
+                ax_tune.plot([a["lr"]], [means[lr_name(a["lr"])]], "o", markersize=13, fillstyle="none",
+                             color=colour[arm])
+            runs = list(doc["results"][arm]["per_seed"].values())
+            mean = [sum(x) / len(x) for x in zip(*[r["accuracy"] for r in runs])]
+            shared = f", {label(a['rate_from'])}'s" if "rate_from" in a else ""
+            ax_acc.plot(runs[0]["steps"], mean, color=colour[arm], linewidth=1.8,
+                        label=f"{label(arm)} ({lr_name(a['lr'])}{shared})")
+        rates = sorted({lr for a in doc["arms"].values() for lr in a["grid"]})
+        ax_tune.set_xscale("log")
+        ax_tune.set_xticks(rates, [lr_name(lr) for lr in rates])
+        ax_tune.xaxis.set_minor_locator(NullLocator())
+        ax_tune.set(xlabel="learning rate", ylabel="final held-out accuracy")
+        ax_tune.set_title(f"tuning, seeds {seeds(doc['tuning_seeds'])}: mean final\naccuracy (ringed: the rate chosen)")
+        ax_acc.set(xlabel="RL step", ylabel="held-out accuracy (greedy)")
+        ax_acc.set_title(f"fresh seeds {seeds(doc['seeds'])}:\nmean held-out accuracy at the chosen rate")
+        ax_acc.legend(title="arm (learning rate)", loc="lower right")
+        others = [arm for arm in arms if f"gift-{arm}" in doc["paired"]]
+        for ax, key, what in ((ax_final, "final_accuracy", "final accuracy"),
+                              (ax_auc, "auc", "area under the curve\n(trapezoid average of the accuracy curve)")):
+            for y, arm in enumerate(others):
+                d = doc["paired"][f"gift-{arm}"][key]
+                m = 100 * d["mean"]
+                lo, hi = (100 * v for v in d["ci95"]) if d["ci95"] else (m, m)
+                ax.errorbar([m], [y], xerr=[[m - lo], [hi - m]], fmt="o", markersize=8, capsize=5, linewidth=2,
+                            color=colour[arm])
+                ax.plot([100 * v for v in d["per_seed"]], [y + 0.25] * len(d["per_seed"]), "|", markersize=9,
+                        color=colour[arm], alpha=0.7)
+            ax.set_yticks(range(len(others)), [f"GIFT - {label(arm)}" for arm in others])
+            ax.set_ylim(len(others) - 0.4, -0.6)  # the tables' order, top to bottom
+            ax.axvline(0, color="k", linewidth=0.8)
+            ax.set_xlabel("points (mean, 95% t-interval; a tick per seed)")
+            ax.set_title(f"GIFT minus each arm: {what}")
+        lo = min(ax.get_xlim()[0] for ax in (ax_final, ax_auc))
+        hi = max(ax.get_xlim()[1] for ax in (ax_final, ax_auc))
+        for ax in (ax_final, ax_auc):
+            ax.set_xlim(lo, max(hi, 0.5))  # one scale for both, 0 in view
+        for ax in (ax_tune, ax_acc, ax_final, ax_auc):
+            ax.grid(alpha=0.3)
+        save_figure(args, fig, "writers_baselines")
 
 
 PARSER = parser(__doc__, seeds=(5, 6, 7, 8, 9))
@@ -223,9 +259,21 @@ PARSER.add_argument("--tuning_seeds", type=int, nargs="+", default=[0, 1, 2])
 PARSER.add_argument("--pass_problems", type=int, default=300, help="held-out problems for pass@1 / pass@16")
 PARSER.add_argument("--share_rate", nargs="*", default=[], metavar="ARM=OTHER",
                     help="ARM is not tuned and takes OTHER's chosen rate, e.g. grpo-kl=grpo")
+PARSER.add_argument("--replot", action="store_true",
+                    help="run nothing: redraw writers_baselines.png from the writers_baselines.json in --out")
+
+
+def replot(args):
+    path = os.path.join(args.out, "writers_baselines.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"error: --replot redraws the figure from {path}, which does not exist: run the experiment")
+    with open(path) as f:
+        plot(args, json.load(f))
 
 
 def main(args):
+    if args.replot:
+        return replot(args)
     if set(args.seeds) & set(args.tuning_seeds):
         raise SystemExit(f"error: --seeds {args.seeds} and --tuning_seeds {args.tuning_seeds} must not share a seed "
                          "(a rate chosen on a seed flatters its result there)")

@@ -13,6 +13,7 @@ answer counts as wrong. A tie goes to the answer that reached the top count firs
 than it could. Reported, with the same interval, for each k when n > 1.
 """
 import math
+import time
 
 import torch
 
@@ -49,6 +50,20 @@ def majority_correct(texts, reference, mode="strict"):
     return answer is not None and is_correct(f"#### {answer}", reference, mode="strict")
 
 
+class Progress:
+    """A line per call, "problems 250/1000 (25%), 22 s, about 66 s left", for long work done in batches (eval.py's
+    evaluation, python -m gift.rlhf's sampling); log: where the line goes (print, flushed)."""
+
+    def __init__(self, what, log=None):
+        self.what, self.start = what, time.time()
+        self.log = log or (lambda line: print(line, flush=True))
+
+    def __call__(self, done, total):
+        elapsed = time.time() - self.start
+        left = f", about {elapsed * (total - done) / done:.0f} s left" if 0 < done < total else ""
+        self.log(f"{self.what} {done}/{total} ({100 * done / total:.0f}%), {elapsed:.0f} s{left}")
+
+
 def mean_ci(values):
     """Mean and half-width of its 95% normal interval."""
     m = sum(values) / len(values)
@@ -58,8 +73,9 @@ def mean_ci(values):
 
 @torch.no_grad()
 def evaluate(model, enc, examples, n=1, ks=(1,), temperature=0.0, batch_size=250, max_new_tokens=256, seed=0,
-             modes=("strict",)):
-    """Score a model on examples. n=1 with temperature 0 is greedy pass@1.
+             modes=("strict",), progress=None):
+    """Score a model on examples. n=1 with temperature 0 is greedy pass@1. progress: None (silent, as train.py's
+    evaluations are), or called after each batch of problems with (problems done, problems in all).
 
     Returns {"pass@k" (strict): float, "pass@k_ci": half-width, "<mode>/pass@k": ..., "per_problem": correct counts
     (strict), "completions": the first sample's text for each problem}; when n > 1 also "maj@k", "maj@k_ci" and
@@ -81,6 +97,8 @@ def evaluate(model, enc, examples, n=1, ks=(1,), temperature=0.0, batch_size=250
         for (mode, k), solved in majority.items():
             for i, ex in enumerate(batch):
                 solved.append(float(majority_correct(texts[i * n : i * n + k], ex.answer, mode)))
+        if progress is not None:
+            progress(b + len(batch), len(examples))
     results = {}
     for mode in modes:
         prefix = "" if mode == "strict" else f"{mode}/"
@@ -92,3 +110,18 @@ def evaluate(model, enc, examples, n=1, ks=(1,), temperature=0.0, batch_size=250
                 results[f"{prefix}maj@{k}"], results[f"{prefix}maj@{k}_ci"] = mean_ci(majority[(mode, k)])
     results["per_problem"], results["completions"] = correct[modes[0]], completions
     return results
+
+
+def evaluate_heldout(run, cfg, problems=None):
+    """A train.py run's evaluation: greedy pass@1 on the (first `problems`) held-out problems, the task's own
+    metrics, and with --rl_pool the pool's accuracy. The time it takes is booked apart (run.books.eval_time), so that
+    accuracy can be plotted against training time alone."""
+    t0, heldout = time.time(), run.task.heldout[:problems]
+    res = evaluate(run.policy, run.enc, heldout, batch_size=cfg.eval_batch, max_new_tokens=cfg.max_new_tokens)
+    out = dict(accuracy=res["pass@1"], ci95=res["pass@1_ci"], **run.task.metrics(heldout, res["completions"],
+                                                                                 res["per_problem"]))
+    if run.pool and problems is None:  # the same greedy score on the problems RL trains on
+        out["train_accuracy"] = evaluate(run.policy, run.enc, run.pool, batch_size=cfg.eval_batch,
+                                         max_new_tokens=cfg.max_new_tokens)["pass@1"]
+    run.books.eval_time += time.time() - t0
+    return out

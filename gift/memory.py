@@ -535,9 +535,14 @@ def kv_cache_bytes(config, rows, slots, dtype_bytes):
             + rows * slots)
 
 
-def _on_gpu(gib, cuda=True):
-    """What the GPU holds for `gib` GiB of tensors: the allocator's margin and the CUDA context on top."""
-    return gib * (1 + ALLOCATOR_MARGIN) + CUDA_CONTEXT_GIB if cuda else gib
+def gib(x):
+    """GiB as printed: 2 decimals, 3 below 1 GiB."""
+    return f"{x:.2f}" if x >= 1 else f"{x:.3f}"
+
+
+def _on_gpu(tensors, cuda=True):
+    """What the GPU holds for `tensors` GiB of tensors: the allocator's margin and the CUDA context on top."""
+    return tensors * (1 + ALLOCATOR_MARGIN) + CUDA_CONTEXT_GIB if cuda else tensors
 
 
 def plan(cfg, device="cuda", _counted=None, _only=None):
@@ -669,9 +674,9 @@ def describe(s, result):
              f"{s.max_new_tokens} new tokens, {s.minibatches} mini-batches of {b} groups in micro-batches of "
              f"{min(s.micro_batch or b, b)}, sampled {min(s.sample_chunk or s.prompts, s.prompts)} prompts at a time",
              f"{'phase':<20}{'GPU GiB' if cuda else 'GiB':>9}{'tensors':>10}{'this phase adds':>17}"]
-    for k, gib in result["phases"].items():
+    for k, value in result["phases"].items():
         tensors, before = result["allocated_gib"][k], result["before_gib"][k]
-        lines.append(f"{PHASES[k]:<20}{gib:>9.2f}{tensors:>10.2f}{tensors - before:>+17.2f}")
+        lines.append(f"{PHASES[k]:<20}{gib(value):>9}{gib(tensors):>10}{'+' + gib(tensors - before):>17}")
     if cuda:
         lines.append(f"GPU GiB = tensors x {1 + ALLOCATOR_MARGIN:.2f} (ALLOCATOR_MARGIN) + {CUDA_CONTEXT_GIB:.2f} "
                      f"(CUDA_CONTEXT_GIB): gift/memory.py says where each comes from")
@@ -682,7 +687,7 @@ def describe(s, result):
                          f"to spare)")
         else:
             lines.append(f"does not fit: {_verdict(s, result, result['device'])}")
-    lines.append(f"peak {result['peak_gib']:.2f} GiB ({PHASES[result['peak_phase']]})")
+    lines.append(f"peak {gib(result['peak_gib'])} GiB ({PHASES[result['peak_phase']]})")
     return "\n".join(lines)
 
 

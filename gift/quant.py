@@ -49,7 +49,8 @@ import torch
 import torch.nn as nn
 
 from gift.lora import _lora_layers
-from gift.memory import QUANTS  # none | nf4: train.py's --quant
+
+QUANTS = ("none", "nf4")  # train.py's --quant (gift/memory.py reads this list)
 BLOCK = 64  # weights per absmax: QLoRA's and bitsandbytes' default
 MISSING = "error: --quant=nf4 needs bitsandbytes: pip install bitsandbytes"
 

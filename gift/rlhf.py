@@ -238,28 +238,6 @@ def build(sft_path, out, seed=0, train_pairs=3000, heldout_pairs=500, steps=400,
 # the task
 
 
-def rlhf_task(cfg):
-    """The built-in task's prompts, rewarded by the reward model at cfg.reward_model (times cfg.reward_scale, plus
-    cfg.reward_shift: the scale experiment); per sample the true utility is logged beside it (`extras`), and each
-    evaluation reports the greedy responses' mean proxy reward and true utility."""
-    from gift.tasks import Task, builtin_task
-    if not cfg.reward_model:
-        raise SystemExit("error: --task=rlhf needs --reward_model=PATH (python -m gift.rlhf SFT_CKPT OUT makes one)")
-    rm, enc = load(cfg.reward_model), builtin_tokenizer()
-    base = builtin_task(cfg)
-    a, b = cfg.reward_scale, cfg.reward_shift
-
-    def reward(text, example):
-        return a * score(rm, enc, [example], [text])[0] + b
-
-    def metrics(examples, completions, correct):
-        return dict(proxy_reward=sum(score(rm, enc, examples, completions)) / len(examples),
-                    true_reward=sum(utility(t, ex) for t, ex in zip(completions, examples)) / len(examples))
-
-    return Task("rlhf", base.train_example, base.heldout, reward, metrics,
-                extras=lambda text, example: dict(true_reward=utility(text, example)))
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description="Build a reward model from an SFT checkpoint of the built-in task.")
     p.add_argument("sft", help="an SFT checkpoint (out/<run>/sft.pt)")

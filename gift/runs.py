@@ -12,6 +12,7 @@ gift/settings.py; processes and sharding are gift/shard.py.
 import glob
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -306,6 +307,24 @@ class Run:
         self.say(f"step {self.step}/{total} {record['stage']} loss {record['loss']:.4f}{extras} ({seconds_per_step:.2f} "
                  f"s/step, ETA {guess}{left / 60:.1f} min)")
 
+    def count_skipped(self, skipped, cfg):
+        """After step self.step - 1: count it if its update was skipped (a non-finite loss or gradient); stop after
+        --max_bad_steps in a row."""
+        self.books.bad_steps = self.books.bad_steps + 1 if skipped else 0
+        if self.books.bad_steps >= cfg.max_bad_steps:
+            raise SystemExit(f"error: {cfg.max_bad_steps} non-finite losses in a row at step {self.step - 1}; "
+                             f"stopping. Skipped steps never update the weights; last checkpoint: "
+                             f"{self.path('ckpt.pt')}")
+
+    def checkpoint(self, cfg):
+        """After step self.step: ckpt.pt every --ckpt_every steps, at SFT's end, at the end and at --stop_after;
+        sft.pt at SFT's end (--init=out/RUN/sft.pt --sft_steps=0 starts RL from it). Rank 0 writes."""
+        total = cfg.sft_steps + cfg.rl_steps
+        if self.rank == 0 and (self.step % cfg.ckpt_every == 0 or self.step in (cfg.sft_steps, total, cfg.stop_after)):
+            save_run(self, cfg, "ckpt.pt")
+        if self.rank == 0 and self.step == cfg.sft_steps:
+            save_run(self, cfg, "sft.pt")
+
     def close(self):
         """The logs, the run folder's lock, the process group: whatever the run opened."""
         if self.monitor:
@@ -319,7 +338,8 @@ class Run:
     def summarize(self, cfg, final):
         """summary.json (the SFT and final held-out scores, config, seed, wall time), the "final" record of
         metrics.jsonl and the closing lines, from the final evaluation `final`; returns the summary dict."""
-        if self.books.sft_accuracy is None:  # no RL steps: the final model is the SFT model
+        rl = self.books.sft_accuracy is not None  # set when RL starts (train.start_rl)
+        if not rl:  # no RL steps: the final model is the SFT model
             self.books.sft_eval, self.books.sft_accuracy = final, final["accuracy"]
         summary = dict(sft_accuracy=self.books.sft_accuracy, rl_accuracy=final["accuracy"],
                        heldout_problems=len(self.task.heldout), sft_eval=self.books.sft_eval, rl_eval=final,
@@ -331,9 +351,10 @@ class Run:
             self.say(f"final held-out: {self.fmt(final)}")
             with open(self.path("summary.json"), "w") as f:
                 json.dump(summary, f, indent=2)
-            self.say(f"held-out accuracy: SFT {summary['sft_accuracy']:.4f} -> {cfg.method.upper()} "
-                     f"{final['accuracy']:.4f} ({len(self.task.heldout)} problems, {summary['wall_time_s']:.0f} s); "
-                     f"wrote {self.run_dir}/summary.json")
+            scores = (f"SFT {summary['sft_accuracy']:.4f} -> {cfg.method.upper()} {final['accuracy']:.4f}" if rl else
+                      f"SFT {final['accuracy']:.4f} (no RL steps: the final model is the SFT model)")
+            self.say(f"held-out accuracy: {scores} ({len(self.task.heldout)} problems, "
+                     f"{summary['wall_time_s']:.0f} s); wrote {self.run_dir}/summary.json")
         return summary
 
 
@@ -397,16 +418,28 @@ def open_run(run, cfg, logprobs):
     return run
 
 
-def load_model(init, task, byte_tokenizer=None):
+# A hub model's name, "gpt2" or "owner/name": anything else that is not on disk can only be a mistyped path.
+HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".json", ".pkl")  # checkpoint-like file names
+
+
+def load_model(init, task, byte_tokenizer=None, option="--init"):
     """(model, tokenizer) from a preset name (random init), one of our ckpt.pt files, an HF directory or a hub name.
     On GSM8K the names of the published GPT-2 models (gpt2, gpt2-medium, ...) load their weights, not a random init.
+    On the built-in task an HF directory loads when its vocabulary is the byte tokenizer's (257 rows: a built-in run
+    exported by `python -m gift.export`).
 
     The tokenizer: the built-in byte tokenizer for the built-in task; otherwise the vocab.json/merges.txt of the
     checkpoint directory or hub snapshot (for a ckpt.pt: of the one its run started from) when present, else GPT-2's.
-    A name that is neither a preset, a directory, a checkpoint nor reachable on the hub is one error line.
+    A name that is neither a preset, a directory, a checkpoint nor reachable on the hub is one error line: a path
+    that is not there ("no such file"), a run folder ("use its ckpt.pt"), a folder that is not a model.
     byte_tokenizer: the task's (gift.tasks.Task); None: the built-in task's, True only for task == "builtin".
+    option: the command-line option that named init, for the error lines ("--init=NAME"); None for a positional
+    argument (eval.py's model: the name alone, and a run folder's line says to evaluate its checkpoint).
     """
     byte = task == "builtin" if byte_tokenizer is None else byte_tokenizer
+    named = f"{option}={init}" if option else init  # how the error lines name init
+    _check_path(init, option, named)
     ckpt = None
     if init.endswith(".pt"):
         ckpt = load_checkpoint(init)
@@ -414,17 +447,25 @@ def load_model(init, task, byte_tokenizer=None):
         if "model_config" not in ckpt or prompts_of(ckpt.get("config", {}).get("task")) != prompts_of(task):
             raise SystemExit(f"error: {init} is not a gift checkpoint for --task {task}")
     elif os.path.isfile(init):
-        raise SystemExit(f"error: --init={init} is a file but not a .pt checkpoint; give a preset "
-                         f"({', '.join(PRESETS)}), a train.py ckpt.pt, an HF model directory or a hub name")
+        presets = f"a preset ({', '.join(PRESETS)}), " if option else ""
+        raise SystemExit(f"error: {named} is a file but not a .pt checkpoint; give {presets}a train.py ckpt.pt, an HF "
+                         f"model directory or a hub name")
     published = [p for p in PRESETS if p.startswith(("gpt2", "qwen"))]  # names of published models
-    if byte and not ckpt and (init not in PRESETS or init in published):
-        raise SystemExit(f"error: --init={init}: the built-in tasks train a small preset from scratch with the byte "
+    if byte and not ckpt and os.path.isdir(init):  # an HF folder: only an exported built-in model fits the task
+        vocab, byte_vocab = _hf_vocab(init), builtin_tokenizer().n_vocab
+        if vocab != byte_vocab:
+            raise SystemExit(f"error: {named}: the built-in tasks use the byte tokenizer ({byte_vocab} tokens) and "
+                             f"this model's vocabulary is {vocab}; give a built-in run's checkpoint or its export "
+                             f"(python -m gift.export), or use --task=gsm8k for a published model")
+    elif byte and not ckpt and (init not in PRESETS or init in published):
+        remedy = "use --init=micro" if option else "evaluate a built-in run's checkpoint (out/RUN/ckpt.pt)"
+        raise SystemExit(f"error: {named}: the built-in tasks train a small preset from scratch with the byte "
                          f"tokenizer ({', '.join(p for p in PRESETS if p not in published)}), not "
-                         f"{'the published weights' if init in published else 'a hub model or directory'}; "
-                         f"use --init=micro, or --task=gsm8k for a published model")
+                         f"{'the published weights' if init in published else 'a hub model'}; "
+                         f"{remedy}, or --task=gsm8k for a published model")
     source = ckpt["config"]["init"] if ckpt else init
     if not byte and source not in PRESETS and not os.path.isdir(source):
-        source = _hub_snapshot(source)  # a hub name: its snapshot, tokenizer files included (downloaded once)
+        source = _hub_snapshot(source, named)  # a hub name: its snapshot, tokenizer files included (downloaded once)
     if byte:
         enc = builtin_tokenizer()
     elif os.path.isfile(os.path.join(source, "vocab.json")):
@@ -434,7 +475,8 @@ def load_model(init, task, byte_tokenizer=None):
             enc = get_tokenizer("gpt2")  # tiktoken downloads GPT-2's BPE files once, then reads its cache
         except Exception as e:
             raise SystemExit(f"error: could not load GPT-2's tokenizer ({type(e).__name__}); it is downloaded on first "
-                             f"use, or give --init a checkpoint directory with vocab.json and merges.txt") from None
+                             f"use, or give {option or 'the model'} a checkpoint directory with vocab.json and "
+                             f"merges.txt") from None
     if ckpt:
         model = GPT(GPTConfig(**ckpt["model_config"]))
         rank = ckpt["config"].get("lora_rank", 0)
@@ -448,22 +490,49 @@ def load_model(init, task, byte_tokenizer=None):
         model = GPT(preset(init, vocab_size=enc.n_vocab))  # trained from scratch
     else:
         try:
-            model = GPT.from_pretrained(source if os.path.isdir(source) else _hub_snapshot(source))
+            model = GPT.from_pretrained(source if os.path.isdir(source) else _hub_snapshot(source, named))
         except (OSError, ValueError) as e:
-            raise SystemExit(f"error: cannot load --init={init}: {e}") from None
+            raise SystemExit(f"error: cannot load {named}: {e}") from None
     if model.config.vocab_size < enc.n_vocab:
         raise SystemExit(f"error: model vocabulary {model.config.vocab_size} < tokenizer's {enc.n_vocab}")
     return model, enc
 
 
-def _hub_snapshot(name):
+def _check_path(init, option, named):
+    """One error line for a name that cannot be a model: a path that is not there (a hub name aside), a run folder
+    (train.py's out/RUN, whose checkpoint is out/RUN/ckpt.pt) and a folder that is no Hugging Face model."""
+    if os.path.isdir(init):
+        run = os.path.join(init, "ckpt.pt")
+        if os.path.isfile(run):
+            raise SystemExit(f"error: {named} is a run folder: start from its checkpoint, {option}={run}" if option
+                             else f"error: {init} is a run folder: evaluate its checkpoint, {run}")
+        if not os.path.isfile(os.path.join(init, "config.json")):
+            raise SystemExit(f"error: {named} is a folder without config.json: neither a run folder (ckpt.pt) nor a "
+                             f"Hugging Face model folder (config.json + model.safetensors, as python -m gift.export "
+                             f"writes)")
+    elif not os.path.exists(init) and init not in PRESETS and (init.lower().endswith(FILE_SUFFIXES)
+                                                                or not HUB_NAME.match(init)):
+        raise SystemExit(f"error: {named}: no such file" if option else f"error: no such file: {init}")
+
+
+def _hf_vocab(path):
+    """The vocabulary size in an HF model folder's config.json (None when it cannot be read)."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            return json.load(f).get("vocab_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _hub_snapshot(name, named=None):
     """The local snapshot of a hub model (downloaded once); one error line when the name is not a directory and the
-    hub cannot give it (no such model, or no network)."""
+    hub cannot give it (no such model, or no network). named: how the line names it (default --init=NAME)."""
+    named = named or f"--init={name}"
     try:
         return checkpoint_dir(name)
     except FileNotFoundError as e:
-        raise SystemExit(f"error: --init={name}: {e}") from None
+        raise SystemExit(f"error: {named}: {e}") from None
     except Exception as e:  # huggingface_hub's errors: not found, offline, gated
-        raise SystemExit(f"error: --init={name} is neither a preset ({', '.join(PRESETS)}), a directory, a .pt "
+        raise SystemExit(f"error: {named} is neither a preset ({', '.join(PRESETS)}), a directory, a .pt "
                          f"checkpoint nor a model the hub gives ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:100] if str(e) else 'no answer'})") from None

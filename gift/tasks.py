@@ -102,9 +102,27 @@ def gsm8k_task(cfg):
                 lambda examples, completions, correct: {}, byte_tokenizer=False)
 
 
-def rlhf(cfg):
-    from gift.rlhf import rlhf_task  # the reward model's code loads only for this task
-    return rlhf_task(cfg)
+def rlhf_task(cfg):
+    """The built-in task's prompts, rewarded by the reward model at cfg.reward_model (times cfg.reward_scale, plus
+    cfg.reward_shift: the scale experiment); per sample the true utility is logged beside it (`extras`), and each
+    evaluation reports the greedy responses' mean proxy reward and true utility (gift/rlhf.py)."""
+    from gift.rlhf import load, score, utility  # the reward model's code loads only for this task
+    from gift.tokenizer import builtin_tokenizer
+    if not cfg.reward_model:
+        raise SystemExit("error: --task=rlhf needs --reward_model=PATH (python -m gift.rlhf SFT_CKPT OUT makes one)")
+    rm, enc = load(cfg.reward_model), builtin_tokenizer()
+    base = builtin_task(cfg)
+    a, b = cfg.reward_scale, cfg.reward_shift
+
+    def reward(text, example):
+        return a * score(rm, enc, [example], [text])[0] + b
+
+    def metrics(examples, completions, correct):
+        return dict(proxy_reward=sum(score(rm, enc, examples, completions)) / len(examples),
+                    true_reward=sum(utility(t, ex) for t, ex in zip(completions, examples)) / len(examples))
+
+    return Task("rlhf", base.train_example, base.heldout, reward, metrics,
+                extras=lambda text, example: dict(true_reward=utility(text, example)))
 
 
 def rl_example(task, k, pool=0):
@@ -113,7 +131,7 @@ def rl_example(task, k, pool=0):
     return task.train_example(10_000_000 + (k % pool if pool else k))
 
 
-TASKS = {"builtin": builtin_task, "gsm8k": gsm8k_task, "rlhf": rlhf}
+TASKS = {"builtin": builtin_task, "gsm8k": gsm8k_task, "rlhf": rlhf_task}
 
 
 def make_task(cfg):

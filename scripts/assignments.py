@@ -162,17 +162,18 @@ A key/value cache makes step t cost one position instead of t, and the G samples
     y_t ~ softmax(f(x, y_<t) / T)          f: the model's last-position logits, T: the temperature
     cost without a cache: sum_t (P + t) positions per row      with a cache: P once per prompt, then 1 per step
 
-## What to write (in `generate`)
+## What to write (in `_sample`, which `generate` calls once per chunk of prompts)
 
-1. Prefill: left-pad the B prompts to the longest length P; give each row its own positions 0..len-1 (padding takes
-   position 0); allocate `KVCache(model.config, B, P + max_new_tokens - 1, ...)` (the last token is never fed) and
-   mark the slots of real tokens in `cache.valid`; run the model once and keep the last position's logits (B, V).
-2. Share: `cache.repeat_interleave(N)`, the logits repeated N times (R = B * N rows, all samples of prompt 0 first),
-   and each row's next position (R,).
+1. Prefill: left-pad the B prompts to the call's longest length P (given); give each row its own positions
+   0..len-1 (padding takes position 0); allocate `KVCache(model.config, B, P, ...)` for the prompts' slots and mark
+   the slots of real tokens in `prefill.valid`; run the model once with `return_hidden=True` and apply
+   `model.lm_head` to the last position only: (B, V) logits, never (B, P, V).
+2. Share: `cache = buffers.share(prefill, N)` copies the prefill into the call's decode cache, N rows per prompt
+   (R = B * N rows, all samples of prompt 0 first); the logits repeated N times, and each row's next position (R,).
 3. The decode step: mark the new slot valid for every live row, feed the rows' new tokens (one position each, at
    their own positions) through the model with the cache, and advance the positions.
 
-Read `KVCache` (valid, length, repeat_interleave, keep) and `GPT.forward(idx, pos, cache)` in gift/model.py first.
+Read `KVCache` (valid, length, share, keep) and `GPT.forward(idx, pos, cache, return_hidden)` in gift/model.py first.
 """,
     ),
     "kernel": dict(

@@ -128,6 +128,37 @@ def test_check_same_accepts_runs_made_before_a_field_existed(tmp_path):
         common.check_same(str(tmp_path), dict(run_name="old", rl_steps=3))
 
 
+def test_write_json_records_the_command_line_and_the_commit(tmp_path, monkeypatch):
+    """Every report JSON says how it was made: `python experiments/<name>.py ...` as typed from the repository root,
+    and git's HEAD with -dirty when the working tree has changes (None outside a repository)."""
+    import re
+    import subprocess
+    import types
+
+    script = os.path.join(ROOT, "experiments", "writers_lr.py")
+    monkeypatch.setattr(sys, "argv", [script, "--seeds", "0", "1", "--out", str(tmp_path / "a b")])
+    result = {"x": 1}
+    common.write_json(types.SimpleNamespace(out=str(tmp_path / "a b")), "demo", result)
+    written = json.loads((tmp_path / "a b" / "demo.json").read_text())
+    assert written == result and written["x"] == 1
+    assert written["command"] == f"python experiments/writers_lr.py --seeds 0 1 --out '{tmp_path / 'a b'}'"
+    assert written["commit"] is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", written["commit"])
+    assert common.commit(str(tmp_path)) is None  # not a repository
+
+    git = lambda *cmd: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], cwd=tmp_path,
+                                      check=True, capture_output=True)
+    git("init", "-q")
+    git("commit", "-q", "--allow-empty", "-m", "start")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert common.commit(str(tmp_path)) == head + "-dirty"  # "a b"/demo.json is not committed
+    git("add", "-A")
+    git("commit", "-q", "-m", "the report")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert common.commit(str(tmp_path)) == head  # a clean tree
+    monkeypatch.setattr(common.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("git")))
+    assert common.commit(str(tmp_path)) is None  # no git on this machine
+
+
 def test_t_interval_and_steps_to():
     m, half = common.t_interval([0.1, 0.3, 0.2])  # sd 0.1, n 3: t(2) = 4.303
     assert abs(m - 0.2) < 1e-12 and abs(half - 4.303 * 0.1 / 3 ** 0.5) < 1e-12
@@ -571,6 +602,33 @@ def test_all_runs_each_experiment_script_in_order_as_a_subprocess(tmp_path):
     assert len(calls) == 2 and "--report_only" not in calls[0]  # stops at the first failure
     with pytest.raises(SystemExit, match="default seeds"):
         all_py.main(["--seeds", "0"], call=lambda cmd: 0)
+
+
+def test_all_knows_every_experiment_and_runs_one_by_name(tmp_path, capsys):
+    """Every experiment script is in all.py's numbered list (only the shared module, all.py itself and the run
+    summarizer are not experiments); a name runs that experiment's commands, each of which its script parses."""
+    all_py = importlib.import_module("all")
+    scripts = {n[:-3] for n in os.listdir(os.path.join(ROOT, "experiments")) if n.endswith(".py")}
+    assert set(all_py.COMMANDS) == scripts - {"common", "all", "summarize"}
+    assert set(all_py.BUILTIN) <= set(all_py.COMMANDS)
+    calls = []
+    all_py.main(["writers_plateau", "faithful", f"--runs={tmp_path}", "--out=o"], call=lambda c: calls.append(c) or 0)
+    assert [os.path.basename(c[1]) for c in calls] == ["faithful.py", "writers_plateau.py", "writers_plateau.py"]
+    plateau = importlib.import_module("writers_plateau")
+    first, second = (plateau.PARSER.parse_args(c[2:]) for c in calls[1:])
+    assert (first.rates, first.out, second.rates, second.arms) == ([4e-5], "o", [8e-5], ["base", "cosine"])
+    assert second.out == os.path.join("o", "writers_plateau_lr8e-5") and second.runs == str(tmp_path)
+    calls.clear()
+    all_py.main(["bandit", "noise_floor", "--out=docs/experiments"], call=lambda c: calls.append(c) or 0)
+    assert calls[0][2:] == ["--plot", "--out=docs"]  # bandit.png lives in docs/
+    noise = importlib.import_module("noise_floor").PARSER.parse_args(calls[1][2:])
+    assert noise.cpu == os.path.join("docs/experiments", "writers.json") and noise.out == "docs/experiments"
+    capsys.readouterr()
+    all_py.main(["--list"], call=lambda c: pytest.fail("--list runs nothing"))
+    listed = capsys.readouterr().out.splitlines()
+    assert [l.split()[1] for l in listed if not l.startswith("     ")] == list(all_py.COMMANDS)
+    with pytest.raises(SystemExit, match="error: no experiment named nope"):
+        all_py.main(["nope"], call=lambda c: 0)
 
 
 def test_no_experiment_script_imports_a_sibling():
