@@ -28,12 +28,12 @@ from gift import data
 from gift.evaluation import evaluate_heldout
 from gift.kernels import response_logprobs
 from gift.loss import LOSSES, BaselineSettings, RLBatch
-from gift.memory import MemorySettings, fit_memory, new_adapters
+from gift.memory import MemorySettings, check_fits, fit_memory, new_adapters
 from gift.monitor import UpdateLog, log_samples, rollout_logs
 from gift.reference import Reference
 from gift.resample import DynamicSampling, one_round
 from gift.runs import (OPTIMIZERS, Run, RunSettings, check_fresh, interrupted, load_model,  # noqa: F401
-                       make_optimizer, open_run)
+                       make_optimizer, open_run, resumed_config)
 from gift.sampler import generate
 from gift.settings import check_config, parse_config, require, resumable, setting
 from gift.shard import init_processes
@@ -96,8 +96,10 @@ RESUMABLE = resumable(Config)  # settings a resumed run may change: they do not 
 def parse_args(argv):
     """The Config of a command line, every setting checked before any work: one error line for the first bad one."""
     cfg = parse_config(Config, argv, __doc__.split("\n\n")[0])
-    check_config(cfg)  # each settings class checks its own (Config.check above, and its bases')
     cfg.run_name = cfg.run_name or f"{cfg.task}-{cfg.method}-s{cfg.seed}"
+    if cfg.resume:  # the checkpoint's settings, changed only where argv may change them (gift/runs.py)
+        cfg = resumed_config(cfg, argv, RESUMABLE)
+    check_config(cfg)  # each settings class checks its own (Config.check above, and its bases')
     return cfg
 
 
@@ -228,6 +230,8 @@ def update_policy(run, cfg, r):
     run.model.train()
     if cfg.rl_schedule == "cosine":  # from rl_lr down to 0 over the RL steps (else the rate stays rl_lr)
         set_lr(run, cfg.rl_lr * 0.5 * (1 + math.cos(math.pi * (run.step - cfg.sft_steps) / cfg.rl_steps)))
+    # BEGIN SOLUTION update
+    # HINT: per pass and mini-batch: backward each micro-batch's loss x its share of the rows, then one optimizer_step
     log, losses, n = UpdateLog(run, cfg, r), [], len(r.rewards) // cfg.minibatches  # n: rows in a mini-batch
     for _ in range(cfg.inner_steps):
         for mb in r.batches:
@@ -247,6 +251,7 @@ def update_policy(run, cfg, r):
             losses.append(total)
             log.optimizer_step(grad_norm)
     return sum(losses) / len(losses), log.summary()
+    # END SOLUTION
 
 
 def rl_step(run, cfg):
@@ -272,9 +277,10 @@ def setup(cfg, loss_fn=None):
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     task = make_task(cfg)  # data first: a missing GSM8K folder is reported before any download
+    check_fits(cfg)  # with --gpu_memory=N, a run the planner says does not fit is refused here (gift/memory.py)
     pool = [rl_example(task, k, cfg.rl_pool) for k in range(min(cfg.rl_pool, cfg.eval_problems))]
     model, enc = load_model(cfg.init, cfg.task, task.byte_tokenizer)
-    model = fit_memory(model.to(cfg.device), cfg, shard)  # --grad_ckpt, LoRA adapters, the nf4 base (gift/memory.py)
+    model = fit_memory(model, cfg, shard).to(cfg.device)  # --grad_ckpt, LoRA, the nf4 base (gift/memory.py)
     method = LOSSES[cfg.method]
     run = Run(shard, run_dir, task, pool, model, enc, make_optimizer(model, cfg.sft_lr if cfg.sft_steps else cfg.rl_lr,
               cfg), loss_fn or method, Reference.of(method, cfg), DynamicSampling(cfg, shard)

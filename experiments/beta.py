@@ -12,13 +12,16 @@
 Writes beta.json and beta.png.
 """
 
+import copy
+import dataclasses
 import os
 
-import train
 from common import (BUILTIN_EVAL_EVERY, BUILTIN_STEPS, check_same, curve, metrics, parser, pyplot, rl, run_all,
-                    save_figure, sft, summary, write_json)
-from gift.checkpoint import load_checkpoint
-from gift.loss import gift_loss
+                    save_figure, sft, summary, write_json)  # first: it puts the repository on sys.path
+
+import train  # noqa: E402
+from gift.checkpoint import load_checkpoint  # noqa: E402
+from gift.loss import gift_objective  # noqa: E402
 
 KL_COEFS = (0.0, 0.01, 0.04, 0.1, 0.4, 1.0, 3.0)
 SCALES = (0.01, 1.0, 100.0)
@@ -48,12 +51,13 @@ def check_runs(args, seed, steps=CHECK_STEPS):
 
 
 def scaled(c):
-    """GIFT's objective (gift.loss.gift_objective) with the implicit reward scaled by c: gift_loss on c * logratio,
-    the std floor (in implicit-reward units) scaled too. A train.main loss_fn."""
+    """GIFT's objective (gift.loss.gift_objective) with the implicit reward scaled by c: gift_objective on log-probs
+    times c (so its log-ratio is c * logratio), the std floor (in implicit-reward units) scaled too. A train.main
+    loss_fn."""
     def loss_fn(batch, cfg):
-        logratio = (batch.logp - batch.ref_logp).sum(dim=1)  # (N,) as gift_objective computes it
-        return gift_loss(c * logratio, batch.rewards, batch.group_size, std_floor=c * cfg.std_floor,
-                         detach_std=cfg.detach_std, mask_degenerate=cfg.mask_degenerate)
+        scaled_cfg = copy.copy(cfg)
+        scaled_cfg.std_floor = c * cfg.std_floor
+        return gift_objective(dataclasses.replace(batch, logp=c * batch.logp, ref_logp=c * batch.ref_logp), scaled_cfg)
     return loss_fn
 
 

@@ -433,3 +433,13 @@ def writers_rl(args, name, seed, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EV
     held-out accuracy every `eval_every`; config: train.py fields to override."""
     return rl(args.runs, name, seed, sft_name="writers-sft", rl_steps=steps, eval_every=eval_every,
               **WRITERS_TASK, **config)
+
+
+def sample_budget(records, config):
+    """What a run sampled: rounds of prompts drawn over its RL steps (`draws`: 1 a step, more with DAPO's dynamic
+    sampling), equal-reward groups kept to fill a step (`filled`), and the responses sampled (draws x prompts x
+    group size), so that a method that samples more is priced by it."""
+    rl = [r for r in records if r.get("stage") == "rl"]
+    draws = sum(r.get("draws", 1) for r in rl)
+    return dict(draws=draws, filled=sum(r.get("filled", 0) for r in rl),
+                responses=draws * config["prompts"] * config["group_size"])

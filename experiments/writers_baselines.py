@@ -4,10 +4,11 @@ own learning rate chosen on tuning seeds, then compared on fresh seeds, paired b
     python experiments/writers_baselines.py [--tuning_seeds 0 1 2] [--seeds 5 6 7 8 9] [--runs out/experiments]
                                             [--out docs/experiments] [--jobs 2] [--pass_problems 300]
                                             [--share_rate grpo-kl=grpo]
+    python experiments/writers_baselines.py --replot [--out docs/experiments]   # redraw the PNG from the JSON
 
 Every run starts from its seed's writers SFT model (experiments/common.py) and takes 150 RL steps, 16 prompts x 8
 samples, K = 4 rollout mini-batches, held-out accuracy (greedy, 1,000 problems) every 10 steps; only the loss and the
-learning rate differ (ARMS). Two stages, in one arithmetic (all on one machine: the CPU, or one GPU with --jobs N):
+learning rate differ (ARMS), and DAPO's dynamic sampling, which draws up to --max_draws rounds of prompts a step. Two stages, in one arithmetic (all on one machine: the CPU, or one GPU with --jobs N):
 
 1. Tuning, on --tuning_seeds: each arm at each rate of its GRID. The arm's rate is the one with the highest mean
    final held-out accuracy over the tuning seeds. A best rate at either end of the grid is flagged in the JSON and
@@ -17,19 +18,19 @@ learning rate differ (ARMS). Two stages, in one arithmetic (all on one machine: 
    for a machine that cannot run every grid.
 2. The comparison, on --seeds (disjoint from the tuning seeds, so the choice of rate does not flatter the reported
    numbers): each arm at its chosen rate. Per arm and seed: final held-out accuracy, steps to 90% of the final
-   accuracy, the area under the accuracy curve (the mean held-out accuracy over the 150 steps: how fast and how far),
+   accuracy, the area under the accuracy curve (its trapezoid average over the 150 steps: how fast and how far),
    and pass@1 / pass@16 at T = 1 on --pass_problems held-out problems. GIFT minus each arm, paired by seed, with 95%
    t-intervals.
 Writes writers_baselines.json (top level: machine, seeds, tuning_seeds, arms with their grids and chosen rates,
-tuning, results, paired) and writers_baselines.png.
+tuning, results, paired) and writers_baselines.png, drawn from that JSON's contents alone (so --replot redraws it).
 """
 
 import json
 import os
 
 from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, area_under, curve, lr_name, machine, mean_sd,
-                    metrics, paired_difference, parser, pass_at_16, points, pyplot, read_pass, run_all, save_figure,
-                    steps_to, summary, write_json, writers_rl, writers_sft)
+                    metrics, paired_difference, parser, pass_at_16, points, pyplot, read_pass, run_all, sample_budget,
+                    save_figure, steps_to, summary, write_json, writers_rl, writers_sft)
 
 ARMS = {  # name: train.py settings besides the learning rate (everything else: train.py's defaults)
     "gift": dict(method="gift"),                   # pi_ref = pi_old, std floor 1e-3, std detached, equal groups kept
@@ -125,12 +126,14 @@ def collect(args, chosen):
         per_seed = {}
         for seed in args.seeds:
             run = f"{name(arm, c['lr'])}-s{seed}"
-            steps, _, acc = curve(metrics(args, run))
-            final = summary(args, run)["rl_accuracy"]
+            records, s = metrics(args, run), summary(args, run)
+            steps, _, acc = curve(records)
+            final = s["rl_accuracy"]
             pass1, pass16 = read_pass(args, run)
             per_seed[seed] = dict(final_accuracy=final, auc=area_under(steps, acc),
                                   steps_to_90pct=steps_to(steps, acc, 0.9 * final), pass1=pass1, pass16=pass16,
-                                  sft_accuracy=acc[0], steps=steps, accuracy=acc)
+                                  sft_accuracy=acc[0], steps=steps, accuracy=acc,
+                                  **sample_budget(records, s["config"]))  # draws, filled, responses sampled
         results[arm] = dict(lr=c["lr"], per_seed=per_seed,
                             **{f"{k}_mean": mean_sd([v[k] for v in per_seed.values()])[0]
                                for k in KEYS if all(v[k] is not None for v in per_seed.values())})

@@ -22,7 +22,7 @@ writers_batch.json (top-level `prompts_per_step`, `seeds`) and writers_batch.png
 
 import os
 
-from common import (WRITERS_TASK, lr_name, machine, mean_sd, metrics, paired_difference, parser, points, pyplot,
+from common import (WRITERS_TASK, sample_budget, lr_name, machine, mean_sd, metrics, paired_difference, parser, points, pyplot,
                     run_all, save_figure, summary, write_json, writers_rl, writers_sft)
 
 RATES = {"gift": 4e-5, "grpo": 8e-5}  # writers_baselines.json's tuned rates (16 prompts a step)
@@ -65,8 +65,7 @@ def one_run(args, run):
     rl = [r for r in records if r.get("stage") == "rl"]
     cfg = s["config"]
     return dict(final_accuracy=s["rl_accuracy"], reward=sum(r["reward"] for r in rl[-LAST:]) / len(rl[-LAST:]),
-                reward_curve=reward_blocks(records, EVERY),
-                responses=sum(r.get("draws", 1) for r in rl) * cfg["prompts"] * cfg["group_size"])
+                reward_curve=reward_blocks(records, EVERY), **sample_budget(records, cfg))
 
 
 def finished(args, run):

@@ -64,13 +64,21 @@ def gradient_stats(records, grad_clip):
     greedy held-out accuracy is near its ceiling), and the steps on which equal-reward groups gave more than 85% of
     some mini-batch's gradient."""
     rl = [r for r in records if r.get("stage") == "rl"][-LAST:]
-    out = {k: [sum(x) / len(x) for x in zip(*[r[k] for r in rl])] for k in TRACES if rl and k in rl[0]}
+    out = {k: [defined_mean(x) for x in zip(*[r[k] for r in rl])] for k in TRACES if rl and k in rl[0]}
+    if rl and "cos_mb1_mb" in rl[0]:  # a rollout whose first gradient is 0 has no cosine: excluded above, counted here
+        out["cos_undefined_steps"] = sum(r["cos_mb1_mb"][0] is None for r in rl)
     norms = [g for r in rl for g in r["grad_norm_mb"]]
     out["clipped_frac"] = sum(g > grad_clip for g in norms) / len(norms) if grad_clip else 0.0
     out["distinct"] = sum(r["distinct"] for r in rl) / len(rl)
     out["reward"] = sum(r["reward"] for r in rl) / len(rl)
     out["equal_dominated_steps"] = sum(any(s > 0.85 for s in r.get("equal_share_mb", [])) for r in rl)
     return out
+
+
+def defined_mean(values):
+    """The mean of the values that are not None (None if there is none)."""
+    defined = [v for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
 
 
 def reward_blocks(records, size):
@@ -154,7 +162,7 @@ def interval(diff):
 def mean_over(per_seed, key):
     """A trace's per-position values, averaged over seeds."""
     rows = [x[key] for x in per_seed if key in x]
-    return [sum(col) / len(col) for col in zip(*rows)] if rows else []
+    return [defined_mean(col) for col in zip(*rows)] if rows else []
 
 
 def plot(args, result):

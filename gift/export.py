@@ -28,6 +28,14 @@ in one line. bos/eos token ids come from the source's config.json (the byte toke
 adapters is refused for now: merging them into the weights (W + B @ A * scale) would go in front of `export`.
 A --quant=nf4 run's merge dequantises its 4-bit base (gift/quant.py): the exported model is the 4-bit base plus the
 adapters, dequantised, written in --dtype.
+
+The calculator is not exported. This project's sampler (gift/sampler.py) forces the calculator's results: when a
+response ends inside an open `<<expr=`, it appends `gift.verifier.calculate(expr)` and `>>` as if the model had written
+them, in training and in every evaluation. transformers' `generate` (and vLLM, lm-evaluation-harness) leaves the
+model's own arithmetic, so the same weights answer differently there (`<<86+5*16=160>>160` where ours forces 166). For
+the project's answers, evaluate the folder with eval.py (`python eval.py OUT_DIR --task builtin` or `--task gsm8k`:
+our sampler, calculator included), or force the same tokens in `generate` with a LogitsProcessor (docs/training.md,
+"Exporting", says how).
 """
 import argparse
 import json

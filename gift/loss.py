@@ -153,11 +153,14 @@ def group_advantages(rewards, group_size, scale_by_std=True, eps=1e-4):
     rewards: (B*G,) -> (B*G,). Population std; a group with equal rewards gets advantage 0.
     """
     _check_grouped(rewards, group_size, "rewards")
+    # BEGIN SOLUTION grpo
+    # HINT: floats (ints/bools -> float32), no gradient; z-score each group (GRPO) or only centre it (Dr. GRPO)
     rewards = rewards.detach().to(torch.promote_types(rewards.dtype, torch.float32))   # ints/bools -> float
     if scale_by_std:
         return group_zscore(rewards, group_size, eps=eps).flatten()             # GRPO
     r = rewards.view(-1, group_size)                                            # (B, G)
     return (r - r.mean(dim=1, keepdim=True)).flatten()                          # Dr. GRPO
+    # END SOLUTION
 
 
 def kl_k3(logp, ref_logp):
@@ -179,6 +182,8 @@ def aggregate(per_token, mask, mode, max_len=None):
     """
     if per_token.shape != mask.shape or per_token.dim() != 2:
         raise ValueError(f"per_token {tuple(per_token.shape)} and mask {tuple(mask.shape)} must be the same (N, T)")
+    # BEGIN SOLUTION grpo
+    # HINT: select masked positions away (torch.where), then the three normalisers; ValueError for another mode
     x = torch.where(mask.bool(), per_token, 0.0)
     if mode == "token-mean":
         return x.sum() / mask.sum().clamp_min(1)
@@ -187,6 +192,7 @@ def aggregate(per_token, mask, mode, max_len=None):
     if mode == "constant":
         return x.sum() / (x.shape[0] * (max_len or x.shape[1]))
     raise ValueError(f"unknown aggregation mode {mode!r}: use 'token-mean', 'seq-mean' or 'constant'")
+    # END SOLUTION
 
 
 def grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_eps=0.2, kl_coef=0.0, agg="token-mean",
@@ -205,10 +211,13 @@ def grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_eps=0.2, kl_coef=
         raise ValueError(f"advantages must have shape (N,) = {tuple(logp.shape[:1])}, got {tuple(advantages.shape)}")
     if kl_coef != 0 and ref_logp is None:
         raise ValueError("kl_coef != 0 needs ref_logp (the reference policy's log-probs)")
+    # BEGIN SOLUTION grpo
+    # HINT: ratio (N, T) = pi_theta / pi_old per token (pi_old: no gradient); per_token = minus the clipped surrogate
     ratio = torch.exp(logp - old_logp.detach())                      # (N, T)
     adv = advantages.detach()[:, None]                               # (N, 1)
     surrogate = torch.min(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
     per_token = -surrogate
+    # END SOLUTION
     kl = kl_k3(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
     if kl_coef != 0:
         per_token = per_token + kl_coef * kl
@@ -290,7 +299,10 @@ def una_objective(batch, cfg):
     """UNA's regression on the same implicit reward as GIFT, without the z-scores: (beta logratio - r)^2, mean over
     responses, with a fixed beta (cfg.beta) chosen by hand: the reward's scale and offset are the regression's
     target, so they change the update (GIFT's z-scores remove both). For the reward-scale experiment."""
+    # BEGIN SOLUTION rl_step
+    # HINT: the same logratio (N,) as in gift_objective
     logratio = ((batch.logp - batch.ref_logp) * batch.mask).sum(dim=1)
+    # END SOLUTION
     return una_loss(logratio, batch.rewards, cfg.beta), {}
 
 
@@ -320,9 +332,12 @@ def dapo_objective(batch, cfg):
     the batch with groups whose rewards differ) happens in the rollout, not here. cfg: clip_eps, clip_high."""
     advantages = group_advantages(batch.rewards, batch.group_size, scale_by_std=True)
     mask = batch.mask if batch.truncated is None else batch.mask * (~batch.truncated)[:, None].to(batch.mask.dtype)
+    # BEGIN SOLUTION grpo
+    # HINT: grpo_loss's ratio and per_token, with the clip range [1 - cfg.clip_eps, 1 + cfg.clip_high]
     ratio = torch.exp(batch.logp - batch.old_logp.detach())                          # (N, T)
     adv = advantages[:, None]
     per_token = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_high) * adv)
+    # END SOLUTION
     loss = aggregate(per_token, mask, "token-mean")
     with torch.no_grad():
         clipped = ((ratio < 1 - cfg.clip_eps) | (ratio > 1 + cfg.clip_high)).to(ratio.dtype)

@@ -4,7 +4,6 @@ download how much memory a run needs at each phase.
     micro_batch, grad_ckpt, lora_rank, lora_alpha, quant, optim, sample_chunk, offload_activations, gpu_memory
 """
 import contextlib
-import copy
 import json
 import math
 import os
@@ -19,9 +18,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map_only
 from torch.utils.weak import WeakIdKeyDictionary
 
-from gift.settings import config_parser, parse_config, require, setting
+from gift.settings import check_config, config_parser, parse_config, require, setting
 
-QUANTS = ("none", "nf4")
+from gift.quant import QUANTS  # none | nf4: --quant
 
 
 @dataclass
@@ -45,10 +44,14 @@ class MemorySettings:
 
     def check(self):
         """The memory options' own bad values, one error line each (train.py's check_config calls this)."""
-        require(self, choices=dict(quant=QUANTS, optim=OPTIMS), positive=(), within=None)
+        require(self, choices=dict(quant=QUANTS, optim=OPTIMS))
         if self.quant == "nf4" and not self.lora_rank:
             raise SystemExit("error: --quant=nf4 keeps the frozen base in 4 bits under LoRA adapters: it needs "
                              "--lora_rank (e.g. --lora_rank=16)")
+        if self.quant == "nf4" and hasattr(self, "device"):  # train.py: bitsandbytes and its device, before loading
+            from gift.quant import check_quant
+            device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+            check_quant(self.quant, self.lora_rank, device)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -56,15 +59,18 @@ class MemorySettings:
 #
 # What a run holds on the GPU at the peak of each phase, before anything is downloaded. Nothing is estimated by a
 # formula: the planner runs train.py's own code (gift/model.py, gift/lora.py, gift/quant.py, gift/runs.py's
-# make_optimizer, gift/sampler.py's generate, gift/kernels.py's model_logprobs, gift/loss.py's objectives) at the
+# make_optimizer, gift/sampler.py's generate, gift/kernels.py's response_logprobs, gift/loss.py's objectives) at the
 # run's real shapes on fake tensors (torch's FakeTensorMode: shapes and dtypes, no storage, so a 7B model costs
 # nothing) and counts the bytes of every live tensor storage after every operation (`_Tracker`, the way torch's
 # MemTracker does). One RL step of train.py, in its order:
 #
-#   weights            train.setup: the model, LoRA adapters, the 4-bit base, a frozen reference copy if --ref needs one
-#   optimiser state    + the optimiser's state after its first step (make_optimizer; AdamW: 2 moments a trained
-#                        parameter, fp32; adamw8bit: 1 byte each + a float32 absmax per 256)
-#   sft                (--sft_steps > 0) one SFT step: --sft_batch rows of prompt + solution, forward, backward, step
+#   weights            ("setup") train.setup: the float32 model on the device, then fit_memory's adapters and 4-bit
+#                        base (SETUP_ON_DEVICE): the peak of that, which can exceed what stays
+#   optimiser_state    ("resident") what stays from then on: the fitted model, a frozen reference copy if --ref
+#                        needs one, the optimiser's state (make_optimizer; AdamW: 2 float32 moments a trained
+#                        parameter; adamw8bit: a byte each + a float32 absmax per 256); every later phase includes it
+#   sft                (--sft_steps > 0) one SFT step: --sft_batch rows of prompt + solution, forward, backward, step;
+#                        then start_rl's new adapters (merged into the base, quantised again)
 #   sampling           generate(): the KV cache of a chunk of prompts x G rows, the prefill, a decode step, the
 #                        --dtype=bfloat16 copy of the weights; every row samples --max_new_tokens (the worst case)
 #   old_logprobs       rollout's no-grad pass over the B x G rows, micro-batch by micro-batch (+ pi_ref's, if any)
@@ -80,7 +86,7 @@ class MemorySettings:
 # the CPU allocator's real peak during train.update_policy (torch.profiler's memory timeline) agrees within 10%.
 
 OPTIMS = ("adamw", "adamw8bit")
-PHASES = {"weights": "weights", "optimiser_state": "optimiser state", "sft": "SFT step", "sampling": "sampling",
+PHASES = {"weights": "setup", "optimiser_state": "resident", "sft": "SFT step", "sampling": "sampling",
           "old_logprobs": "old-log-prob pass", "training": "training", "evaluation": "evaluation"}
 GIB = 2**30
 
@@ -89,9 +95,15 @@ CUDA_CONTEXT_GIB = 0.5  # the CUDA context (kernel images of torch, cuBLAS and c
 # outside torch's allocator: nvidia-smi shows 0.3-0.6 GiB for a process that has run one matmul on recent cards with
 # CUDA 12's lazy module loading. A figure to measure on each card: `torch.cuda.mem_get_info` before and after.
 ALLOCATOR_MARGIN = 0.10  # the caching allocator reserves more than its tensors hold (blocks split and cached between
-# steps of different shapes: fragmentation); 5-15% in training loops is the usual range. docs/gsm8k.md's card
-# recipes leave this 10% too. PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True lowers it.
+# steps of different shapes: fragmentation); 5-15% in training loops is the usual range, to be measured on a card
+# (torch.cuda.max_memory_reserved against max_memory_allocated). PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+# lowers it.
 ALLOCATOR_ROUND = 512  # bytes: CUDACachingAllocator rounds every block up to a multiple of 512 (kMinBlockSize)
+
+# train.setup runs fit_memory(model.to(cfg.device), ...): the float32 model is on the device before LoRA and the
+# 4-bit base are applied, so the weights phase peaks at the full model. False if train.py fits the model on the host
+# first and then moves it: the weights phase is then what stays resident.
+SETUP_ON_DEVICE = False  # train.setup fits the model (adapters, nf4) on the host, then moves it to the device
 
 # Prompt lengths when the task's data is not on this machine (stated in the plan's notes):
 GSM8K_PROMPT_TOKENS = 200  # a step's longest of 16 chat-formatted GSM8K prompts is ~150-200 tokens; the longest of
@@ -151,9 +163,7 @@ def settings_of(cfg):
     if isinstance(cfg, dict) and unknown:
         raise SystemExit(f"error: the planner does not know the setting {unknown[0]!r}")
     s = PlanSettings(**{k: v for k, v in values.items() if k in names})
-    for cls in reversed(type(s).__mro__):
-        if "check" in cls.__dict__:
-            cls.check(s)
+    check_config(s)  # each settings class's check(), then no negative numbers
     return s
 
 
@@ -169,6 +179,13 @@ def model_config(s):
     init = s.init
     name = init.lower().split("/")[-1].removesuffix("-instruct")  # Qwen/Qwen2.5-1.5B-Instruct -> qwen2.5-1.5b
     small = [p for p in PRESETS if p not in KNOWN]
+    if init.endswith(".pt") and os.path.isfile(init):  # a train.py checkpoint: its own shape
+        from gift.checkpoint import load_checkpoint
+        from gift.model import GPTConfig
+        ckpt = load_checkpoint(init)
+        if "model_config" not in ckpt:
+            raise SystemExit(f"error: {init} is not a train.py checkpoint (no model_config)")
+        return GPTConfig(**ckpt["model_config"]), os.path.basename(os.path.dirname(os.path.abspath(init)))
     if s.task == "builtin":
         if init not in small:
             raise SystemExit(f"error: --init={init}: the built-in task trains a small preset from scratch with the "
@@ -178,13 +195,6 @@ def model_config(s):
         return preset(name), name  # the published shape and vocabulary
     if init in small:
         return preset(init, vocab_size=50257), init  # trained from scratch with GPT-2's tokenizer (load_model)
-    if init.endswith(".pt") and os.path.isfile(init):
-        from gift.checkpoint import load_checkpoint
-        from gift.model import GPTConfig
-        ckpt = load_checkpoint(init)
-        if "model_config" not in ckpt:
-            raise SystemExit(f"error: {init} is not a train.py checkpoint (no model_config)")
-        return GPTConfig(**ckpt["model_config"]), os.path.basename(os.path.dirname(os.path.abspath(init)))
     path = init if init.endswith(".json") else os.path.join(init, "config.json")
     if os.path.isfile(path):
         try:
@@ -380,12 +390,13 @@ def _generate(model, prompts, num_samples, max_new_tokens, temperature, dtype, c
     """gift.sampler.generate as train.py and evaluate() call it, up to the last decode step: it then reads the
     sampled lengths back (`int(lengths.max())`), which fake tensors cannot give; that error is the expected end."""
     from gift.sampler import generate
+    decoded = len(ends)
     try:
         generate(model, prompts, num_samples=num_samples, max_new_tokens=max_new_tokens, temperature=temperature,
                  stop_tokens=(0,), seed=list(range(len(prompts))), dtype=dtype, decode_graphs=True if cuda else None,
                  chunk=chunk)
     except DataDependentOutputException:
-        if not ends:  # failed before any decode step: a real problem
+        if len(ends) == decoded:  # failed before its first decode step: a real problem
             raise
 
 
@@ -404,29 +415,65 @@ def _loss_options(s):
     return SimpleNamespace(**options)
 
 
+def _materialize(model):
+    """model.to_empty(device="cpu") on fake tensors, keeping tied weights one tensor (to_empty would give the head a
+    tensor of its own): the model as load_model and .to(device) leave it."""
+    made = {}
+    for module in model.modules():
+        for table in (module._parameters, module._buffers):
+            for name, t in table.items():
+                if t is not None and id(t) not in made:
+                    empty = torch.empty_like(t, device="cpu")
+                    made[id(t)] = torch.nn.Parameter(empty, t.requires_grad) if isinstance(t, torch.nn.Parameter) \
+                        else empty
+                if t is not None:
+                    table[name] = made[id(t)]
+    return model
+
+
+def _new_optimizer(model, s, cuda):
+    """make_optimizer's optimiser with its state made (a first step on zero gradients), as in every step after the
+    first. On a GPU torch's AdamW steps all parameters at once (foreach), with a temporary of their size."""
+    from gift.runs import make_optimizer
+    opt = make_optimizer(model, 1e-4, SimpleNamespace(optim=s.optim, weight_decay=0.0, device="cuda"))
+    if cuda and s.optim == "adamw":  # what torch picks for CUDA tensors
+        for group in opt.param_groups:
+            group["foreach"] = True
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.zeros_like(p)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return opt
+
+
 def simulate(s, config, lengths, cuda=True, only=None):
-    """Bytes allocated at the peak of each phase of one train.py RL step (module comment above): {"peaks": {phase:
-    bytes}, "before": {phase: bytes resident when it starts}, "params": n, "trainable": n}. weights and
-    optimiser_state are what stays resident (their setup's transients are not: the zero gradients of the first step
-    are counted in training, where gradients live). cuda: count as a GPU does (blocks rounded to ALLOCATOR_ROUND,
-    AdamW's foreach step, the Triton log-prob path, the static decode buffers of CUDA graphs, offloading); else as
-    this CPU does (the test's comparison). only: the phases to run (weights and optimiser state always are)."""
-    from gift.kernels import model_logprobs
-    from gift.lora import adapters_disabled, add_lora
+    """Bytes allocated at the peak of each phase of a train.py run (module comment above): {"peaks": {phase:
+    bytes}, "before": {phase: bytes resident when it starts}, "params", "trainable", "resident": {kind: bytes}}.
+    weights is the peak of train.setup (the model is on the device before fit_memory adds adapters and quantises);
+    optimiser_state what stays resident once the optimiser has its state. cuda: count as a GPU does (blocks rounded
+    to ALLOCATOR_ROUND, AdamW's foreach step, the Triton log-prob path, the static decode buffers of CUDA graphs,
+    offloading); else as this CPU does (the test's comparison). only: the phases to run (weights and optimiser
+    state always are)."""
+    from gift.kernels import response_logprobs
     from gift.loss import LOSSES, RLBatch, kl_k3
     from gift.model import GPT
-    from gift.runs import make_optimizer
+    from gift.reference import Reference
     B, G, K, T = s.prompts, s.group_size, s.minibatches, s.max_new_tokens
-    P, bf16 = lengths["prompt"], s.dtype == "bfloat16"
-    if max(P, lengths["eval_prompt"]) + T > config.block_size or (s.sft_steps and P + lengths["solution"] >
-                                                                  config.block_size):
-        raise SystemExit(f"error: a {P}-token prompt and --max_new_tokens={T} exceed the model's {config.block_size} "
-                         f"positions")
+    P = lengths["prompt"]
+    rows = [(P + T, f"a {P}-token prompt and --max_new_tokens={T}"),
+            (lengths["eval_prompt"] + T, f"a {lengths['eval_prompt']}-token held-out prompt and --max_new_tokens={T}")]
+    if s.sft_steps:
+        rows.append((P + lengths["solution"], f"an SFT row of a {P}-token prompt and a {lengths['solution']}-token "
+                                              f"solution"))
+    for length, what in rows:
+        if length > config.block_size:
+            raise SystemExit(f"error: {what} exceed the model's {config.block_size} positions")
     run = lambda phase: only is None or phase in only  # noqa: E731
-    fused = s.fused_head == "on" or (s.fused_head == "auto" and config.vocab_size >= 32768)  # train.py's rule
     loss_fn = LOSSES[s.method]
-    ref_kind = s.ref if getattr(loss_fn, "uses_ref", False) else ("frozen" if s.kl_coef else "none")
-    logprobs = lambda m, idx, mask, t=s.temperature: model_logprobs(m, idx, mask, bf16, fused, t)  # noqa: E731
+    reference = Reference.of(loss_fn, SimpleNamespace(ref=s.ref, ref_every=10, lora_rank=s.lora_rank,
+                                                      kl_coef=s.kl_coef))
+    logprobs = lambda m, idx, mask, t=s.temperature: response_logprobs(m, idx, mask, s, t)  # noqa: E731
     if s.quant == "nf4" or s.optim == "adamw8bit":
         from gift.quant import _bnb
         _bnb()  # bitsandbytes, imported quietly (one error line when it is missing)
@@ -435,33 +482,15 @@ def simulate(s, config, lengths, cuda=True, only=None):
         model = GPT(config)
     params = model.num_params()
     with FakeTensorMode(allow_non_fake_inputs=True), tracker, _patched(cuda, ends):
-        with tracker.phase("weights"):  # train.setup: load_model, grad_ckpt, add_lora, (quantize_base), Reference
-            model.to_empty(device="cpu")
-            if config.tie_embeddings:  # to_empty makes a tensor per module: tie the head again, as GPT() does
-                model.lm_head.weight = model.transformer.wte.weight
-            model.grad_ckpt, model.offload_activations = s.grad_ckpt, s.offload_activations
-            if s.lora_rank:
-                add_lora(model, s.lora_rank, s.lora_alpha or None)
-            if s.quant == "nf4":
-                from gift.quant import quantize_base
-                quantize_base(model)
-            ref_model = None
-            if (ref_kind == "frozen" and not s.lora_rank) or ref_kind == "refresh":  # Reference.copy_of
-                ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-        tracker.peaks["weights"] = tracker.now
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        with tracker.phase("optimiser_state"):  # the state is made at the first step: one step on zero gradients
-            opt = make_optimizer(model, 1e-4, SimpleNamespace(optim=s.optim, weight_decay=0.0, device="cuda"))
-            if cuda and s.optim == "adamw":  # what torch picks for CUDA tensors: one foreach step over all of them
-                for group in opt.param_groups:
-                    group["foreach"] = True
-            for p in trainable:
-                p.grad = torch.zeros_like(p)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        tracker.peaks["optimiser_state"] = tracker.now
+        with tracker.phase("weights"), contextlib.redirect_stdout(None):  # train.setup (its notes are not ours)
+            fit_memory(_materialize(model), s, SimpleNamespace(world=1, rank=0))
+        if not SETUP_ON_DEVICE:  # fit_memory ran on the host: the device receives the fitted model only
+            tracker.peaks["weights"] = tracker.now
+        with tracker.phase("optimiser_state"):
+            opt = _new_optimizer(model, s, cuda)
+        tracker.peaks["optimiser_state"] = tracker.now  # resident: the first step's zero gradients are gone
         if s.sft_steps and run("sft"):
-            with tracker.phase("sft"):  # train.sft_step: the whole batch in one pass
+            with tracker.phase("sft"):  # train.sft_step (the whole batch in one pass), then start_rl's new adapters
                 L = lengths["prompt"] + lengths["solution"]
                 idx, mask = torch.zeros(s.sft_batch, L, dtype=torch.long), torch.ones(s.sft_batch, L - 1)
                 model.train()
@@ -471,10 +500,17 @@ def simulate(s, config, lengths, cuda=True, only=None):
                 loss.backward()
                 _optimizer_step(model, opt)
                 del idx, mask, logp, _, loss
+                new_adapters(model, s)  # LoRA: merge into the base, new adapters, quantise again
+        if s.sft_steps and s.lora_rank:
+            opt = None
+            opt = _new_optimizer(model, s, cuda)  # start_rl: RL's optimiser, over the new adapters
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        reference.before_rl_step(model, 0)  # --ref=frozen/refresh without LoRA: a copy of the policy
+        resident = _resident(model, trainable, reference.model, torch.bfloat16 if s.dtype == "bfloat16" else None)
         if run("sampling"):
             with tracker.phase("sampling"):  # train.generate_groups
-                _generate(model.eval(), [[1] * P] * B, G, T, s.temperature, torch.bfloat16 if bf16 else None, cuda,
-                          s.sample_chunk, ends)
+                _generate(model.eval(), [[1] * P] * B, G, T, s.temperature,
+                          torch.bfloat16 if s.dtype == "bfloat16" else None, cuda, s.sample_chunk, ends)
         # train.rollout: rows of prompt + response, right-padded to P + T; K mini-batches of B/K whole groups, each
         # in micro-batches of --micro_batch groups (row slices)
         N, L, b = B * G, P + T, B // K
@@ -491,10 +527,7 @@ def simulate(s, config, lengths, cuda=True, only=None):
 
             with tracker.phase("old_logprobs"), torch.no_grad():
                 old_logp = score(model)
-                ref_logp = {"old": old_logp, "none": None}.get(ref_kind)
-                if ref_kind in ("frozen", "refresh"):
-                    with adapters_disabled(model) if ref_model is None else contextlib.nullcontext():
-                        ref_logp = score(ref_model or model)
+                ref_logp = reference.logprobs(old_logp, score, model)  # gift/reference.py
         if run("training"):
             with tracker.phase("training"):  # train.update_policy: a mini-batch's last micro-batch, then the step
                 model.train()
@@ -507,7 +540,7 @@ def simulate(s, config, lengths, cuda=True, only=None):
                 batch = RLBatch(logp, old_logp[rs], ref, rewards[rs], mask[rs], G, T, truncated[rs])
                 loss, _ = loss_fn(batch, _loss_options(s))
                 (loss * (rs.stop - rs.start) / (N // K)).backward()
-                with torch.no_grad():
+                with torch.no_grad():  # the logged entropy and KL (gift/monitor.py's UpdateLog)
                     (ent * mask[rs]).sum()
                     if ref is not None:
                         (kl_k3(logp, ref) * mask[rs]).sum()
@@ -520,8 +553,30 @@ def simulate(s, config, lengths, cuda=True, only=None):
                 _generate(model.eval(), [[1] * lengths["eval_prompt"]] * min(s.eval_batch, s.eval_problems), 1, T,
                           0.0, None, cuda, 0, ends)
         peaks = {k: v for k, v in tracker.peaks.items() if run(k) or k in ("weights", "optimiser_state")}
-        return dict(peaks=peaks, before={k: tracker.before[k] for k in peaks}, params=params,
-                    trainable=sum(p.numel() for p in trainable))
+        before = dict(tracker.before, weights=0)
+        return dict(peaks=peaks, before={k: before[k] for k in peaks}, params=params,
+                    trainable=sum(p.numel() for p in trainable), resident=resident)
+
+
+def _storage_bytes(tensors):
+    return sum({id(t.untyped_storage()): t.untyped_storage().nbytes() for t in tensors}.values())
+
+
+def _resident(model, trainable, ref_model, sample_dtype):
+    """What the weights phase holds, by kind (bytes of the fake tensors), and the copy generate() makes to sample
+    in another dtype (parameters and floating buffers cast, the others cloned: gift/sampler.py)."""
+    trained = {id(p) for p in trainable}
+    nf4 = [b for m in model.modules() if type(m).__name__ == "NF4Weight" for b in m.buffers()]
+    frozen = [p for p in model.parameters() if id(p) not in trained]
+    out = {"4-bit base": _storage_bytes(nf4), "trained parameters (fp32)": _storage_bytes(trainable),
+           "frozen parameters (fp32)": _storage_bytes(frozen)}
+    if ref_model is not None:
+        out["reference copy"] = _storage_bytes([*ref_model.parameters(), *ref_model.buffers()])
+    if sample_dtype is not None:
+        size = sample_dtype.itemsize
+        out["sampling's cast copy"] = sum(p.numel() * size for p in model.parameters()) + sum(
+            b.numel() * size if b.is_floating_point() else b.nbytes for b in model.buffers())
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -575,12 +630,23 @@ def plan(cfg, device="cuda", _counted=None, _only=None):
     if min(s.eval_batch, s.eval_problems) > (s.sample_chunk or s.prompts) * s.group_size:
         notes.append(f"evaluation decodes {min(s.eval_batch, s.eval_problems)} prompts at once in float32 "
                      f"(--eval_batch; a smaller one costs only time)")
-    if s.quant == "nf4":
-        notes.append("nf4: the base is assumed to be quantised before it reaches the GPU (its full-precision "
-                     "weights are never there all at once)")
+    parts = {k: v / GIB for k, v in counted["resident"].items() if v}
+    copy_ = parts.pop("sampling's cast copy", None)
+    notes.append("resident: " + ", ".join(f"{k} {gib(v)}" for k, v in parts.items()) + " GiB")
+    if copy_:
+        notes.append(f"sampling: generate(dtype=bfloat16) holds a bfloat16 copy of the model ({gib(copy_)} GiB: "
+                     f"floating tensors cast, the 4-bit buffers cloned)")
+    setup, kept = allocated["weights"], counted["before"]["optimiser_state"] / GIB
+    if setup > 1.05 * kept:
+        notes.append(f"setup: train.setup puts the float32 model on the device before fit_memory adds adapters and "
+                     f"quantises ({gib(setup)} GiB of tensors at setup, {gib(kept)} GiB after)")
+    if s.sft_steps and s.lora_rank and s.quant == "nf4" and "sft" in allocated:
+        notes.append("SFT step: at RL's start new_adapters merges the adapters into a float32 base, then quantises it "
+                     "again: the whole base is float32 for a moment")
     return dict(peak_gib=phases[peak_phase], peak_phase=peak_phase, phases=phases, allocated_gib=allocated,
                 before_gib={k: counted["before"][k] / GIB for k in allocated},
                 model=name, params=counted["params"], trainable=counted["trainable"],
+                resident_gib={k: v / GIB for k, v in counted["resident"].items()}, kv_cache_gib=kv / GIB,
                 prompt_tokens=lengths["prompt"], device=device, notes=notes, _counted=counted)
 
 
@@ -611,13 +677,13 @@ def _options(s, phase):
     return timing.get(phase, []) + trained
 
 
-def suggest(s, result, gib, device="cuda", tries=6):
-    """Options that make the run fit in `gib` GiB, found by planning: an option of the largest phase at a time
+def suggest(s, result, limit, device="cuda", tries=6):
+    """Options that make the run fit in `limit` GiB, found by planning: an option of the largest phase at a time
     (AFFECTS: only the phases an option changes are planned again), each kept, until every phase fits or `tries`
     plans were made. Returns (flags, the last plan, whether it fits)."""
     flags, values = [], {f.name: getattr(s, f.name) for f in fields(s)}
     for _ in range(tries):
-        if result["peak_gib"] <= gib:
+        if result["peak_gib"] <= limit:
             break
         options = _options(PlanSettings(**values), result["peak_phase"])
         if not options:
@@ -629,15 +695,15 @@ def suggest(s, result, gib, device="cuda", tries=6):
         result = plan(PlanSettings(**values), device, _counted=result["_counted"] if partial else None,
                       _only=only if partial else None)
         flags = [f for f in flags if f.split("=")[0] != flag.split("=")[0]] + [flag]
-    return flags, result, result["peak_gib"] <= gib
+    return flags, result, result["peak_gib"] <= limit
 
 
 def check_fits(cfg, device="cuda"):
     """train.py's check at setup: with --gpu_memory=N, refuse (one error line) a run whose planned peak exceeds N
     GiB, naming the options that would make it fit. Returns the plan, or None without --gpu_memory."""
+    if not (cfg.get("gpu_memory") if isinstance(cfg, dict) else getattr(cfg, "gpu_memory", 0)):
+        return None  # no check asked for: nothing is planned (or refused)
     s = cfg if isinstance(cfg, PlanSettings) else settings_of(cfg)
-    if not s.gpu_memory:
-        return None
     result = plan(s, device)
     if result["peak_gib"] > s.gpu_memory:
         raise SystemExit(f"error: does not fit in --gpu_memory={s.gpu_memory:g} GiB: {_verdict(s, result, device)}")
@@ -649,10 +715,14 @@ def _verdict(s, result, device):
     phase = result["peak_phase"]
     text = f"{PHASES[phase]} needs {result['phases'][phase]:.2f} GiB"
     if device == "cuda" and s.gpu_memory <= CUDA_CONTEXT_GIB:
-        return text + f"; --gpu_memory={s.gpu_memory:g} GiB does not even hold the CUDA context ({CUDA_CONTEXT_GIB} GiB)"
+        return text + (f"; --gpu_memory={s.gpu_memory:g} GiB does not even hold the CUDA context "
+                       f"({CUDA_CONTEXT_GIB} GiB)")
     flags, best, fits = suggest(s, result, s.gpu_memory, device)
     if fits:
         return text + f"; try {' '.join(flags)} (planned peak {best['peak_gib']:.2f} GiB)"
+    if best["peak_phase"] == "weights" and SETUP_ON_DEVICE:
+        return text + (f" at setup: train.setup holds the float32 model on the GPU before fitting it; past setup "
+                       f"{_in_the_way(best).split('past setup the peak is ')[1].split(';')[0]}")
     if flags:
         return text + (f"; even with {' '.join(flags)} {PHASES[best['peak_phase']]} needs {best['peak_gib']:.2f} "
                        f"GiB: a smaller model or a larger GPU")
@@ -707,6 +777,9 @@ RECIPES = {"full": dict(grad_ckpt=True, optim="adamw8bit"),
                          offload_activations=True)}
 GOALS = {"qwen2.5-0.5b": 3, "qwen2.5-1.5b": 4, "qwen2.5-3b": 6, "qwen2.5-7b": 10}  # GiB, the recommended recipe
 CARDS = (8, 12, 16, 24)  # GB cards of the ready commands
+RUN = dict(rl_steps=200, rl_lr="1e-6", eval_problems=1319, eval_every=50)  # the ready commands' run (docs/gsm8k.md)
+GPT2_RECIPE = dict(task="gsm8k", dtype="bfloat16", sft_steps=2000, sft_batch=32, prompts=32, group_size=8,
+                   max_new_tokens=256, micro_batch=4, eval_problems=1319, prompt_len=200)  # docs/gsm8k.md's GPT-2
 
 
 def _flags(values):
@@ -718,36 +791,74 @@ def hub_name(name):
     return f"Qwen/Qwen{name[4:].upper()}-Instruct"
 
 
+def _in_the_way(r):
+    """What makes a plan's peak: the setup transient, what stays resident, and what the largest later phase adds."""
+    a, before, parts = r["allocated_gib"], r["before_gib"], dict(r["resident_gib"])
+    rest = max((k for k in r["phases"] if k != "weights"), key=r["phases"].get)
+    out = []
+    if r["peak_phase"] == "weights":
+        out.append(f"train.setup puts the float32 model on the GPU before fit_memory quantises it ({gib(a['weights'])} "
+                   f"GiB of tensors); past setup the peak is {gib(r['phases'][rest])} GiB ({PHASES[rest]})")
+    copy_ = parts.pop("sampling's cast copy", 0)
+    out.append(f"{gib(before[rest])} GiB stay resident (" + ", ".join(f"{k} {gib(v)}" for k, v in parts.items() if v)
+               + ")")
+    own = a[rest] - before[rest]
+    if rest == "sampling":
+        out.append(f"sampling adds {gib(own)} GiB, of which generate()'s bfloat16 copy of the model "
+                   f"{gib(copy_)} (its 4-bit buffers cloned) and the KV cache {gib(r['kv_cache_gib'])}"
+                   if copy_ else f"sampling adds {gib(own)} GiB, of which the KV cache {gib(r['kv_cache_gib'])}")
+    else:
+        out.append(f"{PHASES[rest]} adds {gib(own)} GiB")
+    return "; ".join(out)
+
+
+def _what_if(r):
+    """By subtraction from a plan's parts (not planned): the peak past setup, then with sampling sharing the 4-bit
+    buffers instead of cloning them, then also with the frozen parameters kept in bfloat16. [(GiB, phase)] x 3."""
+    m, parts = 1 + ALLOCATOR_MARGIN, r["resident_gib"]
+    cast = "sampling's cast copy" in parts
+    later = {k: v for k, v in r["phases"].items() if k != "weights"}
+    shared = {k: v - (m * parts["4-bit base"] if k == "sampling" and cast else 0) for k, v in later.items()}
+    frozen = parts["frozen parameters (fp32)"] / 2  # bytes a bfloat16 copy saves, resident and in sampling's copy
+    both = {k: v - m * frozen * (2 if k == "sampling" and cast else 1) for k, v in shared.items()}
+    return [(max(d.values()), max(d, key=d.get)) for d in (later, shared, both)]
+
+
 def table(models=tuple(GOALS), recipes=RECIPES):
     """docs/gsm8k.md's memory section: the planned GPU GiB of each phase for each model and recipe at TABLE_SHAPE,
     whether the recommended recipe (the one with the smallest peak) meets GOALS and what stands in its way, and one
     command per card of CARDS (the largest model that fits, in the recipe that trains the most that fits)."""
     shape = {k: v for k, v in TABLE_SHAPE.items() if k != "prompt_len"}  # --prompt_len is the planner's, not train.py's
     lines = [f"Every figure below is **planned** (`python -m gift.memory --table`: train.py's code counted on fake "
-             f"tensors, not measured on a GPU). Shape: 16 prompts x 8 samples, 200-token prompts, 512 new tokens, "
-             f"K = 4, bf16 autocast, evaluations 16 prompts at a time (`{_flags(TABLE_SHAPE)}`). GiB on the GPU = the "
-             f"tensors x {1 + ALLOCATOR_MARGIN:.2f} + {CUDA_CONTEXT_GIB:.2f} (allocator margin and CUDA context, "
-             f"gift/memory.py). Weights + optimiser is what stays resident; each phase includes it.", "",
-             "| model | recipe | weights + optimiser | sampling | old log-probs | training | evaluation | peak, planned "
-             "| measured on a GPU |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             f"tensors, not measured on a GPU), in GiB on the GPU: the tensors x {1 + ALLOCATOR_MARGIN:.2f} + "
+             f"{CUDA_CONTEXT_GIB:.2f} (allocator margin and CUDA context, gift/memory.py). Shape: 16 prompts x 8 "
+             f"samples, 200-token prompts, 512 new tokens, K = 4, bf16 autocast, evaluations 16 prompts at a time "
+             f"(`{_flags(TABLE_SHAPE)}`). Setup is train.setup with the float32 model on the GPU; resident is what "
+             f"stays from then on (weights and optimiser state), which every later phase includes.", "",
+             "| model | recipe | setup | resident | sampling | old log-probs | training | evaluation | peak, planned "
+             "| measured on a GPU |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     results = {}
     for name in models:
         for recipe, options in recipes.items():
             r = results[name, recipe] = plan(dict(TABLE_SHAPE, init=name, **options))
             p = r["phases"]
-            lines.append(f"| {name} | {recipe} | {p['optimiser_state']:.2f} | {p['sampling']:.2f} | "
-                         f"{p['old_logprobs']:.2f} | {p['training']:.2f} | {p['evaluation']:.2f} | "
-                         f"**{r['peak_gib']:.2f}** ({PHASES[r['peak_phase']]}) | owed |")
-    lines += ["", "Recipes: " + "; ".join(f"{k} `{_flags(v)}`" for k, v in recipes.items()) + ".", "",
-              "The goal for each model's recommended recipe (the smallest planned peak):", ""]
+            lines.append(f"| {name} | {recipe} | {gib(p['weights'])} | {gib(p['optimiser_state'])} | "
+                         f"{gib(p['sampling'])} | {gib(p['old_logprobs'])} | {gib(p['training'])} | "
+                         f"{gib(p['evaluation'])} | **{gib(r['peak_gib'])}** ({PHASES[r['peak_phase']]}) | owed |")
+    lines += ["", "Recipes: " + "; ".join(f"{k} `{_flags(v)}`" for k, v in recipes.items()) + ". The last column "
+              "is owed: no GPU was available to measure these runs.", "",
+              "The goal for each model's recommended recipe (the smallest planned peak), and what stands in the way "
+              "where it is not met:", ""]
     for name in models:
         recipe = min(recipes, key=lambda k: results[name, k]["peak_gib"])
         r, goal = results[name, recipe], GOALS.get(name, math.inf)
-        a, peak = r["allocated_gib"], r["peak_phase"]
-        why = (f". In the way: {a['optimiser_state']:.2f} GiB of tensors stay resident (weights and optimiser "
-               f"state) and {PHASES[peak]} adds {a[peak] - r['before_gib'][peak]:.2f} GiB")
-        lines.append(f"- **{name}**, {recipe}: {r['peak_gib']:.2f} GiB ({PHASES[peak]}); goal <= {goal} GiB: "
-                     + ("**met**" if r["peak_gib"] <= goal else "**not met**" + why))
+        met = r["peak_gib"] <= goal
+        steps = zip(("fitting the model on the host first", "sampling sharing the 4-bit buffers",
+                     "frozen parameters in bfloat16"), _what_if(r))
+        lines.append(f"- **{name}**, {recipe}: {gib(r['peak_gib'])} GiB ({PHASES[r['peak_phase']]}); goal <= {goal} "
+                     f"GiB: " + ("**met**" if met else f"**not met**. {_in_the_way(r)}. By subtraction (not planned), "
+                                 f"with " + ", then ".join(f"{what}: {gib(v)} GiB ({PHASES[k]})" for what, (v, k)
+                                                           in steps)))
     lines += ["", "Ready commands, one per card (the largest model whose planned peak fits, in the recipe that "
                   "trains the most that fits; `--gpu_memory` makes train.py refuse a run the planner says does not "
                   "fit):", ""]
@@ -758,9 +869,17 @@ def table(models=tuple(GOALS), recipes=RECIPES):
             continue
         name = fits[-1][0]
         recipe = next(k for n, k in fits if n == name)  # recipes in order: the most trained first
-        lines.append(f"- {card} GB ({name}, {recipe}, planned {results[name, recipe]['peak_gib']:.2f} GiB): "
-                     f"`python train.py --init={hub_name(name)} {_flags(shape)} {_flags(recipes[recipe])} "
-                     f"--device=cuda --gpu_memory={card}`")
+        lines.append(f"- {card} GB ({name}, {recipe}, planned {gib(results[name, recipe]['peak_gib'])} GiB): "
+                     f"`python train.py --init={hub_name(name)} {_flags(shape)} {_flags(RUN)} "
+                     f"{_flags(recipes[recipe])} --device=cuda --gpu_memory={card}`")
+    lines += ["", f"GPT-2's recipe above (`{_flags(GPT2_RECIPE)}`, the evaluations {250} prompts at a time), planned "
+                  f"the same way:", "", "| model | setup | resident | SFT step | sampling | old log-probs | training "
+                  "| evaluation | peak, planned | measured on a GPU |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name in ("gpt2", "gpt2-medium"):
+        r = plan(dict(GPT2_RECIPE, init=name))
+        lines.append(f"| {name} | " + " | ".join(gib(r["phases"][k]) for k in PHASES) + f" | **{gib(r['peak_gib'])}** "
+                     f"({PHASES[r['peak_phase']]}) | owed |")
     return "\n".join(lines)
 
 
@@ -790,9 +909,6 @@ def main(argv=None):
         print(describe(s, result))
     return 0 if not s.gpu_memory or result["peak_gib"] <= s.gpu_memory else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -829,3 +945,7 @@ def new_adapters(model, cfg, merge=True):
         from gift.quant import quantize_base
         quantize_base(model)
     return model
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -530,12 +530,18 @@ HUB_FILES = ["config.json", "model*.safetensors", "model.safetensors.index.json"
              "tokenizer.json", "tokenizer_config.json"]
 
 
+def is_hub_name(name):
+    """Whether `name` can be a Hugging Face hub repository id: "gpt2" or "owner/name" (one slash, no leading "/", ".",
+    "~"), as opposed to a local path."""
+    return bool(name) and name.count("/") <= 1 and not name.startswith(("/", ".", "~")) and "\\" not in name
+
+
 def checkpoint_dir(name_or_dir):
     """A local directory for a checkpoint: the directory itself, or a hub name's snapshot (downloaded once into the
     Hugging Face cache by huggingface_hub, then read from there)."""
     if os.path.isdir(name_or_dir):
         return name_or_dir
-    if os.path.sep in name_or_dir or name_or_dir.startswith("."):
+    if not is_hub_name(name_or_dir):  # a path that is not there (a hub name is "name" or "owner/name")
         raise FileNotFoundError(f"checkpoint directory {name_or_dir!r} does not exist")
     from huggingface_hub import snapshot_download  # imported here: only hub checkpoints need it
 

@@ -91,7 +91,9 @@ class GradientProbe:
     optimiser step of a rollout, before clipping:
 
     cos_mb1      cosine of the step's gradient with the rollout's first one (for GIFT with pi_ref = pi_old the first
-                 mini-batch's log-ratios are all 0, so its gradient is GRPO's REINFORCE direction); 0 when either is 0
+                 mini-batch's log-ratios are all 0, so its gradient is GRPO's REINFORCE direction); None (null in
+                 metrics.jsonl) when either gradient is 0 (e.g. every group of mini-batch 1 has equal rewards): no
+                 direction to compare, so no cosine, rather than a 0 that would read as "at right angles"
     equal_share  the part of the gradient from groups whose rewards are all equal: <g_equal, g> / |g|^2 (the rest is
                  the other groups'; for GRPO and DAPO it is exactly 0, their advantages are 0 there)
 
@@ -133,7 +135,8 @@ class GradientProbe:
         if self.first is None:
             self.first = g.clone()
         norm2 = g.dot(g).clamp_min(1e-30)
-        cos = (g.dot(self.first) / (norm2.sqrt() * self.first.norm().clamp_min(1e-30))).item()
+        defined = bool(g.any()) and bool(self.first.any())
+        cos = (g.dot(self.first) / (norm2.sqrt() * self.first.norm())).item() if defined else None
         share = 0.0 if self.equal is None else (self.equal.dot(g) / norm2).item()
         self.equal = None
         return cos, share
@@ -173,7 +176,7 @@ class UpdateLog:
     def summary(self):
         r, cfg, per_step = self.r, self.cfg, self.per_step
         tokens = r.mask.sum().item()
-        stats = {k: sum(s[k] for s in per_step) / len(per_step) for k in per_step[0]}  # mean over optimiser steps
+        stats = {k: mean([s[k] for s in per_step]) for k in per_step[0]}  # mean over optimiser steps
         traces = {f"{k}_mb": [s[k] for s in per_step] for k in self.TRACES if k in stats}  # per optimiser step
         G = cfg.group_size
         reward_std = r.rewards.view(-1, G).std(dim=1, unbiased=False).mean().item()  # in-group spread
@@ -183,6 +186,12 @@ class UpdateLog:
                     **(r.logged or {}), truncated_frac=r.truncated.float().mean().item(), sample_time=r.sample_time,
                     new_tokens=int(tokens), entropy=self.entropy / (tokens * cfg.inner_steps),
                     kl=self.kl / (tokens * cfg.inner_steps), skipped=False, **traces)
+
+
+def mean(values):
+    """The mean of the values that are defined (a cosine with a zero gradient is None); None if none is."""
+    defined = [v for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
 
 
 @torch.no_grad()

@@ -5,8 +5,9 @@
 Five panels against the RL step (runs with different SFT lengths line up at 0, the start of RL): the sampled reward,
 held-out accuracy (points: the full evaluations, after SFT at 0, any --eval_every ones and the final one; a line: the
 quick scores of the first --watch_problems problems every --watch_every steps), the loss, the KL to the reference and
-the entropy. GIFT's loss panel says what that loss is and is not (it does not fall as the model improves). When a run's KL is 0 by construction (GIFT whose reference is the sampling policy, or
-GRPO without a reference model) the KL panel says so; the run's settings are read from its summary.json.
+the entropy. A sixth panel holds the legend and the notes: what GIFT's loss is and is not (it does not fall as the
+model improves), and when a run's KL is 0 by construction (GIFT whose reference is the sampling policy, or GRPO
+without a reference model); the run's settings are read from its summary.json.
 matplotlib is optional: it is needed only here. docs/default_run.png is this plot of the default run
 (scripts/refresh_default_run.py).
 """
@@ -88,7 +89,23 @@ def kl_note(config):
     return None
 
 
+def notes(run_dirs):
+    """The lines of the figure's notes panel: what GIFT's loss is (when a run is GIFT) and why a run's KL is 0."""
+    configs = [run_config(d) or {} for d in run_dirs]
+    out = []
+    if any(c.get("method") == "gift" for c in configs):
+        out.append("Loss (GIFT): 2(1 - rho), how badly the log-ratios of this step's groups fit their rewards. It is "
+                   "refit at every rollout, so it is not a progress signal: watch the reward and the accuracy.")
+    for run_dir, config in zip(run_dirs, configs):
+        note = kl_note(config)
+        if note:
+            out.append(note if len(run_dirs) == 1 else f"{os.path.basename(os.path.normpath(run_dir))}: {note}")
+    return out
+
+
 def plot(run_dirs, out):
+    """Two rows of three: the five PANELS and a sixth that holds the legend and the notes (so that no note covers a
+    curve); sized to be read at a page's width (about 1,200 x 700 pixels)."""
     try:
         import matplotlib
 
@@ -96,44 +113,43 @@ def plot(run_dirs, out):
         import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit("error: plotting needs matplotlib: pip install matplotlib") from None
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.6))
-    notes = []
-    for i, run_dir in enumerate(run_dirs):
-        records = read_metrics(run_dir)
-        label = os.path.basename(os.path.normpath(run_dir))
-        start = rl_start(records)
-        if start is None:
-            raise SystemExit(f"error: {run_dir} has no RL steps to plot (an SFT-only run, or one not yet in RL)")
-        color = f"C{i % 10}"
-        for ax, (key, title, ylabel) in zip(axes, PANELS):
-            x, y = rl_curve(records, key, start)
-            if key == "heldout_accuracy":  # a few full measurements: points; the quick scores: a thin line
-                ax.plot(x, y, "o", color=color, label=label)
-                wx, wy = rl_curve(records, "watch_accuracy", start)
-                if wx:
-                    ax.plot(wx, wy, "-", color=color, alpha=0.6, linewidth=1,
-                            label=f"first {(run_config(run_dir) or {}).get('watch_problems', '')} problems")
-            else:
-                ax.plot(x, y, color=color, marker="o" if len(x) < 30 else None, markersize=3, label=label)
-            ax.set_title(title, fontsize=10)
-            ax.set_xlabel("RL step")
-            ax.set_ylabel(ylabel)
-        note = kl_note(run_config(run_dir))
-        if note:
-            notes.append(note if len(run_dirs) == 1 else f"{label}: {note}")
-    if any((run_config(d) or {}).get("method") == "gift" for d in run_dirs):
-        axes[2].text(0.5, 0.97, textwrap.fill("GIFT: 2(1 - rho), how badly the log-ratios of this step's groups fit their "
-                                              "rewards; refit at every rollout, so it is not a progress signal: watch "
-                                              "reward and accuracy", 44), transform=axes[2].transAxes, ha="center",
-                     va="top", fontsize=7, bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
-    if notes:
-        axes[3].text(0.5, 0.75, "\n".join(textwrap.fill(n, 40) for n in notes), transform=axes[3].transAxes,
-                     ha="center", va="center", fontsize=8, bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
-    axes[0].legend(fontsize=8)
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    with plt.rc_context({"font.size": 11, "axes.titlesize": 12, "legend.fontsize": 10}):
+        fig, grid = plt.subplots(2, 3, figsize=(11, 6.6))
+        axes, side = list(grid.flat[:len(PANELS)]), grid.flat[len(PANELS)]
+        handles, watch = {}, set()
+        for i, run_dir in enumerate(run_dirs):
+            records = read_metrics(run_dir)
+            label = os.path.basename(os.path.normpath(run_dir))
+            start = rl_start(records)
+            if start is None:
+                raise SystemExit(f"error: {run_dir} has no RL steps to plot (an SFT-only run, or one not yet in RL)")
+            color = f"C{i % 10}"
+            for ax, (key, title, ylabel) in zip(axes, PANELS):
+                x, y = rl_curve(records, key, start)
+                if key == "heldout_accuracy":  # a few full measurements: points; the quick scores: a thin line
+                    ax.plot(x, y, "o", color=color, markersize=7)
+                    wx, wy = rl_curve(records, "watch_accuracy", start)
+                    if wx:
+                        watch.add((run_config(run_dir) or {}).get("watch_problems", ""))
+                        ax.plot(wx, wy, "-", color=color, alpha=0.6, linewidth=1)
+                else:
+                    line, = ax.plot(x, y, color=color, marker="o" if len(x) < 30 else None, markersize=3)
+                    handles.setdefault(label, line)
+                ax.set_title(title)
+                ax.set_xlabel("RL step")
+                ax.set_ylabel(ylabel)
+                ax.grid(alpha=0.3)
+        handles["held-out: all problems"], = side.plot([], [], "o", color="0.4", markersize=7)
+        if watch:  # the thin line's problems (one number when the runs agree)
+            handles[f"held-out: first {'/'.join(map(str, sorted(watch, key=str)))} problems"], = side.plot(
+                [], [], "-", color="0.4", alpha=0.6, linewidth=1)
+        side.axis("off")
+        side.legend(handles.values(), handles.keys(), loc="upper left", frameon=False, borderaxespad=0)
+        side.text(0.0, 0.92 - 0.085 * len(handles), "\n\n".join(textwrap.fill(n, 40) for n in notes(run_dirs)),
+                  transform=side.transAxes, ha="left", va="top", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
     print(f"wrote {out}")
 
 

@@ -15,8 +15,8 @@ is a learned proxy that the policy can over-optimise (Gao et al. 2022). Three pi
 2. Preference pairs, the RLHF way: two samples of the SFT model (T = 1) per prompt, labelled by a Bradley-Terry draw
    on the true utility, P(first preferred) = sigmoid((u_1 - u_2) / TAU): close pairs get noisy labels.
 3. A reward model (`RewardModel`): the SFT decoder with a scalar head on the hidden state of the last response token
-   (`last_positions`: right padding never moves it), trained with the Bradley-Terry loss
-   -log sigmoid(r(chosen) - r(rejected)) (`bt_loss`). Its score of a response is the RL reward.
+   (`last_positions`: right padding never moves it; for an empty response, the prompt's last token), trained with the
+   Bradley-Terry loss -log sigmoid(r(chosen) - r(rejected)) (`bt_loss`). Its score of a response is the RL reward.
 
 `python -m gift.rlhf SFT_CKPT OUT` builds a reward model from an SFT checkpoint (experiments/rlhf.py does, per seed)
 and prints its held-out pair accuracy and its correlation with u.
@@ -27,6 +27,7 @@ import os
 import random
 import re
 import sys
+import time
 from dataclasses import asdict
 
 import torch
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 
 from gift import data
 from gift.checkpoint import safe_load, save_checkpoint, verify_checksum
+from gift.evaluation import Progress
 from gift.model import GPT, GPTConfig
 from gift.tokenizer import builtin_tokenizer, response_text, stop_ids
 from gift.verifier import calculate, extract_answer
@@ -71,11 +73,19 @@ def utility(text, example):
 # the reward model
 
 
-def last_positions(mask):
-    """(N,) index of each row's last response token in the (N, L) ids, from the (N, L-1) next-token mask (target t is
-    token t+1): the last t with mask 1, plus one. Right padding follows it, so padding never moves it."""
+def last_positions(mask, idx=None):
+    """(N,) index of each row's last token of prompt + response in the (N, L) ids idx, from the (N, L-1) next-token
+    mask (target t is token t+1): the last t with mask 1, plus one. Right padding follows it, so padding never moves
+    it. A row whose response is empty (the policy stopped at once) has no 1 in its mask; its last token is then the
+    prompt's last, read from idx as the row's last id that is not padding (0): a prompt ends in "Answer:", never in
+    id 0. Without idx such a row gives 0, the first prompt token."""
     t = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    return torch.where(mask > 0, t, -1).amax(dim=1) + 1
+    last = torch.where(mask > 0, t, -1).amax(dim=1) + 1  # 0 exactly when the row has no response token
+    if idx is not None:
+        positions = torch.arange(idx.shape[1], device=idx.device).expand_as(idx)
+        prompt_end = torch.where(idx != 0, positions, 0).amax(dim=1)
+        last = torch.where(last > 0, last, prompt_end)
+    return last
 
 
 class RewardModel(nn.Module):
@@ -91,7 +101,7 @@ class RewardModel(nn.Module):
     def forward(self, idx, mask):
         """idx: (N, L) prompt + response ids, right-padded; mask: (N, L-1) as data.pad_rows gives. Returns (N,)."""
         hidden = self.body(idx, return_hidden=True)  # (N, L, C)
-        last = last_positions(mask)
+        last = last_positions(mask, idx)
         return self.head(hidden[torch.arange(idx.shape[0], device=idx.device), last]).squeeze(-1)
 
 
@@ -193,6 +203,7 @@ def evaluate_rm(rm, enc, labelled):
 def train_rm(rm, enc, labelled, steps=400, batch=32, lr=1e-3, seed=0, log=print):
     """Bradley-Terry training of rm on labelled pairs (AdamW, constant rate, pairs drawn with a seeded stream)."""
     g = torch.Generator().manual_seed(seed)
+    start = time.time()
     opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.0)
     device = next(rm.parameters()).device
     for step in range(steps):
@@ -207,8 +218,9 @@ def train_rm(rm, enc, labelled, steps=400, batch=32, lr=1e-3, seed=0, log=print)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
         opt.step()
-        if log and (step + 1) % 100 == 0:
-            log(f"reward model step {step + 1}/{steps}: Bradley-Terry loss {loss.item():.4f}")
+        if log and ((step + 1) % 50 == 0 or step + 1 == steps):
+            log(f"reward model step {step + 1}/{steps}: Bradley-Terry loss {loss.item():.4f}, "
+                f"{time.time() - start:.0f} s")
     return rm
 
 
@@ -222,13 +234,18 @@ def build(sft_path, out, seed=0, train_pairs=3000, heldout_pairs=500, steps=400,
     example = example or (lambda i: data.builtin_example("train", i, seed=seed))
     examples = [example(RM_STREAM + i) for i in range(train_pairs + heldout_pairs)]
     pairs = []
+    progress = Progress("sampling pairs: prompts", log) if log else None  # a line per batch: the longest phase
     for i in range(0, len(examples), 250):  # sampling batches
         pairs += sample_pairs(policy, enc, examples[i:i + 250], seed * 7919 + i)
+        if progress:
+            progress(len(pairs), len(examples))
     labelled = label(pairs, seed)
     train, heldout = labelled[:train_pairs], labelled[train_pairs:]
     rm = RewardModel(policy.config)
     rm.body.load_state_dict(policy.state_dict())  # the SFT model, its LM head unused
     train_rm(rm, enc, train, steps, batch, lr, seed, log)
+    if log:
+        log(f"scoring the {len(heldout)} held-out pairs")
     info = dict(sft=sft_path, seed=seed, tau=TAU, train_pairs=train_pairs, steps=steps, **evaluate_rm(rm, enc, heldout))
     save(rm, out, info)
     return info
@@ -239,19 +256,22 @@ def build(sft_path, out, seed=0, train_pairs=3000, heldout_pairs=500, steps=400,
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Build a reward model from an SFT checkpoint of the built-in task.")
+    p = argparse.ArgumentParser(prog="python -m gift.rlhf",
+                                description="Build a reward model from an SFT checkpoint of the built-in task.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("sft", help="an SFT checkpoint (out/<run>/sft.pt)")
     p.add_argument("out", help="where to write the reward model")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train_pairs", type=int, default=3000)
-    p.add_argument("--heldout_pairs", type=int, default=500)
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0, help="the prompts, samples, labels and training order")
+    p.add_argument("--train_pairs", type=int, default=3000, help="labelled pairs to train on")
+    p.add_argument("--heldout_pairs", type=int, default=500, help="labelled pairs to report accuracy on")
+    p.add_argument("--steps", type=int, default=400, help="Bradley-Terry steps")
     p.add_argument("--batch", type=int, default=32, help="pairs per Bradley-Terry step")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    info = build(args.sft, args.out, args.seed, args.train_pairs, args.heldout_pairs, args.steps, args.batch)
+    log = lambda line: print(line, flush=True)  # flushed: experiments/rlhf.py sends it to a log file
+    info = build(args.sft, args.out, args.seed, args.train_pairs, args.heldout_pairs, args.steps, args.batch, log=log)
     print(f"held-out pairs: label accuracy {info['label_accuracy']:.3f}, true-order accuracy "
           f"{info['true_order_accuracy']:.3f}, correlation with u {info['correlation_with_u']:.3f}; wrote {args.out}")
 

@@ -193,11 +193,42 @@ def open_run_dir(run_dir, cfg, step, outputs):
     return lock
 
 
+EXTENDABLE = ("rl_steps",)  # settings --resume may raise: more RL steps continue a run (a finished one too)
+
+
+def given_keys(argv):
+    """The setting names a command line sets explicitly (--key=value, --key value or a bare --flag)."""
+    return {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--") and len(a) > 2}
+
+
+def resumed_config(cfg, argv, resumable):
+    """--resume: the run's settings come from its checkpoint, so `python train.py --resume` (with --run_name or the
+    settings that name the folder) continues a run without retyping it. What argv sets explicitly wins: a setting in
+    `resumable` (threads, logs, evaluation batch: nothing the run computes) may change, and so may --rl_steps upwards
+    (with a constant rate: the cosine schedule depends on it); any other change is refused, all of them in one line.
+    Settings the checkpoint predates keep their defaults (which do what the code did before)."""
+    path = os.path.join(cfg.out_dir, cfg.run_name, "ckpt.pt")
+    if not os.path.isfile(path):
+        return cfg  # check_fresh says so, in its words
+    saved, given = load_checkpoint(path, mmap=True)["config"], given_keys(argv)
+    values = {k: (v if k in given or k in resumable or k not in saved else saved[k]) for k, v in vars(cfg).items()}
+    bad = [f"{k}={saved[k]!r} (asked: {v!r})" for k, v in values.items() if k in saved and saved[k] != v
+           and k not in resumable and k not in EXTENDABLE and k != "run_name"]
+    if "rl_steps" in given and cfg.rl_steps != saved.get("rl_steps", cfg.rl_steps) and (
+            cfg.rl_steps < saved["rl_steps"] or values["rl_schedule"] != "constant"):
+        bad.append(f"rl_steps={saved['rl_steps']!r} (asked: {cfg.rl_steps!r}; it may only grow, with "
+                   f"--rl_schedule=constant)")
+    if bad:
+        raise SystemExit(f"error: the checkpoint {path} was written with {', '.join(bad)}; these settings change what "
+                         f"the run computes: drop them to continue it, or start another --run_name")
+    return type(cfg)(**values)
+
+
 def check_resumable(saved, cfg, resumable):
     """Refuse a checkpoint written by another config, naming the first field that differs (fields in `resumable` may
-    differ: they do not change what the run computes)."""
+    differ: they do not change what the run computes; --rl_steps may grow, resumed_config checked how)."""
     for key, value in vars(cfg).items():
-        if key not in resumable and saved.get(key) != value:
+        if key not in resumable and key not in EXTENDABLE and saved.get(key) != value:
             raise SystemExit(f"error: the checkpoint was written with {key}={saved.get(key)!r}, this run has "
                              f"{key}={value!r}; use the same config or another --run_name/--out_dir")
 

@@ -79,8 +79,9 @@ def compare(documented, measured, tolerance=TOLERANCE, min_gain=MIN_GAIN):
 
 
 def main(argv):
-    if len(argv) != 1:
-        raise SystemExit("usage: python scripts/check_default_run.py OUT/builtin-gift-s0/summary.json")
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: python scripts/check_default_run.py OUT/builtin-gift-s0/summary.json")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
     with open(DOCS) as f:
         documented = json.load(f)
     try:
@@ -99,8 +100,10 @@ def main(argv):
     problems = compare(documented, measured)
     for p in problems:
         print(f"error: {p}")
-    print("default run: " + ("outside the band of docs/default_run.json" if problems
-                             else "within the band of docs/default_run.json"))
+    print("default run: " + ("fails" if problems else "meets") + f" the documented guarantees of "
+          f"docs/default_run.json: RL accuracy at least the band's low end {documented['band']['rl_accuracy'][0]:.3f} "
+          f"minus {TOLERANCE:.2f} (no upper edge), SFT accuracy within its band +- {TOLERANCE:.2f}, RL gain at least "
+          f"{MIN_GAIN:.2f}")
     return 1 if problems else 0
 
 

@@ -20,8 +20,9 @@ def quickstart_commands(text):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python scripts/readme_commands.py README.md")
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+        print("usage: python scripts/readme_commands.py README.md")
+        sys.exit(0 if sys.argv[1:] in (["-h"], ["--help"]) else 2)
     try:
         with open(sys.argv[1]) as f:
             text = f.read()

@@ -1,9 +1,10 @@
-"""Measure and document the default run's band: docs/default_run.json, docs/default_run.png (seed 0's curves, drawn by
-gift.plot) and the sentence that quotes the band in the README and docs (scripts/check_default_run.py's
-SENTENCE_RE, in each of its SENTENCE_FILES).
+"""Measure and document the default run's band: docs/default_run.json (with seed 0's curves), docs/default_run.png
+(those curves, drawn by gift.plot) and the sentence that quotes the band in the README and docs
+(scripts/check_default_run.py's SENTENCE_RE, in each of its SENTENCE_FILES).
 
     python scripts/refresh_default_run.py                   # runs `python train.py --seed=S --threads=T`, S 0-4, T 1-2
     python scripts/refresh_default_run.py --runs out/band   # the same, keeping the runs (finished ones are reused)
+    python scripts/refresh_default_run.py --replot          # runs nothing: redraws the figure from the JSON's curves
 
 Why a band: a run is exactly reproducible on one machine, but 1 and 2 threads (like two CPUs) sum in another order,
 and greedy decoding turns the rounding into different answers; seeds 0-4 add the spread a user meets with another
@@ -66,6 +67,34 @@ def machine():
     return f"{os.cpu_count()}-core {model}"
 
 
+CURVE_KEYS = ("step", "stage", "reward", "heldout_accuracy", "watch_accuracy", "loss", "kl", "entropy")
+
+
+def curves(run_dir):
+    """The records of a run that gift.plot draws (the SFT evaluation, every RL step, the final evaluation), with only
+    the keys it reads: docs/default_run.json keeps seed 0's, so that --replot redraws the figure without the run.
+    [] for a run without metrics.jsonl."""
+    if not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+        return []
+    return [{k: r[k] for k in CURVE_KEYS if k in r} for r in plot.read_metrics(run_dir)
+            if r.get("stage") in ("sft_eval", "rl", "final")]
+
+
+def replot(doc, out):
+    """Draw docs/default_run.png from a documented band's curves alone (gift.plot on a folder rebuilt from them)."""
+    if not doc.get("curves"):
+        raise SystemExit("error: docs/default_run.json holds no curves (it predates them): "
+                         "python scripts/refresh_default_run.py measures the band again and keeps them")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = os.path.join(tmp, run_name(SEEDS[0], 2))
+        os.makedirs(run)
+        with open(os.path.join(run, "metrics.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in doc["curves"])
+        with open(os.path.join(run, "summary.json"), "w") as f:
+            json.dump(dict(config=doc["config"]), f)
+        plot.plot([run], out)
+
+
 def document(runs_dir):
     """docs/default_run.json from the finished runs: the band, every run's figures, and seed 0's 2-thread summary."""
     runs, defaults = [], asdict(train.parse_args([]))
@@ -82,7 +111,8 @@ def document(runs_dir):
                              rl_tool_accuracy=s["rl_eval"].get("tool_accuracy")))
     first = json.load(open(os.path.join(runs_dir, run_name(SEEDS[0], 2), "summary.json")))
     doc = dict(band=band_of(runs), heldout_problems=first["heldout_problems"], torch=first["torch"],
-               machine=machine(), runs=runs, config=dict(first["config"], out_dir="out", run_name="builtin-gift-s0"))
+               machine=machine(), runs=runs, config=dict(first["config"], out_dir="out", run_name="builtin-gift-s0"),
+               curves=curves(os.path.join(runs_dir, run_name(SEEDS[0], 2))))
     return doc, os.path.join(runs_dir, run_name(SEEDS[0], 2))
 
 
@@ -90,7 +120,11 @@ def main(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default=None, help="folder for the 10 runs (default: a temporary folder)")
     p.add_argument("--jobs", type=int, default=2, help="1-thread runs at once")
+    p.add_argument("--replot", action="store_true", help="run nothing: redraw the figure from the JSON's curves")
     args = p.parse_args(argv)
+    if args.replot:
+        with open(DOCS) as f:
+            return replot(json.load(f), os.path.join(ROOT, "docs", "default_run.png"))
     runs_dir = args.runs or tempfile.mkdtemp(prefix="default-band-")
     os.makedirs(runs_dir, exist_ok=True)
     run_all(runs_dir, args.jobs)

@@ -1,14 +1,20 @@
-"""Tests of the course assignments (scripts/assignments.py), and two graded tests that belong to assignment parts.
+"""Tests of the course assignments (scripts/assignments.py, scripts/course_report.py), and graded tests of three
+assignment parts.
 
-The first two tests are graded: the sampler part's check that `generate` uses its key/value cache as described (one
-prefill of the B prompts, then one new token per live row per step), and the RL part's check of the log-ratio that
-`rl_step` hands to `gift_loss`. They stay in the student edition. The rest is for the instructor and is dropped from
-the student edition: it builds the student edition into a temporary directory and checks that every graded test
-fails there with its part's NotImplementedError, passes once the solution is put back, and that no line of solution
-code reaches the student edition.
+The first test is graded and stays in the student edition: the sampler part's check that `generate` uses its
+key/value cache as described (one prefill of the B prompts, then one new token per live row per step). The graded
+tests after it are in the course's copy only (between the INSTRUCTOR ONLY lines, which the builder drops), because
+their oracles would give answers away: the rl_step part's log-ratio recomputed with a plain log_softmax, and the
+update part's gradient of a whole mini-batch computed in one pass. The rest is for the instructor too: it builds
+editions into temporary folders and checks that every part of the full edition scores 0 blank and full marks with
+only its own solution filled in, that the grader ignores the student's copy of the tests, that no line of solution
+code reaches the student edition, and the report part's runner and checker (a doctored report is rejected).
 """
+import copy
+import csv
 import inspect
 import json
+import math
 import os
 import re
 import shlex
@@ -21,9 +27,11 @@ from torch.nn import functional as F
 
 import train
 from gift import loss as loss_module
-from scripts import assignments
+from gift import tasks
+from gift.loss import RLBatch
 from gift.model import GPT, GPTConfig
 from gift.sampler import generate
+from scripts import assignments, course_report
 
 # ------------------------------------------------------------------------------------------ graded: sampler part
 
@@ -51,7 +59,8 @@ def test_generate_prefills_each_prompt_once_then_feeds_one_token_per_row():
     assert shapes == [(2, 5)] + [(a, 1) for a in fed if a > 0]
 
 
-# ------------------------------------------------------------------------------------------ graded: rl_step part
+# BEGIN INSTRUCTOR ONLY
+# ----------------------------------------------------------------- graded, in the course's copy only: rl_step part
 
 
 def summed_logratio(policy, ref, prompts, gen, G):
@@ -92,8 +101,9 @@ def test_rl_step_hands_gift_loss_the_summed_response_logratio(monkeypatch, tmp_p
 
     monkeypatch.setattr(train, "generate", spy_generate)
     monkeypatch.setattr(loss_module, "gift_loss", spy_gift_loss)  # what gift_objective calls
-    run.opt = torch.optim.SGD(policy.parameters(), lr=0.0)  # the weights stay put: the expected values can be recomputed
+    run.opt = torch.optim.SGD(policy.parameters(), lr=0.0)  # the weights stay put: the expected values can be redone
     total, stats = train.rl_step(run, cfg)
+    run.close()
 
     assert len(calls) == 2  # micro_batch=1: one call per group of G = 4
     for call in calls:
@@ -109,7 +119,93 @@ def test_rl_step_hands_gift_loss_the_summed_response_logratio(monkeypatch, tmp_p
     assert total == pytest.approx(sum(losses).item() / 2, abs=1e-5)
 
 
-# BEGIN INSTRUCTOR ONLY
+# ------------------------------------------------------------------ graded, in the course's copy only: update part
+
+
+def rollout_in_float64(tmp_path, monkeypatch, method, *args):
+    """A run of 6 prompts in K = 2 mini-batches of 3 groups, micro-batches of 2 and 1 groups, no gradient clipping,
+    and one rollout of it. Rewards: the parity of the response's length, so the groups are informative."""
+    monkeypatch.setattr(tasks, "verifier_reward", lambda text, ex: float(len(text) % 2 == 0))
+    cfg = train.parse_args(["--init=nano", "--device=cpu", "--sft_steps=0", "--prompts=6", "--group_size=4",
+                            "--max_new_tokens=10", "--micro_batch=2", "--minibatches=2", "--grad_clip=0",
+                            "--eval_problems=1", "--rl_lr=0.003", f"--method={method}", f"--out_dir={tmp_path}", *args])
+    torch.manual_seed(0)
+    run = train.setup(cfg)
+    if run.reference.kind == "frozen":
+        run.reference.copy_of(run.policy)
+        with torch.no_grad():
+            for p in run.reference.model.parameters():
+                p.add_(0.05 * torch.randn_like(p))  # pi_ref != pi_theta: GIFT's log-ratios spread from the start
+    r = train.rollout(run, cfg)
+    assert [[(s.start, s.stop) for s in mb] for mb in r.batches] == [[(0, 8), (8, 12)], [(12, 20), (20, 24)]]
+    assert 0 < r.rewards.mean() < 1
+    return run, cfg, r
+
+
+def spy_optimizer(run):
+    """Record, at each run.opt.step(), the weights before the step and their gradients."""
+    steps, real_step = [], run.opt.step
+
+    def step(*args, **kwargs):
+        params = list(run.model.parameters())
+        steps.append(([p.detach().clone() for p in params],
+                      [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]))
+        return real_step(*args, **kwargs)
+
+    run.opt.step = step
+    return steps
+
+
+@pytest.mark.parametrize("method,inner", [("gift", 2), ("dr_grpo", 1)])
+def test_update_policy_steps_on_each_whole_mini_batchs_gradient(tmp_path, monkeypatch, method, inner):
+    """Each optimiser step's gradient is the gradient of its whole mini-batch's loss computed in one pass, within
+    1e-6 (GIFT, with a frozen reference moved away from the policy, two passes; Dr. GRPO, one); the update returns
+    the mean of the mini-batches' losses and the UpdateLog's summary with one gradient norm per step."""
+    args = ["--ref=frozen", f"--inner_steps={inner}"] if method == "gift" else []
+    run, cfg, r = rollout_in_float64(tmp_path, monkeypatch, method, *args)
+    steps = spy_optimizer(run)
+    loss, stats = train.update_policy(run, cfg, r)
+    assert len(steps) == 2 * inner
+    assert len(stats["grad_norm_mb"]) == 2 * inner and {"reward", "entropy", "response_tokens"} <= set(stats)
+    expected_losses = []
+    for k, (weights, grads) in enumerate(steps):
+        rows = slice(12 * (k % 2), 12 * (k % 2) + 12)  # the whole mini-batch: 3 groups of 4
+        with torch.no_grad():
+            for p, w in zip(run.model.parameters(), weights):
+                p.copy_(w)
+        run.model.zero_grad(set_to_none=True)
+        logp, _ = train.response_logprobs(run.model, r.idx[rows], r.mask[rows], cfg, cfg.temperature)
+        batch = RLBatch(logp, r.old_logp[rows], None if r.ref_logp is None else r.ref_logp[rows], r.rewards[rows],
+                        r.mask[rows], 4, cfg.max_new_tokens, r.truncated[rows])
+        reference, _ = run.loss_fn(batch, cfg)
+        reference.backward()
+        expected_losses.append(reference.item())
+        for p, g in zip(run.model.parameters(), grads):
+            torch.testing.assert_close(g, p.grad, atol=1e-6, rtol=1e-6)
+        assert any(g.abs().max() > 1e-4 for g in grads)  # a gradient that could be wrong
+    run.close()
+    assert loss == pytest.approx(sum(expected_losses) / len(expected_losses), abs=1e-6)
+
+
+def test_update_policy_skips_a_non_finite_mini_batch_and_stops(tmp_path, monkeypatch):
+    """A loss that is NaN on the second mini-batch: the first mini-batch steps, the second does not, and the update
+    returns (nan, skipped) at once, its gradients cleared (optimizer_step's doing: the update must call it)."""
+    run, cfg, r = rollout_in_float64(tmp_path, monkeypatch, "gift")
+    steps, calls, real_loss = spy_optimizer(run), [], run.loss_fn
+
+    def loss_fn(batch, cfg):
+        calls.append(len(batch.rewards))
+        loss, stats = real_loss(batch, cfg)
+        return (loss * math.nan if len(calls) > 2 else loss), stats
+
+    run.loss_fn = loss_fn
+    loss, stats = train.update_policy(run, cfg, r)
+    run.close()
+    assert calls[:2] == [8, 4] and len(steps) == 1  # micro-batches of 2 and 1 groups; one step taken
+    assert math.isnan(loss) and stats == dict(skipped=True)
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in run.model.parameters())
+
+
 # ------------------------------------------------------------------------------------------- the assignment builder
 ROOT = assignments.ROOT
 F_LINES = ["def f(x):", '    """Doc."""', "    # BEGIN SOLUTION loss", "    # HINT: add one", "    y = x + 1",
@@ -119,9 +215,10 @@ F_LINES = ["def f(x):", '    """Doc."""', "    # BEGIN SOLUTION loss", "    # HI
 def test_markers_become_raise_lines_and_bad_markers_name_the_problem():
     text = "\n".join(F_LINES)
     student, regions = assignments.student_text(text, ["loss"], "f.py")
-    assert student == 'def f(x):\n    """Doc."""\n    raise NotImplementedError("loss: add one")\n'
-    assert regions[0]["lines"] == ["    y = x + 1", "    return y"] and regions[0]["line"] == 3
-    assert assignments.enclosing_function(student, 3) == "f"
+    assert student == ('def f(x):\n    """Doc."""\n    # BEGIN YOUR CODE loss\n'
+                       '    raise NotImplementedError("loss: add one")\n    # END YOUR CODE loss\n')
+    assert regions[0]["lines"] == ["    y = x + 1", "    return y"] and regions[0]["line"] == 4
+    assert assignments.enclosing_function(student, 4) == "f"
     kept, removed = assignments.student_text(text, ["verifier"], "f.py")  # another part: the code stays
     assert kept == 'def f(x):\n    """Doc."""\n    y = x + 1\n    return y\n' and removed == []
     dropped, _ = assignments.student_text("a = 1\n# BEGIN INSTRUCTOR ONLY\nb = 2\n# END INSTRUCTOR ONLY\nc = 3", [])
@@ -130,10 +227,29 @@ def test_markers_become_raise_lines_and_bad_markers_name_the_problem():
            (F_LINES[:2] + F_LINES[4:], "f.py:5: END SOLUTION without BEGIN"),
            (F_LINES[:3] + F_LINES[2:], "f.py:4: BEGIN SOLUTION inside the region opened at line 3"),
            ([F_LINES[2].replace("loss", "lose")], "unknown part 'lose'"),
+           ([F_LINES[2].replace("loss", "report")], "unknown part 'report'"),  # not a code part
            (F_LINES[:3] + F_LINES[4:5] + F_LINES[3:4], "f.py:5: a HINT line must come right after BEGIN")]
     for lines, match in bad:
         with pytest.raises(ValueError, match=re.escape(match)):
             assignments.student_text("\n".join(lines), ["loss"], "f.py")
+
+
+def test_the_grader_splices_only_the_students_blocks_into_the_reference():
+    """The student's lines between the YOUR CODE markers replace the region; everything else is the reference's
+    (a change outside the markers is not graded); moved markers or code that does not compile name the problem."""
+    reference = "\n".join(F_LINES[:-1] + ["z = 1  # BEGIN YOUR CODE is only a marker on a line of its own", ""])
+    student, _ = assignments.student_text(reference, ["loss"], "f.py")
+    mine = student.replace('raise NotImplementedError("loss: add one")', "return x + 2").replace("z = 1", "z = 5")
+    assert assignments.splice(reference, "loss", mine, "f.py") == (
+        'def f(x):\n    """Doc."""\n    return x + 2\nz = 1  # BEGIN YOUR CODE is only a marker on a line of its own\n')
+    problems = [(mine.replace("    # END YOUR CODE loss\n", ""), "f.py:3: BEGIN YOUR CODE loss is never closed"),
+                (mine.replace("    # BEGIN YOUR CODE loss\n", ""), "f.py:4: END YOUR CODE loss without BEGIN"),
+                (mine.replace("# BEGIN YOUR CODE loss", "# BEGIN YOUR CODE").replace("# END YOUR CODE loss", "#"),
+                 "f.py has 0 block(s) between '# BEGIN YOUR CODE loss'"),
+                (mine.replace("return x + 2", "return x +"), "your code for part loss does not compile: line 3")]
+    for text, match in problems:
+        with pytest.raises(ValueError, match=re.escape(match)):
+            assignments.splice(reference, "loss", text, "f.py")
 
 
 def test_build_refuses_unknown_parts_and_used_directories(tmp_path):
@@ -269,85 +385,237 @@ def test_the_docs_build_commands_work_one_after_the_other(tmp_path):
     assert len(set(editions)) == len(editions)  # each edition is still there, in its own folder
 
 
+
+
+def code_of(line):
+    """A line's code for comparing solutions: no trailing comment, no whitespace (so reformatting does not hide it)."""
+    return re.sub(r"\s+", "", re.split(r"\s+#", line.strip(), maxsplit=1)[0] if not line.strip().startswith("#")
+                  else "")
+
+
 def solution_lines():
-    """Per part, the stripped lines of its regions that occur nowhere outside the regions in the repository."""
-    inside, outside, part = {}, set(), None
+    """Per part, the code of its regions' lines, less the lines that are given anyway: those that also occur outside
+    every region in the method's own source (gift/, train.py, eval.py: boilerplate such as `return None`). Lines in
+    tests/, experiments/, docs/, scripts/ never count as given: a solution line there is a leak."""
+    inside, given = {}, set()
     for rel in assignments.list_files(ROOT):
         if not rel.endswith(".py") or rel == assignments.THIS_FILE:
             continue
-        for line in open(os.path.join(ROOT, rel), encoding="utf-8").read().split("\n"):
-            s = line.strip()
-            if s.startswith("# BEGIN SOLUTION"):
-                part = s.split()[-1]
-            elif s.startswith("# END SOLUTION"):
-                part = None
-            elif part and not s.startswith("# HINT:"):
-                inside.setdefault(part, set()).add(s)
-            else:
-                outside.add(s)
-    return {p: lines - outside for p, lines in inside.items()}
+        with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
+            items = assignments.regions_of(f.read(), rel)
+        for item in items:
+            if isinstance(item, dict):
+                inside.setdefault(item["part"], set()).update(code_of(x) for x in item["lines"])
+            elif isinstance(item, str) and (rel.startswith("gift/") or rel in ("train.py", "eval.py")):
+                given.add(code_of(item))
+    return {p: lines - given - {""} for p, lines in inside.items()}
+
+
+def edition_files(out):
+    return {os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/") for d, _, names in os.walk(out)
+            for f in names}
 
 
 def test_student_edition_has_handouts_and_no_solution_text(tmp_path, capsys):
     out = tmp_path / "student"
     assert assignments.main(["build", str(out)]) == 0
-    files = {os.path.relpath(os.path.join(d, f), out) for d, _, names in os.walk(out) for f in names}
-    handouts = {f"assignments/{p}/ASSIGNMENT.md" for p in assignments.PARTS} | {"assignments/parts.json"}
+    files = edition_files(out)
+    handouts = {f"assignments/{p}/ASSIGNMENT.md" for p in assignments.PARTS} | {"assignments/parts.json",
+                                                                               "assignments/report/REPORT.md"}
     assert files == set(assignments.list_files(ROOT)) | handouts  # no .git, out/ or data/
     assert json.loads((out / "assignments" / "parts.json").read_text())["parts"] == list(assignments.PARTS)
 
     secret = solution_lines()
-    assert set(secret) == set(assignments.PARTS) and all(len(lines) >= 2 for lines in secret.values()), secret
-    raises = 0
-    for rel in files:
-        text = (out / rel).read_bytes().decode("utf-8", errors="replace")  # binary files (docs/*.png) too
-        raises += len(re.findall(r"raise NotImplementedError\(\"(?:loss|verifier|sampler|kernel|rl_step|gspo): ", text))
+    assert set(secret) == set(assignments.code_parts()) and all(len(x) >= 2 for x in secret.values()), secret
+    raises, leaks = 0, []
+    for rel in files:  # every file: the method, tests/, experiments/, docs/, scripts/, binary ones too (docs/*.png)
+        text = (out / rel).read_bytes().decode("utf-8", errors="replace")
+        raises += len(re.findall(r"raise NotImplementedError\(\"(?:%s): " % "|".join(assignments.PARTS), text))
         assert not re.search(r"^\s*# (BEGIN|END) (SOLUTION|INSTRUCTOR)", text, re.M) or rel == assignments.THIS_FILE
-        for line in text.split("\n"):
-            for part, lines in secret.items():
-                assert line.strip() not in lines, f"{rel} contains solution text of part {part}: {line.strip()}"
+        for n, line in enumerate(text.split("\n"), start=1):
+            leaks += [f"{rel}:{n}: {part}: {line.strip()}" for part, lines in secret.items() if code_of(line) in lines]
+    assert not leaks, "solution lines in the student edition:\n" + "\n".join(leaks)
     printed = capsys.readouterr().out
-    assert raises == printed.count("removed ") >= 8
+    assert raises == printed.count("removed ") >= 14
 
     for name, part in assignments.PARTS.items():
         handout = (out / "assignments" / name / "ASSIGNMENT.md").read_text()
-        assert part["title"] in handout and f"({part['points']} points)" in handout and part["k"] in handout
-        assert "## The equations" in handout or "## The rules" in handout
+        assert part["title"] in handout and f"({part['points']} points)" in handout and "## Needs" in handout
+        assert "## The equations" in handout or "## The rules" in handout or name == "report"
+        assert name == "report" or part["k"] in handout
         for r in re.findall(r"- `([^`]+)`, `(\w+)` \(line (\d+)\)", handout):  # each "where" line names a raise
-            assert "raise NotImplementedError" in (out / r[0]).read_text().split("\n")[int(r[2]) - 1]
+            lines = (out / r[0]).read_text().split("\n")
+            assert "raise NotImplementedError" in lines[int(r[2]) - 1]
+            assert lines[int(r[2]) - 2].strip() == f"# BEGIN YOUR CODE {name}"
+    assert (out / "assignments" / "report" / "REPORT.md").read_text() == course_report.TEMPLATE
     student_tests = (out / "tests" / "test_assignments.py").read_text()
-    assert "def test_rl_step" in student_tests and "def test_student_edition" not in student_tests
+    assert "def test_generate_prefills" in student_tests and "def test_rl_step" not in student_tests
+    assert "def test_update_policy" not in student_tests and "def test_student_edition" not in student_tests
+    assert "def test_gift_objective_is_gift_loss" not in (out / "tests" / "test_loss.py").read_text()
 
     assert assignments.main(["grade", str(out), "--parts", "loss"]) == 1  # the CLI: nothing written yet, 0 points
     table = capsys.readouterr().out
     assert re.search(r"loss\s+0/\d+\s+0\.0 / 20", table) and re.search(r"total\s+0\.0 / 20", table)
+    failed = re.findall(r"^    FAILED (tests/test_loss.py::test_\w+(?:\[[^\]]*\])?): (.*)$", table, re.M)
+    assert len(failed) == assignments.MAX_FAILURES and "more (--failures 0 lists them all)" in table
+    assert all(message.startswith("NotImplementedError: loss: ") for _, message in failed), failed
+    # inside the edition, where nothing is marked, grade is a self-check of the folder's own (shipped) tests
+    own = assignments.grade(str(out), ["loss"], root=str(out), quiet=True)["loss"]
+    assert own["mode"] == "self-check" and own["passed"] == 0 and 0 < own["total"] < 28
 
 
-@pytest.mark.parametrize("part", list(assignments.PARTS))
-def test_graded_tests_fail_without_the_solution_and_pass_with_it(part, tmp_path):
-    """Build with only this part removed: each graded test must fail on one of its NotImplementedErrors; put the
-    reference code back: all must pass. So no test that cannot fail gives points, and each part grades alone."""
-    out = str(tmp_path / "edition")
-    regions = assignments.build(out, [part])
-    student = assignments.grade(out)[part]
-    assert student["error"] is None and student["total"] > 0 and student["passed"] == 0
-    with open(os.path.join(ROOT, "docs", "assignments.md"), encoding="utf-8") as f:  # its table states what grades
-        row = re.search(rf"^\| `{part}` \|.*\| (\d+) \| (\d+) \|$", f.read(), re.M)
-    assert row, f"docs/assignments.md has no row for part {part} in the assignments table"
-    assert (int(row.group(1)), int(row.group(2))) == (student["total"], assignments.PARTS[part]["points"]), \
-        f"docs/assignments.md says part {part} has {row.group(1)} graded tests, {row.group(2)} points; the grader: " \
-        f"{student['total']} tests, {assignments.PARTS[part]['points']} points"
-    messages = [r["message"] for r in regions]
-    for test, _, failure in student["tests"]:
-        assert any(m in failure for m in messages), f"{test} failed for another reason:\n{failure[-1500:]}"
+def fill_in(out, part):
+    """Write the reference's code for `part` between its YOUR CODE lines in the edition `out` (that part only).
+    Returns {path: the blank text} to put back."""
+    blank = {}
+    for rel in assignments.reference_regions(ROOT)[part]:
+        with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
+            regions = [x for x in assignments.regions_of(f.read(), rel) if isinstance(x, dict) and x["part"] == part]
+        blank[rel] = (out / rel).read_text()
+        filled, inside = [], False
+        for line in blank[rel].split("\n"):
+            if line.strip() == f"# BEGIN YOUR CODE {part}":
+                filled += [line, *regions.pop(0)["lines"]]
+                inside = True
+            elif line.strip() == f"# END YOUR CODE {part}":
+                inside = False
+            if not inside:
+                filled.append(line)
+        assert not regions
+        (out / rel).write_text("\n".join(filled))
+    return blank
 
-    for path in {r["path"] for r in regions}:  # the reference file, markers dropped, code kept
-        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
-            text, _ = assignments.student_text(f.read(), [], path)
-        with open(os.path.join(out, path), "w", encoding="utf-8") as f:
-            f.write(text)
-    solved = assignments.grade(out)[part]
-    failed = [(test, failure[-1500:]) for test, ok, failure in solved["tests"] if not ok]
-    assert not failed and solved["total"] == student["total"], failed
-    assert solved["points"] == assignments.PARTS[part]["points"]
+
+def filled_report(runs_dir):
+    """A report that answers with citations of the runs' own numbers (the reference solution of the report part)."""
+    runs = course_report.Runs(runs_dir)
+    text = course_report.TEMPLATE
+    keys = course_report.TABLE_KEYS
+    for m in course_report.METHODS:
+        for s in course_report.SEEDS:
+            cells = " | ".join(f"{runs.value(f'{m}-s{s}', k):.4f}" for k in keys)
+            text = text.replace(f"| {m}-s{s} |{' |' * len(keys)}", f"| {m}-s{s} | {cells} |")
+    cite = lambda run, key, d=3: f"`{run}/{key} = {runs.value(run, key):.{d}f}`"
+    answers = [f"GIFT ends at {cite('gift-s*', 'rl_accuracy')} over 3 seeds, GRPO at "
+               f"{cite('grpo-s*', 'rl_accuracy')} and Dr. GRPO at {cite('dr_grpo-s*', 'rl_accuracy', 2)}; seed 1 of "
+               f"GIFT: {cite('gift-s1', 'rl_accuracy')}.",
+               f"GRPO's responses have {cite('grpo-s*', 'rl_mean.response_tokens', 1)} tokens on average, Dr. GRPO's\n"
+               f"{cite('dr_grpo-s*', 'rl_mean.response_tokens', 1)}; the last step's reward: "
+               f"{cite('grpo-s0', 'rl_last.reward', 2)}.",
+               f"corr goes from {cite('gift-s0', 'rl_first.corr')} to {cite('gift-s0', 'rl_last.corr', 2)} in 2 "
+               f"steps."]
+    for answer in answers:
+        text = text.replace(course_report.PLACEHOLDER, answer, 1)
+    return text
+
+
+@pytest.mark.slow
+def test_every_part_of_the_full_edition_scores_alone_and_a_tampered_test_copy_scores_nothing(tmp_path):
+    """The full edition: graded blank, every part scores 0, each graded test failing on its own part's
+    NotImplementedError (every other part is the reference's in the grading copy); with only a part's solution
+    filled in, that part scores full marks, whatever the other parts hold. The table in docs/assignments.md states
+    each part's graded tests and points. Then the tampering case: the student's copy of tests/test_loss.py with
+    every test body replaced by `return` still scores 0."""
+    out = tmp_path / "edition"
+    regions = assignments.build(str(out))
+    with open(os.path.join(ROOT, "docs", "assignments.md"), encoding="utf-8") as f:
+        docs = f.read()
+    blank = assignments.grade(str(out), profile="tiny", quiet=True)
+    assert list(blank) == list(assignments.PARTS)
+    for part, res in blank.items():
+        assert res["error"] is None and res["mode"] == "graded" and res["total"] > 0 and res["passed"] == 0, part
+        messages = [r["message"] for r in regions if r["part"] == part]
+        for test, _, failure in res["tests"]:
+            assert part == "report" or any(m in failure for m in messages), \
+                f"{part}: {test} failed for another reason:\n{failure[-1500:]}"
+        row = re.search(rf"^\| `{part}` \|.*\| (\d+) \| (\d+) \|$", docs, re.M)
+        assert row, f"docs/assignments.md has no row for part {part} in the assignments table"
+        assert (int(row.group(1)), int(row.group(2))) == (res["total"], assignments.PARTS[part]["points"]), \
+            f"docs/assignments.md says part {part} has {row.group(1)} graded tests, {row.group(2)} points; the " \
+            f"grader: {res['total']} tests, {assignments.PARTS[part]['points']} points"
+
+    for part in assignments.code_parts():
+        put_back = fill_in(out, part)
+        solved = assignments.grade(str(out), [part], quiet=True)[part]
+        failed = [(test, failure[-1500:]) for test, ok, failure in solved["tests"] if not ok]
+        assert not failed and solved["total"] == blank[part]["total"], (part, failed)
+        assert solved["points"] == assignments.PARTS[part]["points"]
+        for rel, text in put_back.items():
+            (out / rel).write_text(text)
+
+    course_report.run_all(str(out / "out" / "course"), "tiny", jobs=0)  # the report part: runs and a report
+    (out / "assignments" / "report" / "REPORT.md").write_text(filled_report(str(out / "out" / "course")))
+    solved = assignments.grade(str(out), ["report"], profile="tiny", quiet=True)["report"]
+    assert solved["passed"] == solved["total"] == blank["report"]["total"], solved["tests"]
+
+    tests = out / "tests" / "test_loss.py"  # the loss part still blank: group_zscore raises
+    tests.write_text(re.sub(r"^(def test_\w+\(.*\):\n)", r"\1    return\n", tests.read_text(), flags=re.M))
+    assert tests.read_text().count("    return\n") >= 20
+    tampered = assignments.grade(str(out), ["loss"], quiet=True)["loss"]
+    assert tampered["passed"] == 0 and tampered["total"] == blank["loss"]["total"]
+    assert assignments.grade(str(out), ["loss"], root=str(out), quiet=True)["loss"]["passed"] > 0  # its own: gamed
+
+
+@pytest.mark.slow
+def test_a_class_is_graded_into_one_table(tmp_path, capsys):
+    """One folder per student, one table out (and a CSV): a student who wrote the loss part, one who wrote nothing,
+    and a folder that is not an edition, whose row says so."""
+    students = tmp_path / "submissions"
+    for name in ("ada", "bob"):
+        assignments.build(str(students / name), ["loss"])
+    fill_in(students / "ada", "loss")
+    (students / "carl").mkdir()
+    table = tmp_path / "grades.csv"
+    code = assignments.main(["grade", *(str(students / n) for n in ("ada", "bob", "carl")), "--csv", str(table)])
+    assert code == 1
+    rows = list(csv.reader(table.open()))
+    assert rows[0] == ["student", "loss", "total", "notes"]
+    assert rows[1][:3] == ["ada", "20.0", "20.0"] and rows[2][:3] == ["bob", "0.0", "0.0"]
+    assert rows[3][0] == "carl" and rows[3][1] == "" and "parts.json not found" in rows[3][3]
+    printed = capsys.readouterr().out
+    assert re.search(r"^ada\s+20\.0\s+20\.0", printed, re.M) and f"wrote {table}" in printed
+
+
+@pytest.mark.slow
+def test_the_report_check_accepts_the_runs_numbers_and_rejects_a_doctored_report(tmp_path):
+    """scripts/course_report.py run (tiny settings, in this process) makes the twelve runs; a report that cites
+    their own numbers passes every check; one number changed rejects the whole report; an uncited number, a missing
+    answer, an empty cell or the runs of another profile fail their own check."""
+    runs = tmp_path / "out" / "course"
+    assert course_report.main(["run", "--runs", str(runs), "--profile", "tiny", "--jobs", "0"]) == 0
+    assert sorted(os.listdir(runs)) == sorted(r["name"] for r in course_report.plan(str(runs), "tiny"))
+    report = tmp_path / "REPORT.md"
+    good = filled_report(str(runs))
+    report.write_text(good)
+    check = lambda profile="tiny": {n: (ok, m) for n, ok, m in course_report.check(str(report), str(runs), profile)}
+    assert all(ok for ok, _ in check().values()) and len(check()) == 5, check()
+
+    cited = re.search(r"`gift-s1/rl_accuracy = ([0-9.]+)`", good)
+    doctored = f"{float(cited.group(1)) + 0.01:.3f}"
+    report.write_text(good.replace(cited.group(0), f"`gift-s1/rl_accuracy = {doctored}`"))
+    result = check()
+    assert not any(ok for ok, _ in result.values())
+    assert all(m.startswith("rejected: 1 quoted number(s) do not match") and "gift-s1/rl_accuracy" in m
+               for _, m in result.values())
+    cell = re.search(r"^\| grpo-s2 \| ([0-9.]+) \|", good, re.M)
+    report.write_text(good.replace(cell.group(0), f"| grpo-s2 | {float(cell.group(1)) + 0.5:.4f} |"))
+    assert "grpo-s2's sft_accuracy" in check()["report::runs"][1]
+
+    lines = good.split("\n")
+    answer_2 = next(i for i, x in enumerate(lines) if x.startswith("GRPO's responses"))
+    broken = lines.copy()
+    broken[answer_2] += " It rose by 0.3 tokens, or 12%."
+    report.write_text("\n".join(broken))
+    result = check()
+    assert not result["report::question_2"][0] and "0.3 is not cited" in result["report::question_2"][1]
+    assert "12%" in result["report::question_2"][1] and result["report::question_1"][0] and result["report::table"][0]
+    report.write_text(good.replace(good.split("### Answer")[3].split("\n")[2], course_report.PLACEHOLDER))
+    assert check()["report::question_3"] == (False, "not answered")
+    report.write_text(re.sub(r"^(\| dr_grpo-s0 \| [0-9.]+ \|) [0-9.]+", r"\1 ", good, flags=re.M))
+    row = 1 + next(i for i, x in enumerate(lines) if x.startswith("| dr_grpo-s0 |"))
+    assert check()["report::table"] == (False, f"line {row}: dr_grpo-s0's rl_accuracy is empty")
+    report.write_text(good)
+    ok, message = check("course")["report::runs"]
+    assert not ok and "other settings than profile 'course'" in message and "sft_steps=4 (asked: 1200)" in message
+    assert course_report.main(["check", "--runs", str(runs), "--profile", "tiny", "--report", str(report)]) == 0
 # END INSTRUCTOR ONLY

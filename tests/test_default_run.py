@@ -49,8 +49,12 @@ def test_cli_exit_codes(tmp_path, capsys):
     (tmp_path / "same.json").write_text(json.dumps(inside))
     assert check.main([str(tmp_path / "same.json")]) == 0
     (tmp_path / "off.json").write_text(json.dumps(dict(inside, rl_accuracy=doc["band"]["rl_accuracy"][0] - 0.05)))
+    assert "meets the documented guarantees" in capsys.readouterr().out
+    (tmp_path / "high.json").write_text(json.dumps(dict(inside, rl_accuracy=1.0)))  # above the band: no upper edge
+    assert check.main([str(tmp_path / "high.json")]) == 0 and "(no upper edge)" in capsys.readouterr().out
     assert check.main([str(tmp_path / "off.json")]) == 1
-    assert "error: rl_accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "error: rl_accuracy" in out and "default run: fails" in out
     (tmp_path / "bad.json").write_text("{not json")
     try:
         check.main([str(tmp_path / "bad.json")])

@@ -2,6 +2,8 @@
 is loaded; --device is checked against this torch; results are named after the evaluation and kept out of the source
 tree. And scripts/check_gsm8k.py without the GSM8K files."""
 
+import argparse
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +13,11 @@ import torch
 
 import eval as evaluation
 import train
+from gift import export
+from gift.evaluation import evaluate
 from gift.model import GPT, preset
+from gift.runs import load_model
+from gift.tasks import make_task
 from gift.tokenizer import builtin_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,3 +116,67 @@ def test_check_gsm8k_without_the_data_is_one_error_line(tmp_path, root):
     assert proc.returncode == 1 and proc.stdout == "" and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ") and f"{root or 'data/gsm8k'}/train.jsonl not found" in lines[0], lines[0]
     assert command in lines[0], lines[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# what the model argument names: a mistyped path, a run folder, an exported Hugging Face folder (issue 36)
+
+
+def one_line(argv):
+    with pytest.raises(SystemExit) as error:
+        evaluation.main(argv)
+    message = str(error.value)
+    assert message.startswith("error: ") and "\n" not in message and "--init" not in message, message
+    return message
+
+
+def test_a_mistyped_path_or_a_run_folder_is_named_for_what_it_is(ckpt, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # results would go under out/eval/ here: nothing may be written
+    run = str(ckpt.parent)
+    for missing in (run + "/ckpt.pth", str(tmp_path / "no" / "such" / "hf"), "./hf"):
+        assert one_line([missing, "--task", "builtin"]) == f"error: no such file: {missing}"
+    assert one_line([run, "--task", "builtin"]) == \
+        f"error: {run} is a run folder: evaluate its checkpoint, {os.path.join(run, 'ckpt.pt')}"
+    (tmp_path / "plain").mkdir()
+    assert "neither a run folder (ckpt.pt) nor a Hugging Face model folder" in one_line(["plain", "--task", "builtin"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_exported_folder_loads_and_evaluates_as_its_checkpoint(ckpt, tmp_path, monkeypatch, capsys):
+    """eval.py --help promises an HF directory: a built-in run exported with python -m gift.export is the same model,
+    sampled by our sampler (the calculator included), so it gives the checkpoint's completions."""
+    hf = tmp_path / "hf"
+    export.main([str(ckpt), str(hf)])
+    ours, enc = load_model(str(ckpt), "builtin")
+    exported, enc2 = load_model(str(hf), "builtin")
+    assert enc2.n_vocab == enc.n_vocab
+    for name, tensor in ours.state_dict().items():
+        torch.testing.assert_close(exported.state_dict()[name], tensor, rtol=0, atol=0)
+    problems = make_task(argparse.Namespace(task="builtin", seed=0, eval_problems=6, tool_fraction=1.0, max_events=1,
+                                            mistakes=0.0)).heldout
+    sampled = [evaluate(m, enc, problems, n=2, ks=(1, 2), temperature=1.0, max_new_tokens=12)["completions"]
+               for m in (ours, exported)]
+    assert sampled[0] == sampled[1]
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    out = evaluate_tiny(str(hf))
+    assert out == os.path.join("out", "eval", "hf-builtin-p2-n1-t0-len8.json") and os.path.isfile(out)
+    assert "not a train.py checkpoint" in capsys.readouterr().out  # the run's task settings are not in the folder
+
+
+def test_a_folder_of_another_vocabulary_is_refused_on_the_builtin_task(tmp_path):
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(dict(model_type="gpt2", vocab_size=50257)))
+    message = one_line([str(tmp_path / "hf"), "--task", "builtin"])
+    assert "byte tokenizer (257 tokens)" in message and "50257" in message, message
+
+
+def test_the_evaluation_prints_its_progress_batch_by_batch(ckpt, tmp_path, capsys):
+    evaluation.main([str(ckpt), "--task=builtin", "--problems=5", "--batch_size=2", "--n=2", "--k=1,2",
+                     "--max_new_tokens=8", f"--out={tmp_path / 'r.json'}"])
+    out = capsys.readouterr().out.splitlines()
+    progress = [line for line in out if line.startswith("problems ")]
+    assert out[0].startswith("evaluating 5 problems x 2 samples"), out
+    assert [line.split(" ")[1] for line in progress] == ["2/5", "4/5", "5/5"], out
+    assert all(" s" in line for line in progress) and "s left" in progress[0]
+    assert out.index(progress[-1]) < next(i for i, line in enumerate(out) if line.startswith("| metric"))

@@ -51,6 +51,7 @@ def in_unit(values):
     return all(0 <= v <= 1 for v in values)
 
 
+@pytest.mark.slow
 def test_run_all_orders_reuses_and_refuses(tmp_path, monkeypatch):
     args = common.parser("").parse_args([f"--runs={tmp_path}", "--jobs=2"])
     sft = dict(common.sft(0), init="nano", sft_steps=4, **TINY)
@@ -84,6 +85,7 @@ def test_run_all_orders_reuses_and_refuses(tmp_path, monkeypatch):
         common.run_all([common.rl(str(tmp_path), "new", 0, **TINY)], report_only)
 
 
+@pytest.mark.slow
 def test_writers_runs_pairs_and_reports(runs_dir, tmp_path):
     """experiments/writers.py end to end on a tiny setting (one seed, every method, 2 RL steps)."""
     import writers
@@ -172,6 +174,7 @@ def tiny_runs(runs):
     return [dict(r, **TINY, **({"sft_steps": 4} if r["run_name"].startswith("writers-sft") else {})) for r in runs]
 
 
+@pytest.mark.slow
 def test_writers_overfit_runs_a_pool_and_pairs_the_gaps(runs_dir, tmp_path):
     """experiments/writers_overfit.py end to end on a tiny setting: both methods on the same pool, train and
     held-out curves, gaps and their paired differences."""
@@ -193,6 +196,7 @@ def test_writers_overfit_runs_a_pool_and_pairs_the_gaps(runs_dir, tmp_path):
     assert out["paired"]["final_gap"]["per_seed"] == gaps and out["paired"]["final_gap"]["ci95"] is not None
 
 
+@pytest.mark.slow
 def test_writers_ablations_change_one_option_each_and_pair_with_the_default(runs_dir, tmp_path):
     import writers
     import writers_ablations as exp
@@ -215,6 +219,7 @@ def test_writers_ablations_change_one_option_each_and_pair_with_the_default(runs
     assert "minus_default" not in base and frozen["settings"] == {"ref": "frozen"}
 
 
+@pytest.mark.slow
 def test_writers_lr_sweeps_each_method_reuses_writers_runs_and_pairs_the_best_rates(runs_dir, tmp_path):
     """experiments/writers_lr.py end to end on a tiny setting: every method at every rate, the runs at writers.py's
     rates are writers.py's runs (same names, same settings), and the best rates are paired by seed."""
@@ -244,28 +249,32 @@ def test_writers_lr_sweeps_each_method_reuses_writers_runs_and_pairs_the_best_ra
 
 def test_the_readme_headline_is_the_committed_comparison_report():
     """docs/experiments/writers_baselines.json is the report the README's headline shows: at least 5 reporting seeds,
-    tuning seeds disjoint from them, each of the paper's methods with its rate, and the README's table is the one
-    writers_baselines.markdown makes from that JSON (so a rerun that changes a number must update the README)."""
+    tuning seeds disjoint from them, each of the paper's methods with its rate, and the README's table (and the
+    experiment's page's) is the one writers_baselines.markdown makes from that JSON (so a rerun that changes a number
+    must update both)."""
     import writers_baselines as exp
 
     out = read_report(pathlib.Path(ROOT, "docs", "experiments"), "writers_baselines")  # and its figure is there
     assert len(out["seeds"]) >= 5 and not set(out["seeds"]) & set(out["tuning_seeds"])
     assert {"gift", "grpo", "dapo", "gspo"} <= set(out["arms"]) and all(a["lr"] > 0 for a in out["arms"].values())
     assert all(set(map(int, r["per_seed"])) == set(out["seeds"]) for r in out["results"].values())
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read().splitlines()
     rows = exp.markdown(out["results"], out["paired"])
-    assert len(rows) == 2 + len(out["arms"]) and all(row in readme for row in rows)
+    assert len(rows) == 2 + len(out["arms"])
+    for page in ("README.md", "docs/experiments/writers_baselines.md"):  # the headline and the experiment's page
+        with open(os.path.join(ROOT, page)) as f:
+            lines = f.read().splitlines()
+        assert all(row in lines for row in rows), page
 
 
 def test_the_plateau_section_is_the_committed_plateau_report():
     """docs/experiments/writers_plateau.json holds every plateau arm on at least 3 seeds, each paired with base; the
-    second rate's check (writers_plateau_lr8e-5/) holds base and the cosine decay; and docs/results.md's tables are
-    the ones writers_plateau.markdown makes from them (a rerun that changes a number must update the section)."""
+    second rate's check (writers_plateau_lr8e-5/) holds base and the cosine decay; and the experiment's page
+    (docs/experiments/writers_plateau.md) shows the tables writers_plateau.markdown makes from them (a rerun that
+    changes a number must update the page)."""
     import writers_plateau as exp
 
     docs = pathlib.Path(ROOT, "docs", "experiments")
-    with open(os.path.join(ROOT, "docs", "results.md")) as f:
+    with open(docs / "writers_plateau.md") as f:
         results = f.read().splitlines()
     for folder, wanted in ((docs, set(exp.ARMS)), (docs / "writers_plateau_lr8e-5", {"base", "cosine"})):
         out = read_report(folder, "writers_plateau")  # and its figure is there
@@ -278,6 +287,7 @@ def test_the_plateau_section_is_the_committed_plateau_report():
             assert len(rows) == 2 + len(arms) and all(row in results for row in rows)
 
 
+@pytest.mark.slow
 def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, tmp_path, monkeypatch, capsys):
     """experiments/writers_baselines.py end to end on a tiny setting (three arms, one of them taking another's rate):
     the rate is chosen on the tuning seed by runs that evaluate only at the end, the comparison runs on a fresh seed
@@ -321,6 +331,9 @@ def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, 
     assert out["paired"]["gift-dapo"]["pass16"]["per_seed"] == [g["pass16"] - d["pass16"]]
     assert set(out["paired"]) == {"gift-dapo", "gift-grpo-kl"}
     assert in_unit([g["auc"], d["auc"], g["pass1"], g["pass16"]]) and g["steps"] == [0, 1, 2]
+    # the sample budget: GIFT draws one round a step; DAPO at least one (dynamic sampling may draw more)
+    assert (g["draws"], g["filled"], g["responses"]) == (2, 0, 2 * TINY["prompts"] * TINY["group_size"])
+    assert d["draws"] >= 2 and d["responses"] == d["draws"] * TINY["prompts"] * TINY["group_size"]
     with pytest.raises(SystemExit, match="must not share a seed"):
         exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", "--tuning_seeds", "0", "1", "--seeds", "1", "2"]))
     for bad in ("grpo-kl=nope", "gift", "dapo=grpo-kl"):  # unknown arm, no '=', OTHER not tuned itself
@@ -349,6 +362,7 @@ def test_writers_plateau_reward_blocks_average_the_rl_steps_only():
     assert exp.reward_blocks(records, 5) == [0.55] and exp.reward_blocks(records[:1], 5) == []
 
 
+@pytest.mark.slow
 def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_dir, tmp_path):
     import writers_plateau as exp
 
@@ -385,6 +399,7 @@ def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_di
                                                        - base["per_seed"]["0"]["reward"]]
 
 
+@pytest.mark.slow
 def test_rlhf_builds_reward_models_tunes_compares_and_checks_the_scale(runs_dir, tmp_path, monkeypatch):
     """experiments/rlhf.py end to end on a tiny setting: an SFT run and a reward model per seed, the rate chosen on
     the tuning seed by the true reward, the comparison on a fresh seed with proxy, true reward and KL curves, win
@@ -428,6 +443,7 @@ def test_rlhf_builds_reward_models_tunes_compares_and_checks_the_scale(runs_dir,
 # the built-in task's experiments, end to end at a tiny size (one seed, 2 RL steps, an evaluation after each)
 
 
+@pytest.mark.slow
 def test_compare_runs_every_method_from_one_sft_and_reports(runs_dir, tmp_path):
     import compare
 
@@ -449,6 +465,7 @@ def test_compare_runs_every_method_from_one_sft_and_reports(runs_dir, tmp_path):
         assert entry["final_sd"] == 0.0 and in_unit([entry["reward_first10_mean"], entry["reward_last10_mean"]])
 
 
+@pytest.mark.slow
 def test_faithful_shares_compare_runs_and_reports_the_k_choice(runs_dir, tmp_path):
     import compare
     import faithful
@@ -471,6 +488,7 @@ def test_faithful_shares_compare_runs_and_reports_the_k_choice(runs_dir, tmp_pat
         assert v["steps"] == [0, 1, 2] and len(v["reward"]) == 2 and in_unit(v["accuracy"])
 
 
+@pytest.mark.slow
 def test_group_size_runs_each_size_and_shares_the_default_size(runs_dir, tmp_path):
     import compare
     import group_size
@@ -492,6 +510,7 @@ def test_group_size_runs_each_size_and_shares_the_default_size(runs_dir, tmp_pat
         assert r["train_seconds_total"] == r["train_seconds"][-1] >= 0
 
 
+@pytest.mark.slow
 def test_overfit_trains_on_a_pool_and_reports_the_gap(runs_dir, tmp_path):
     import overfit
 
@@ -511,6 +530,7 @@ def test_overfit_trains_on_a_pool_and_reports_the_gap(runs_dir, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Data has no positive values")  # a tiny run's logratio std is 0: no log scale
+@pytest.mark.slow
 def test_reference_reports_beta_and_the_logratio_per_step(runs_dir, tmp_path):
     import reference
 
@@ -530,6 +550,7 @@ def test_reference_reports_beta_and_the_logratio_per_step(runs_dir, tmp_path):
         assert h["kl_mean"] >= 0 and 0 <= h["reward_mean"] <= 1 and h["logratio_std_median"] >= 0
 
 
+@pytest.mark.slow
 def test_beta_sweeps_the_kl_coefficient_and_checks_the_scale_with_a_loss_fn(runs_dir, tmp_path):
     """The sweep through train.py runs; the check in this process through train.main(argv, loss_fn=...). A tiny SFT
     model gets no reward, so the check runs add weight decay: the weights move, the logratio leaves 0, and the
@@ -562,6 +583,7 @@ def test_beta_sweeps_the_kl_coefficient_and_checks_the_scale_with_a_loss_fn(runs
     assert read_report(tmp_path, "beta") == out
 
 
+@pytest.mark.slow
 def test_summarize_tables_finished_runs(runs_dir, tmp_path, capsys):
     import compare
     import summarize
@@ -581,6 +603,7 @@ def test_summarize_tables_finished_runs(runs_dir, tmp_path, capsys):
         summarize.main([str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_all_runs_each_experiment_script_in_order_as_a_subprocess(tmp_path):
     """experiments/all.py imports no sibling: it starts `python experiments/<name>.py` with its own options, and
     each script accepts them."""

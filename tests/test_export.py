@@ -247,3 +247,18 @@ def test_a_lora_run_is_exported_with_its_adapters_merged(tmp_path):
     out = ex.main([str(path), str(tmp_path / "hf")])
     assert not any("lora" in n for n in tensor_names(out))
     assert max_logit_error(model.eval(), load_hf(out)) < 1e-5  # the adapted model's logits, as one plain model
+
+
+def test_the_export_docs_say_the_calculator_is_not_exported_and_what_to_do():
+    """Our sampler forces the calculator's results; transformers' generate does not, so an exported model answers
+    differently there. Where the export is documented (this module, docs/training.md) says so and gives the remedies:
+    eval.py on the folder (tests/test_eval_cli.py checks it gives the checkpoint's completions) or a LogitsProcessor."""
+    with open(os.path.join(ROOT, "docs", "training.md")) as f:
+        training = f.read()
+    section = training[training.index("- **Exporting**"):]
+    section = " ".join(section[:section.index("\n- ")].split())
+    for text in (" ".join(ex.__doc__.split()), section):
+        assert "calculator is not exported" in text or "not the calculator" in text, text
+        for needed in ("generate", "<<expr=", "python eval.py OUT_DIR --task builtin", "LogitsProcessor"):
+            assert needed in text, (needed, text)
+    assert "gift.sampler.format_result" in section and "calculate(expr)" in section

@@ -205,6 +205,7 @@ def test_gift_stats_are_plain_floats():
     assert stats["logratio_std"] == pytest.approx(logratio.view(5, 8).std(1, unbiased=False).mean().item())
 
 
+# BEGIN INSTRUCTOR ONLY (an oracle that writes an answer out: in the course's copy of the tests only)
 def reference_gift(logratio, rewards, G, std_floor=1e-3, detach_std=True, mask_degenerate=False):
     """The author's loss written out group by group, as an independent check of gift_loss: torch.std (unbiased),
     converted to the population std; the logratio's group mean (and std, if detach_std) are constants; degenerate
@@ -254,6 +255,7 @@ def test_unbiased_std_as_the_author_uses_scales_the_loss_by_g_over_g_minus_1():
         author.append(((z(r) - z(l)) ** 2).mean())
     loss, _ = gift_loss(logratio, rewards, 8)
     torch.testing.assert_close(torch.stack(author).mean(), loss * 7 / 8, rtol=1e-5, atol=0)
+# END INSTRUCTOR ONLY
 
 
 def test_kept_degenerate_groups_pull_their_logratios_together_only_with_the_std_detached():
@@ -425,6 +427,7 @@ def test_every_method_is_a_function_of_one_signature():
         assert torch.isfinite(grad).all() and grad[batch.mask == 0].eq(0).all(), name  # no gradient off the response
 
 
+# BEGIN INSTRUCTOR ONLY (an oracle that writes an answer out: in the course's copy of the tests only)
 def test_gift_objective_is_gift_loss_on_the_summed_log_ratio():
     cfg = SimpleNamespace(std_floor=0.05, detach_std=True, mask_degenerate=True, beta=1.0)
     batch = random_batch(seed=1)
@@ -437,6 +440,43 @@ def test_gift_objective_is_gift_loss_on_the_summed_log_ratio():
     (g1,) = torch.autograd.grad(loss, batch.logp)
     (g2,) = torch.autograd.grad(expected, batch.logp)
     torch.testing.assert_close(g1, g2)
+# END INSTRUCTOR ONLY
+
+
+def test_gift_objective_sees_each_responses_log_ratio_over_its_own_tokens():
+    """gift_objective's properties, without writing it out: positions off the response change nothing; moving
+    log-prob between two tokens of a response, or adding a token whose log-prob equals the reference's, changes
+    nothing; raising a token's log-prob under the policy by d is lowering the reference's by d; a response of one token
+    is gift_loss of that token's log-ratio; the gradient reaches the policy's response tokens only."""
+    cfg = SimpleNamespace(std_floor=0.05, detach_std=True, mask_degenerate=False, beta=1.0)
+    base = random_batch(seed=1)
+    value = lambda **kw: gift_objective(RLBatch(**{**vars(base), **kw}), cfg)[0].item()
+    loss = value()
+    off = 1 - base.mask
+    assert value(logp=base.logp + 7 * off, ref_logp=base.ref_logp - 3 * off) == pytest.approx(loss, abs=1e-12)
+    t, u = [int(x) for x in base.mask[5].nonzero()[:2]]  # two response tokens of row 5
+    move = torch.zeros_like(base.mask)
+    move[5, t], move[5, u] = 0.4, -0.4
+    assert value(logp=base.logp + move) == pytest.approx(loss, abs=1e-12)
+    assert value(logp=base.logp + 2 * move.clamp_min(0)) == pytest.approx(value(ref_logp=base.ref_logp
+                                                                                 - 2 * move.clamp_min(0)), abs=1e-12)
+    assert value(logp=base.logp + move.clamp_min(0)) != pytest.approx(loss, abs=1e-6)  # the log-ratio moved
+    free = int(off[6].nonzero()[0])  # a padding slot of row 6 becomes a response token with log-ratio 0
+    grown = base.mask.clone()
+    grown[6, free] = 1
+    same = base.ref_logp.clone()
+    same[6, free] = 0.0
+    assert value(mask=grown, ref_logp=same, logp=base.logp.detach() * base.mask) == pytest.approx(
+        value(logp=base.logp.detach() * base.mask), abs=1e-12)
+    one = torch.zeros_like(base.mask)
+    one[:, 0] = 1  # one response token per row (every row has token 0)
+    single = gift_objective(RLBatch(**{**vars(base), "mask": one}), cfg)[0]
+    expected = gift_loss((base.logp - base.ref_logp)[:, 0], base.rewards, 4, std_floor=0.05)[0]
+    torch.testing.assert_close(single, expected)
+    ref = base.ref_logp.clone().requires_grad_()
+    loss_t, _ = gift_objective(RLBatch(**{**vars(base), "ref_logp": ref.detach()}), cfg)
+    (grad,) = torch.autograd.grad(loss_t, base.logp)
+    assert grad[base.mask == 0].abs().max() == 0 and grad[base.mask == 1].abs().max() > 0
 
 
 def test_grpo_objective_is_the_clipped_surrogate_on_group_advantages():
@@ -451,6 +491,7 @@ def test_grpo_objective_is_the_clipped_surrogate_on_group_advantages():
     assert stats == expected_stats
 
 
+# BEGIN INSTRUCTOR ONLY (an oracle that writes an answer out: in the course's copy of the tests only)
 def test_gift_beta_weighs_the_log_ratio_z_score_as_the_authors_code_does():
     """(z(r) - beta z(l))^2, the author's kl_loss_coef: value and gradient against a formula written out here."""
     g = torch.Generator().manual_seed(5)
@@ -473,6 +514,7 @@ def test_gift_beta_weighs_the_log_ratio_z_score_as_the_authors_code_does():
     grads = {b: torch.autograd.grad(gift_loss(logratio, rewards, G, beta=b)[0], logratio)[0] for b in (0.1, 1.0)}
     zr_flat = -zr.flatten()
     assert cos(grads[0.1], zr_flat, dim=0) > cos(grads[1.0], zr_flat, dim=0)
+# END INSTRUCTOR ONLY
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -501,6 +543,7 @@ def moved_batch(seed, B=3, G=4, T=6, spread=0.3):
     return RLBatch(logp.requires_grad_(), old, None, rewards, mask, G, T, truncated)
 
 
+# BEGIN INSTRUCTOR ONLY (an oracle that writes an answer out: in the course's copy of the tests only)
 def advantages_by_hand(rewards, G, scale):
     out = []
     for k in range(0, len(rewards), G):
@@ -532,6 +575,7 @@ def test_dapo_is_the_clip_higher_token_mean_surrogate_without_truncated_response
         assert grad[batch.truncated].abs().sum() == 0 and grad[batch.mask == 0].abs().sum() == 0
         assert grad[:4].abs().sum() == 0  # the degenerate group pushes nothing
         assert stats["filtered_frac"] == pytest.approx(1 / 12)
+# END INSTRUCTOR ONLY
 
 
 def test_dapo_clip_higher_lets_positive_advantage_tokens_grow_further_than_grpo():
@@ -547,6 +591,7 @@ def test_dapo_clip_higher_lets_positive_advantage_tokens_grow_further_than_grpo(
         assert (g_dapo != 0) == dapo_moves and (g_grpo != 0) == grpo_moves, ratio
 
 
+# BEGIN INSTRUCTOR ONLY (an oracle that writes an answer out: in the course's copy of the tests only)
 def test_gspo_clips_one_length_normalised_ratio_per_response():
     for eps in ((3e-4, 4e-4), (0.05, 0.1)):
         cfg = baseline_cfg(gspo_eps_low=eps[0], gspo_eps_high=eps[1])
@@ -584,3 +629,38 @@ def test_dr_grpo_has_no_std_and_a_constant_normaliser():
                 ratio = math.exp(batch.logp[i, t].item() - batch.old_logp[i, t].item())
                 total += -min(ratio * adv[i], min(max(ratio, 0.8), 1.2) * adv[i])
     assert loss.item() == pytest.approx(total / (12 * 6), rel=1e-9)  # N * max_len, whatever the lengths
+# END INSTRUCTOR ONLY
+
+
+def test_gspo_pushes_every_token_of_a_response_alike_and_clips_whole_responses():
+    """GSPO's properties, without writing it out: at ratio 1 the gradient on each of response i's tokens is
+    -A_i / (N n_i); one ratio per response, a length-normalised one (moving log-ratio between a response's tokens,
+    or a longer response with the same per-token log-ratio, changes nothing); past the clip in the advantage's
+    direction a response gets no gradient, against it it does."""
+    cfg = baseline_cfg(gspo_eps_low=0.05, gspo_eps_high=0.1)
+    batch = moved_batch(2, spread=0.0)  # logp == old_logp: every ratio is 1
+    loss, stats = LOSSES["gspo"](batch, cfg)
+    adv = group_advantages(batch.rewards, 4)
+    n = batch.mask.sum(dim=1)
+    (grad,) = torch.autograd.grad(loss, batch.logp)
+    torch.testing.assert_close(grad, -(adv / (n * 12))[:, None] * batch.mask)
+    assert stats["clip_frac"] == 0.0 and stats["ratio_mean"] == pytest.approx(1.0)
+    assert loss.item() == pytest.approx(-adv.mean().item(), abs=1e-12)
+
+    def loss_of(shift, mask=batch.mask):  # every response token's log-ratio to pi_old: shift (N, T)
+        b = RLBatch((batch.old_logp + shift * mask).requires_grad_(), batch.old_logp, None, batch.rewards, mask, 4, 6)
+        value, _ = LOSSES["gspo"](b, cfg)
+        return value, torch.autograd.grad(value, b.logp)[0]
+
+    shift = 0.03 * torch.ones_like(batch.mask)
+    base, _ = loss_of(shift)
+    moved = shift.clone()
+    moved[7, 0], moved[7, 1] = 0.03 + 0.02, 0.03 - 0.02  # row 7 has two response tokens
+    assert batch.mask[7, :2].sum() == 2 and loss_of(moved)[0].item() == pytest.approx(base.item(), abs=1e-12)
+    longer = batch.mask.clone()
+    longer[8, int(batch.mask[8].sum())] = 1  # one more token at the same per-token log-ratio
+    assert loss_of(shift, longer)[0].item() == pytest.approx(base.item(), abs=1e-12)
+    _, grad = loss_of(0.5 * torch.ones_like(batch.mask))  # every ratio e^0.5 > 1 + 0.1
+    pushed_up, pushed_down = adv > 0, adv < 0
+    assert grad[pushed_up].abs().max() == 0 and pushed_down.any()
+    assert ((grad[pushed_down] != 0).sum(dim=1) == n[pushed_down]).all()  # every token of those responses moves

@@ -121,9 +121,15 @@ def test_the_4bit_base_is_what_bitsandbytes_stores(tmp_path):
     pytest.importorskip("bitsandbytes")
     from gift.quant import quantize_base
     model, init = model_and_init("qwen2", tmp_path)
+    full = storage_bytes([*model.parameters(), *model.buffers()])
     quantize_base(add_lora(model, 4))
-    planned = memory.plan(dict(STEP, **init, lora_rank=4, quant="nf4"), device="cpu")["allocated_gib"]["weights"]
-    assert planned * memory.GIB == storage_bytes([*model.parameters(), *model.buffers()])
+    result = memory.plan(dict(STEP, **init, lora_rank=4, quant="nf4"), device="cpu")
+    # what stays once train.setup has fitted the model; the device receives the fitted model only (setup fits it on
+    # the host: memory.SETUP_ON_DEVICE), so the float32 model is never on the device
+    fitted = storage_bytes([*model.parameters(), *model.buffers()])
+    assert result["before_gib"]["optimiser_state"] * memory.GIB == fitted
+    assert not memory.SETUP_ON_DEVICE and fitted < full
+    assert result["allocated_gib"]["weights"] * memory.GIB < full
     # the 4-bit weights: half a byte each and a float32 absmax per 64 (gift/quant.py: no double quantisation)
     nf4 = [m.nf4 for m in model.modules() if getattr(m, "nf4", None) is not None]
     base = sum(w.shape[0] * w.shape[1] for w in nf4)
@@ -187,6 +193,13 @@ def test_gsm8k_prompts_are_counted_with_the_models_tokenizer_or_estimated(tmp_pa
     default = memory.token_lengths(memory.settings_of(dict(init="gpt2", task="gsm8k", data_root=str(tmp_path))),
                                    preset("gpt2"))
     assert default["prompt"] == memory.GSM8K_PROMPT_TOKENS and "no GSM8K files" in default["note"]
+
+
+def test_check_fits_plans_train_pys_config_only_when_asked():
+    assert memory.check_fits(train.Config(task="rlhf")) is None  # no --gpu_memory: nothing planned, nothing refused
+    cfg = train.Config(**{k: v for k, v in STEP.items() if k != "prompt_len"}, init="nano", gpu_memory=100.0)
+    result = memory.check_fits(cfg)
+    assert result["peak_gib"] < 100 and result["model"] == "nano" and "sft" not in result["phases"]
 
 
 def test_check_fits_names_options_that_do_fit():

@@ -134,3 +134,19 @@ def test_return_hidden_times_the_tied_head_gives_the_logits():
         hidden = model(idx, return_hidden=True)
         assert hidden.shape == (2, 12, SMALL["n_embd"]) and model.lm_head.weight is model.transformer.wte.weight
         assert torch.allclose(hidden @ model.lm_head.weight.T, model(idx), atol=1e-5)
+
+
+def test_a_hub_name_with_an_owner_reaches_the_hub_and_a_missing_path_does_not(monkeypatch, tmp_path):
+    """Qwen/Qwen2.5-0.5B-Instruct (owner/name) is a hub id, downloaded once; ./x, /x and a/b/c are paths."""
+    import huggingface_hub
+
+    from gift.model import checkpoint_dir
+
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: asked.append(repo_id) or "snap")
+    assert checkpoint_dir("Qwen/Qwen2.5-0.5B-Instruct") == "snap" and checkpoint_dir("gpt2") == "snap"
+    assert asked == ["Qwen/Qwen2.5-0.5B-Instruct", "gpt2"]
+    for path in ("./missing", str(tmp_path / "missing"), "a/b/c", "~/x"):
+        with pytest.raises(FileNotFoundError):
+            checkpoint_dir(path)
+    assert checkpoint_dir(str(tmp_path)) == str(tmp_path) and asked == ["Qwen/Qwen2.5-0.5B-Instruct", "gpt2"]

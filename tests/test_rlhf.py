@@ -3,6 +3,7 @@ it learns, its file), and RL against it (a continuous reward, the logged true ut
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -160,3 +161,51 @@ def test_a_scaled_reward_model_trains_gift_alike_and_una_not(sft_and_rm):
     gap = lambda m: max((final[f"{m}-1"][k] - final[f"{m}-10"][k]).abs().max().item() for k in start)
     moved = max((final["gift-1"][k] - start[k]).abs().max().item() for k in start)
     assert moved > 1e-4 and gap("gift") < 1e-2 * moved and gap("una") > 0.5 * moved
+
+
+def test_an_empty_response_is_scored_at_the_last_prompt_token():
+    """A response the policy ended at once has no response token: the head reads the prompt's last token (the last
+    token of prompt + response), padded or not, so the score still depends on the prompt."""
+    torch.manual_seed(0)
+    rm = rlhf.RewardModel(preset("nano")).eval()
+    enc = builtin_tokenizer()
+    other = Example("Sam has 5 pens. Gets 2 more. How many pens now?", "5+2=<<5+2=7>>7\n#### 7", "7")
+    idx, mask = rlhf.encode(enc, [EX, other, EX], ["", "", " 27+3*20 is 87\n#### 87"])
+    last = rlhf.last_positions(mask, idx)
+    for i, example in enumerate([EX, other]):
+        prompt = rlhf.encode(enc, [example], [""])[0][0]
+        assert last[i].item() == len(prompt) - 1 and idx[i, len(prompt) - 1].item() == enc.encode(":")[0]
+    scores = rm(idx, mask)
+    for i, example in enumerate([EX, other]):
+        alone_idx, alone_mask = rlhf.encode(enc, [example], [""])
+        h = rm.body(alone_idx, return_hidden=True)[0, -1]
+        torch.testing.assert_close(rm.head(h), scores[i:i + 1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(rm(alone_idx, alone_mask), scores[i:i + 1], rtol=1e-5, atol=1e-5)
+    assert abs(scores[0] - scores[1]).item() > 1e-6  # read at the first token ("Q"), both prompts would tie
+    assert rlhf.score(rm, enc, [EX, other], ["", ""]) == pytest.approx(scores[:2].tolist(), abs=1e-5)
+
+
+def test_the_command_line_shows_its_defaults(capsys):
+    with pytest.raises(SystemExit) as done:
+        rlhf.main(["--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0
+    for option, default in (("--train_pairs", 3000), ("--heldout_pairs", 500), ("--steps", 400), ("--batch", 32),
+                            ("--seed", 0), ("--threads", 0)):
+        assert re.search(rf"{option} \w+\s.*?\(default: {default}\)", text, re.S), (option, text)
+
+
+def test_building_a_reward_model_reports_its_progress(sft_and_rm, tmp_path):
+    """python -m gift.rlhf takes about 90 s: a line per sampling batch (prompts done / all, seconds), a line every 50
+    Bradley-Terry steps and at the last, and one before the held-out scoring."""
+    out, _ = sft_and_rm
+    lines = []
+    rlhf.build(str(out / "sft" / "sft.pt"), str(tmp_path / "rm.pt"), train_pairs=300, heldout_pairs=10, steps=60,
+               batch=2, log=lines.append)
+    sampling = [line for line in lines if line.startswith("sampling pairs: prompts ")]
+    assert [line.split()[3] for line in sampling] == ["250/310", "310/310"], lines
+    assert re.search(r"\(81%\), \d+ s, about \d+ s left$", sampling[0]), sampling
+    steps = [line for line in lines if line.startswith("reward model step ")]
+    assert [line.split()[3].rstrip(":") for line in steps] == ["50/60", "60/60"] and all(
+        re.search(r", \d+ s$", line) for line in steps), steps
+    assert lines[-1] == "scoring the 10 held-out pairs"

@@ -155,8 +155,11 @@ def test_grad_stats_logs_per_step_and_changes_no_weight(tmp_path, monkeypatch):
     rl = [r for r in records(tmp_path / "probed" / "metrics.jsonl") if r["stage"] == "rl"]
     for r in rl:
         assert len(r["grad_norm_mb"]) == len(r["cos_mb1_mb"]) == len(r["equal_share_mb"]) == 2
-        assert r["cos_mb1_mb"][0] == (pytest.approx(1.0, abs=1e-5) if r["grad_norm_mb"][0] > 0 else 0.0)  # 0: none
-        assert -1 <= r["cos_mb1_mb"][1] <= 1 and 1 <= r["distinct"] <= 4
+        # a zero first gradient gives no cosine (null), not 0 ("at right angles")
+        assert r["cos_mb1_mb"][0] == (pytest.approx(1.0, abs=1e-5) if r["grad_norm_mb"][0] > 0 else None)
+        assert (r["cos_mb1_mb"][1] is None) == (r["grad_norm_mb"][0] == 0 or r["grad_norm_mb"][1] == 0)
+        assert r["cos_mb1_mb"][1] is None or -1 <= r["cos_mb1_mb"][1] <= 1
+        assert 1 <= r["distinct"] <= 4
     assert any(r["grad_norm_mb"][0] > 0 for r in rl)
     plain = [r for r in records(tmp_path / "plain" / "metrics.jsonl") if r["stage"] == "rl"]
     assert all("cos_mb1_mb" not in r and len(r["grad_norm_mb"]) == 2 for r in plain)
@@ -183,3 +186,24 @@ def test_cosine_schedule_decays_the_rl_rate_to_zero(tmp_path):
     assert [r["lr"] for r in rl] == pytest.approx([0.01 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(4)])
     train.main(args + ["--run_name=k"])
     assert all(r["lr"] == 0.01 for r in records(tmp_path / "k" / "metrics.jsonl") if r["stage"] == "rl")
+
+
+def test_gradient_probe_gives_no_cosine_when_the_first_gradient_is_zero():
+    """Mini-batch 1 with only equal-reward groups (GRPO: zero advantages, a zero gradient) has no direction: every
+    cosine of that rollout is None, not 0, and the mean over the step leaves them out."""
+    from gift.monitor import mean
+
+    G, T = 4, 3
+    model = Rows(2 * G, T)
+    cfg = parse_config(train.Config, ["--method=grpo"], "")
+    old = torch.zeros(2 * G, T)
+    batch = lambda rows, r: RLBatch(model.w[rows], old[rows], None, r, torch.ones(G, T), G, T,
+                                    torch.zeros(G, dtype=torch.bool))
+    probe = GradientProbe(model, LOSSES["grpo"], cfg, lambda idx, mask: model.w[idx])
+    probe.new_rollout()
+    probe.micro_batch(slice(0, G), None, batch(slice(0, G), torch.ones(G)), 1.0)  # all rewards equal
+    assert probe.step_stats() == (None, 0.0)
+    probe.micro_batch(slice(G, 2 * G), None, batch(slice(G, 2 * G), torch.tensor([1., 0, 0, 1])), 1.0)
+    cos, _ = probe.step_stats()
+    assert cos is None
+    assert mean([None, 0.5, None, 1.0]) == 0.75 and mean([None]) is None

@@ -96,7 +96,7 @@ def test_rollout_minibatches_move_the_policy_within_a_step(tmp_path, monkeypatch
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     run(tmp_path, "--run_name=a", "--stop_after=2")
-    with pytest.raises(SystemExit, match="group_size=4.*group_size=8"):
+    with pytest.raises(SystemExit, match=r"group_size=4 \(asked: 8\)"):
         run(tmp_path, "--run_name=a", "--resume", "--group_size=8")
     with pytest.raises(SystemExit, match="no checkpoint"):
         run(tmp_path, "--run_name=b", "--resume")
@@ -579,3 +579,52 @@ def test_rl_scores_its_samples_at_the_sampling_temperature(tmp_path, monkeypatch
         torch.testing.assert_close(r.old_logp[i, start : start + len(seq)] * m, out.logprobs[i, : len(seq)] * m,
                                    atol=1e-5, rtol=1e-5)
     run_.lock.release()
+
+
+def test_the_closing_line_names_only_the_sft_model_when_there_are_no_rl_steps(tmp_path, capsys):
+    """--rl_steps=0 trains no RL model: the closing line gives the SFT model's accuracy alone, not "SFT x -> GIFT x"."""
+    def closing(name, *args):
+        summary = run(tmp_path, f"--run_name={name}", *args)
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("held-out accuracy:")]
+        assert len(lines) == 1, lines
+        return lines[0], summary
+
+    line, summary = closing("sft-only", "--rl_steps=0")
+    assert line.startswith(f"held-out accuracy: SFT {summary['sft_accuracy']:.4f} (no RL steps") and "->" not in line
+    line, summary = closing("with-rl", "--rl_steps=1")
+    assert line.startswith(f"held-out accuracy: SFT {summary['sft_accuracy']:.4f} -> GIFT "
+                           f"{summary['rl_accuracy']:.4f} ("), line
+
+
+def test_init_names_a_mistyped_path_and_a_run_folder_for_what_they_are(tmp_path):
+    run(tmp_path, "--run_name=src", "--rl_steps=0")
+    folder = str(tmp_path / "src")
+    for name, message in ((folder + "/sft.pth", f"error: --init={folder}/sft.pth: no such file"),
+                          (folder, f"error: --init={folder} is a run folder: start from its checkpoint, "
+                                   f"--init={os.path.join(folder, 'ckpt.pt')}")):
+        with pytest.raises(SystemExit) as error:
+            runs.load_model(name, "builtin")
+        assert str(error.value) == message
+
+
+def test_resume_takes_the_runs_settings_from_its_checkpoint(tmp_path):
+    """--resume alone continues a run made with other settings; what may change (a thread count, more RL steps)
+    changes; what may not is refused, every such setting in one line; a finished run is extended by --rl_steps."""
+    made = [f"--out_dir={tmp_path}", "--run_name=r", "--init=nano", "--sft_steps=4", "--sft_batch=4", "--rl_steps=2",
+            "--prompts=2", "--group_size=4", "--minibatches=2", "--eval_problems=4", "--max_new_tokens=16",
+            "--threads=1", "--seed=3"]
+    assert train.main(made + ["--stop_after=4"]) is None
+    with pytest.raises(SystemExit) as error:
+        train.main([f"--out_dir={tmp_path}", "--run_name=r", "--resume", "--seed=4", "--prompts=4"])
+    message = str(error.value)
+    assert message.startswith("error: ") and "\n" not in message
+    assert "seed=3 (asked: 4)" in message and "prompts=2 (asked: 4)" in message
+    summary = train.main([f"--out_dir={tmp_path}", "--run_name=r", "--resume", "--threads=1"])
+    assert summary["config"]["seed"] == 3 and summary["config"]["prompts"] == 2
+    rl = lambda: [json.loads(x)["step"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+                  if json.loads(x)["stage"] == "rl"]
+    assert rl() == [4, 5]
+    with pytest.raises(SystemExit, match="rl_steps=2 .*may only grow"):
+        train.main([f"--out_dir={tmp_path}", "--run_name=r", "--resume", "--rl_steps=1"])
+    extended = train.main([f"--out_dir={tmp_path}", "--run_name=r", "--resume", "--rl_steps=3"])
+    assert extended["config"]["rl_steps"] == 3 and rl() == [4, 5, 6]
