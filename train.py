@@ -72,7 +72,6 @@ class Config(BaselineSettings, TaskSettings, MemorySettings, RunSettings):
     ref: str = setting("old", "pi_ref: old (the sampling policy of each step) | frozen (the SFT model) | refresh "
                               "(GIFT and UNA)")
     beta: float = setting(1.0, "the weight of z(logratio) in (z(r) - beta z(logratio))^2 (the author's kl_loss_coef)")
-    # options only the ablations change (docs/results.md says which experiment uses each)
     detach_std: bool = setting(True, "GIFT: the log-ratio's group std is a constant (the author's choice)",
                                section="ablations of the author's recipe (experiments/)")
     mask_degenerate: bool = setting(False, "GIFT: zero loss for groups with equal rewards (the author keeps them)")
@@ -267,9 +266,8 @@ def rl_step(run, cfg):
 
 
 def setup(cfg, loss_fn=None):
-    """Processes and device, seeds, task, model, optimiser, loss (LOSSES[cfg.method], or an experiment's own
-    loss_fn(batch, cfg) of the same signature) and reference; then gift/runs.py's open_run: --resume's state, logs,
-    probes and the run folder (locked). Everything that can be refused is refused before any training."""
+    """Processes, seeds, task, model, optimiser, loss (LOSSES[cfg.method], or an experiment's own loss_fn(batch, cfg))
+    and reference; then gift/runs.py's open_run (--resume, logs, probes, the locked run folder)."""
     shard = init_processes(cfg)  # torchrun's ranks (DDP), the device, the thread count (gift/shard.py)
     run_dir = os.path.join(cfg.out_dir, cfg.run_name)
     check_fresh(run_dir, cfg)  # run_dir itself is made only once there is something to write

@@ -564,7 +564,8 @@ def _storage_bytes(tensors):
 
 def _resident(model, trainable, ref_model, sample_dtype):
     """What the weights phase holds, by kind (bytes of the fake tensors), and the copy generate() makes to sample
-    in another dtype (parameters and floating buffers cast, the others cloned: gift/sampler.py)."""
+    in another dtype (parameters and floating buffers cast; the others, a 4-bit base among them, shared:
+    gift/sampler.py)."""
     trained = {id(p) for p in trainable}
     nf4 = [b for m in model.modules() if type(m).__name__ == "NF4Weight" for b in m.buffers()]
     frozen = [p for p in model.parameters() if id(p) not in trained]
@@ -575,7 +576,7 @@ def _resident(model, trainable, ref_model, sample_dtype):
     if sample_dtype is not None:
         size = sample_dtype.itemsize
         out["sampling's cast copy"] = sum(p.numel() * size for p in model.parameters()) + sum(
-            b.numel() * size if b.is_floating_point() else b.nbytes for b in model.buffers())
+            b.numel() * size for b in model.buffers() if b.is_floating_point())  # integer buffers are shared
     return out
 
 
@@ -635,7 +636,7 @@ def plan(cfg, device="cuda", _counted=None, _only=None):
     notes.append("resident: " + ", ".join(f"{k} {gib(v)}" for k, v in parts.items()) + " GiB")
     if copy_:
         notes.append(f"sampling: generate(dtype=bfloat16) holds a bfloat16 copy of the model ({gib(copy_)} GiB: "
-                     f"floating tensors cast, the 4-bit buffers cloned)")
+                     f"floating tensors cast, integer buffers such as the 4-bit base shared)")
     setup, kept = allocated["weights"], counted["before"]["optimiser_state"] / GIB
     if setup > 1.05 * kept:
         notes.append(f"setup: train.setup puts the float32 model on the device before fit_memory adds adapters and "
@@ -770,7 +771,7 @@ def _public(result):
 # docs/gsm8k.md's table: python -m gift.memory --table
 
 TABLE_SHAPE = dict(task="gsm8k", prompts=16, group_size=8, prompt_len=200, max_new_tokens=512, minibatches=4,
-                   dtype="bfloat16", sft_steps=0, eval_batch=16)  # the GSM8K RL shape (evaluations 16 at a time)
+                   dtype="bfloat16", sft_steps=0, eval_batch=8)  # the GSM8K RL shape; evaluations 8 at a time
 RECIPES = {"full": dict(grad_ckpt=True, optim="adamw8bit"),
            "LoRA": dict(lora_rank=16, grad_ckpt=True),
            "QLoRA": dict(quant="nf4", lora_rank=16, grad_ckpt=True, sample_chunk=4, micro_batch=1,
@@ -805,7 +806,8 @@ def _in_the_way(r):
     own = a[rest] - before[rest]
     if rest == "sampling":
         out.append(f"sampling adds {gib(own)} GiB, of which generate()'s bfloat16 copy of the model "
-                   f"{gib(copy_)} (its 4-bit buffers cloned) and the KV cache {gib(r['kv_cache_gib'])}"
+                   f"{gib(copy_)} (its float weights cast; integer buffers shared) and the KV cache "
+                   f"{gib(r['kv_cache_gib'])}"
                    if copy_ else f"sampling adds {gib(own)} GiB, of which the KV cache {gib(r['kv_cache_gib'])}")
     else:
         out.append(f"{PHASES[rest]} adds {gib(own)} GiB")
@@ -813,15 +815,14 @@ def _in_the_way(r):
 
 
 def _what_if(r):
-    """By subtraction from a plan's parts (not planned): the peak past setup, then with sampling sharing the 4-bit
-    buffers instead of cloning them, then also with the frozen parameters kept in bfloat16. [(GiB, phase)] x 3."""
+    """By subtraction from a plan's parts (not planned): the peak past setup, then with the frozen parameters kept in
+    bfloat16 (resident, and in sampling's cast copy, which then needs no copy of them). [(GiB, phase)] x 2."""
     m, parts = 1 + ALLOCATOR_MARGIN, r["resident_gib"]
     cast = "sampling's cast copy" in parts
     later = {k: v for k, v in r["phases"].items() if k != "weights"}
-    shared = {k: v - (m * parts["4-bit base"] if k == "sampling" and cast else 0) for k, v in later.items()}
     frozen = parts["frozen parameters (fp32)"] / 2  # bytes a bfloat16 copy saves, resident and in sampling's copy
-    both = {k: v - m * frozen * (2 if k == "sampling" and cast else 1) for k, v in shared.items()}
-    return [(max(d.values()), max(d, key=d.get)) for d in (later, shared, both)]
+    both = {k: v - m * frozen * (2 if k == "sampling" and cast else 1) for k, v in later.items()}
+    return [(max(d.values()), max(d, key=d.get)) for d in (later, both)]
 
 
 def table(models=tuple(GOALS), recipes=RECIPES):
@@ -832,9 +833,11 @@ def table(models=tuple(GOALS), recipes=RECIPES):
     lines = [f"Every figure below is **planned** (`python -m gift.memory --table`: train.py's code counted on fake "
              f"tensors, not measured on a GPU), in GiB on the GPU: the tensors x {1 + ALLOCATOR_MARGIN:.2f} + "
              f"{CUDA_CONTEXT_GIB:.2f} (allocator margin and CUDA context, gift/memory.py). Shape: 16 prompts x 8 "
-             f"samples, 200-token prompts, 512 new tokens, K = 4, bf16 autocast, evaluations 16 prompts at a time "
-             f"(`{_flags(TABLE_SHAPE)}`). Setup is train.setup with the float32 model on the GPU; resident is what "
-             f"stays from then on (weights and optimiser state), which every later phase includes.", "",
+             f"samples, 200-token prompts, 512 new tokens, K = 4, bf16 autocast, evaluations 8 prompts at a time "
+             f"(`{_flags(TABLE_SHAPE)}`). Setup is train.setup (" + ("the float32 model on the GPU, then fitted"
+             if SETUP_ON_DEVICE else "the model fitted on the host: adapters, 4-bit base; then moved to the GPU")
+             + "); resident is what stays from then on (weights and optimiser state), which every later phase "
+             "includes.", "",
              "| model | recipe | setup | resident | sampling | old log-probs | training | evaluation | peak, planned "
              "| measured on a GPU |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     results = {}
@@ -853,8 +856,7 @@ def table(models=tuple(GOALS), recipes=RECIPES):
         recipe = min(recipes, key=lambda k: results[name, k]["peak_gib"])
         r, goal = results[name, recipe], GOALS.get(name, math.inf)
         met = r["peak_gib"] <= goal
-        steps = zip(("fitting the model on the host first", "sampling sharing the 4-bit buffers",
-                     "frozen parameters in bfloat16"), _what_if(r))
+        steps = zip(("the plan as it is", "frozen parameters in bfloat16"), _what_if(r))
         lines.append(f"- **{name}**, {recipe}: {gib(r['peak_gib'])} GiB ({PHASES[r['peak_phase']]}); goal <= {goal} "
                      f"GiB: " + ("**met**" if met else f"**not met**. {_in_the_way(r)}. By subtraction (not planned), "
                                  f"with " + ", then ".join(f"{what}: {gib(v)} GiB ({PHASES[k]})" for what, (v, k)

@@ -335,8 +335,8 @@ class Run:
         guess = "~" if "rl" not in self.stage_time and cfg.rl_steps and self.step < total else ""
         extras = "".join(f" {k} {record[k]:.3f}" for k in ("reward", "corr", "logratio_std", "kl", "entropy",
                                                            "watch_accuracy") if k in record)
-        self.say(f"step {self.step}/{total} {record['stage']} loss {record['loss']:.4f}{extras} ({seconds_per_step:.2f} "
-                 f"s/step, ETA {guess}{left / 60:.1f} min)")
+        self.say(f"step {self.step}/{total} {record['stage']} loss {record['loss']:.4f}{extras} "
+                 f"({seconds_per_step:.2f} s/step, ETA {guess}{left / 60:.1f} min)")
 
     def count_skipped(self, skipped, cfg):
         """After step self.step - 1: count it if its update was skipped (a non-finite loss or gradient); stop after
@@ -351,7 +351,8 @@ class Run:
         """After step self.step: ckpt.pt every --ckpt_every steps, at SFT's end, at the end and at --stop_after;
         sft.pt at SFT's end (--init=out/RUN/sft.pt --sft_steps=0 starts RL from it). Rank 0 writes."""
         total = cfg.sft_steps + cfg.rl_steps
-        if self.rank == 0 and (self.step % cfg.ckpt_every == 0 or self.step in (cfg.sft_steps, total, cfg.stop_after)):
+        if self.rank == 0 and (self.step % cfg.ckpt_every == 0
+                               or self.step in (cfg.sft_steps, total, cfg.stop_after)):
             save_run(self, cfg, "ckpt.pt")
         if self.rank == 0 and self.step == cfg.sft_steps:
             save_run(self, cfg, "sft.pt")

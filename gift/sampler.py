@@ -312,7 +312,8 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         # a copy whose parameters are cast on the way (the memo maps each original tensor to its cast; tied weights
         # stay tied), so no full-precision copy is made; the caller's model is untouched
         memo = {id(p): torch.nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in model.parameters()}
-        memo.update({id(b): b.to(dtype) if b.is_floating_point() else b.clone() for b in model.buffers()})
+        # integer buffers (a 4-bit base, masks) are shared, not copied: nothing here writes to them
+        memo.update({id(b): b.to(dtype) if b.is_floating_point() else b for b in model.buffers()})
         model = copy.deepcopy(model, memo)
         param = next(model.parameters())
     device, dtype = param.device, param.dtype

@@ -54,6 +54,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import xml.etree.ElementTree as ET
 
@@ -119,7 +120,7 @@ Three details, explained in the module docstring of gift/loss.py:
   1/B.
 - The dtype: rewards arrive as floats, ints or bools and carry no gradient (detach them). Compute in the
   log-ratio's dtype, at least float32: `torch.promote_types(logratio.dtype, torch.float32)` (float64 stays float64).
-  The tests run in float64 and compare at 1e-10: rewards cast to float32 fail them.
+  The tests run in float64 (the course's copy compares at 1e-10): rewards cast to float32 fail nine of them.
 
 ## What to write
 
@@ -344,7 +345,7 @@ batch's rewards and group size and the config's `std_floor`, `detach_std`, `mask
         needs=["loss", "grpo", "sampler", "verifier", "rl_step"],
         graded="The bit-identical resume of GIFT and of GRPO in tests/test_train.py, and two tests that only the "
                "course's copy holds: each optimiser step's gradient equals the gradient of its whole mini-batch "
-               "computed in one pass (within 1e-6, in float64, micro-batches of unequal size, GIFT and Dr. GRPO), "
+               "computed in one pass (within 1e-6; micro-batches of unequal size; GIFT and Dr. GRPO), "
                "and the step counts, the returned loss and a non-finite loss that skips the update",
         body="""\
 ## Goal
@@ -449,8 +450,8 @@ out/gspo/metrics.jsonl: on each rollout's first mini-batch the policy is pi_old,
 
 Run the three methods the course built on the task every run of this project starts with, and write down what the
 numbers say: which method learns the task fastest here, whether its lead is larger than the seed-to-seed noise,
-what the length normalisation does, and what GIFT's regression looks like while it trains. On a laptop CPU with
-two cores the twelve runs take about 10 minutes (at most 15).
+what the length normalisation does, and what GIFT's regression looks like while it trains. The twelve runs take
+about 520 s of CPU time (measured): about 5 minutes on a laptop with two free cores, 9 on one.
 
 ## The runs
 
@@ -710,13 +711,15 @@ def selection_command(name):
 
 
 def needs_line(name):
+    """The handout's paragraph on the other parts a student's own check of this part runs (PARTS[name]["needs"])."""
     needs = PARTS[name]["needs"]
     if not needs:
         return "Nothing else: the tests of this part call only your code and code that is given."
-    return (f"Your own run of the tests also calls the code of part(s) {', '.join(needs)}: in an edition where "
-            f"those are removed too, write them first (or build an edition with `--parts {name}` alone, where they "
-            f"are the reference's code). The course grades each part alone: its grader fills every other part in "
-            f"from the reference.")
+    what = "The runs train with" if PARTS[name].get("kind") == REPORT else "Your own run of the tests also calls"
+    return textwrap.fill(f"{what} the code of part(s) {', '.join(needs)}: in an edition where those are removed "
+                         f"too, write them first (or build an edition with `--parts {name}` alone, where they are the "
+                         f"reference's code). The course grades each part alone: its grader fills every other part "
+                         f"in from the reference.", 116)
 
 
 def handout(name, regions):
@@ -732,7 +735,7 @@ def handout(name, regions):
 
 ## What is graded
 
-{part['graded']}.
+{textwrap.fill(part['graded'] + '.', 116)}
 """
     where = "\n".join(f"- `{r['path']}`, `{r['function']}` (line {r['line']})" for r in regions)
     return f"""# Assignment: {part['title']} ({part['points']} points)
@@ -752,7 +755,7 @@ the file is the course's). Put any helper or import you need inside the block.
 
 ## What is graded
 
-{part['graded']}.
+{textwrap.fill(part['graded'] + '.', 116)}
 
 Score: {part['points']} points x tests passed / tests graded. The course grades with its own copy of the tests
 (yours may differ: some tests are not shipped, because their oracle would give the answer away). Check your work

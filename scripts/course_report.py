@@ -6,7 +6,7 @@
 `run` starts `python train.py` for each run not finished yet, --jobs at a time (an RL run once its seed's SFT run
 has finished): sft-s<seed> (SFT only, its sft.pt is the RL runs' start), then gift-s<seed>, grpo-s<seed> and
 dr_grpo-s<seed>. A killed run continues from its checkpoint; a finished run made with other settings is refused.
-With the COURSE settings the twelve runs take about 10 minutes on two cores (docs/assignments.md has the times).
+With the COURSE settings the twelve runs take about 520 s of CPU time (docs/assignments.md has the measurement).
 
 `check` reads the report (the template is TEMPLATE below; the student fills it in) and returns its checks: the runs
 are there and finished with the settings; the results table is complete; each question is answered with at least
@@ -332,12 +332,16 @@ def check(report_path, runs_dir, profile="course"):
         if not os.path.exists(path):
             missing.append(r["name"])
             continue
-        with open(path, encoding="utf-8") as f:
-            problems = settings_problems(r, json.load(f))
+        try:
+            with open(path, encoding="utf-8") as f:
+                problems = settings_problems(r, json.load(f))
+        except ValueError as exc:  # not JSON
+            problems = [f"summary.json is not readable ({exc})"]
         if problems:
             other.append(f"{r['name']}: {', '.join(problems)}")
     message = "; ".join(([f"not finished in {runs_dir}: {', '.join(missing)}"] if missing else [])
-                        + ([f"other settings than profile {profile!r}: {'; '.join(other)}"] if other else []))
+                        + ([f"other settings than profile {profile!r} (or unreadable): {'; '.join(other)}"]
+                           if other else []))
     results.append((check_name("runs"), not message, message))
     if not os.path.exists(report_path):
         return results + [(check_name(name), False, f"{report_path} not found") for name in ("table", *QUESTIONS)]
