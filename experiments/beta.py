@@ -19,6 +19,8 @@ import os
 from common import (BUILTIN_EVAL_EVERY, BUILTIN_STEPS, check_same, curve, metrics, parser, pyplot, rl, run_all,
                     save_figure, sft, summary, write_json)  # first: it puts the repository on sys.path
 
+import torch  # noqa: E402
+
 import train  # noqa: E402
 from gift.checkpoint import load_checkpoint  # noqa: E402
 from gift.loss import gift_objective  # noqa: E402
@@ -51,13 +53,16 @@ def check_runs(args, seed, steps=CHECK_STEPS):
 
 
 def scaled(c):
-    """GIFT's objective (gift.loss.gift_objective) with the implicit reward scaled by c: gift_objective on log-probs
-    times c (so its log-ratio is c * logratio), the std floor (in implicit-reward units) scaled too. A train.main
-    loss_fn."""
+    """GIFT's objective (gift.loss.gift_objective) with the implicit reward scaled by c, the std floor (in
+    implicit-reward units) scaled too. A train.main loss_fn. The per-token differences logp - ref_logp are taken
+    once, then scaled (as the policy term, against a zero reference): c * logp - c * ref_logp would round each c
+    differently where the log-ratios are tiny, and the check would measure that rounding, not the loss."""
     def loss_fn(batch, cfg):
         scaled_cfg = copy.copy(cfg)
         scaled_cfg.std_floor = c * cfg.std_floor
-        return gift_objective(dataclasses.replace(batch, logp=c * batch.logp, ref_logp=c * batch.ref_logp), scaled_cfg)
+        difference = batch.logp - batch.ref_logp  # (N, T)
+        return gift_objective(dataclasses.replace(batch, logp=c * difference,
+                                                  ref_logp=torch.zeros_like(batch.ref_logp)), scaled_cfg)
     return loss_fn
 
 

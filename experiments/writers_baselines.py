@@ -8,7 +8,8 @@ own learning rate chosen on tuning seeds, then compared on fresh seeds, paired b
 
 Every run starts from its seed's writers SFT model (experiments/common.py) and takes 150 RL steps, 16 prompts x 8
 samples, K = 4 rollout mini-batches, held-out accuracy (greedy, 1,000 problems) every 10 steps; only the loss and the
-learning rate differ (ARMS), and DAPO's dynamic sampling, which draws up to --max_draws rounds of prompts a step. Two stages, in one arithmetic (all on one machine: the CPU, or one GPU with --jobs N):
+learning rate differ (ARMS), and DAPO's dynamic sampling, which draws up to --max_draws rounds of prompts a step.
+Two stages, in one arithmetic (all on one machine: the CPU, or one GPU with --jobs N):
 
 1. Tuning, on --tuning_seeds: each arm at each rate of its GRID. The arm's rate is the one with the highest mean
    final held-out accuracy over the tuning seeds. A best rate at either end of the grid is flagged in the JSON and

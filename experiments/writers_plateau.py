@@ -121,7 +121,7 @@ def report(args):
         for arm, e in arms.items():
             v = list(e["per_seed"].values())
             grad = " ".join(f"{x:.3g}" for x in mean_over(v, "grad_norm_mb"))
-            cos = " ".join(f"{x:+.2f}" for x in mean_over(v, "cos_mb1_mb"))
+            cos = " ".join("none" if x is None else f"{x:+.2f}" for x in mean_over(v, "cos_mb1_mb"))
             print(f"{arm:10s} final " + " ".join(f"{x['final_accuracy']:.3f}" for x in v)
                   + f"  mean {e['final_mean']:.3f}{interval(e.get('minus_base'))}"
                   + f"  reward (last {LAST}) {mean_sd([x['reward'] for x in v])[0]:.3f}"
@@ -142,7 +142,8 @@ def markdown(arms):
         v = list(e["per_seed"].values())
         norm, cos = mean_over(v, "grad_norm_mb"), mean_over(v, "cos_mb1_mb")
         norms = f"{norm[0]:.2g}" + (f" / {sum(norm[1:]) / len(norm[1:]):.2g}" if len(norm) > 1 else "")
-        cos_others = f"{sum(cos[1:]) / len(cos[1:]):+.2f}" if len(cos) > 1 else ""
+        others = defined_mean(cos[1:]) if len(cos) > 1 else None
+        cos_others = "" if others is None else f"{others:+.2f}"
         finals = ", ".join(f"{x['final_accuracy']:.3f}" for x in v)
         diff = {k: points(e[k]) if k in e else "" for k in ("minus_base", "reward_minus_base")}
         reward = " / ".join(f"{x:.3f}" for x in mean_over(v, "reward_windows"))  # the last one is x["reward"]'s mean

@@ -227,9 +227,9 @@ def test_rlhf_wording_follows_the_committed_report():
             assert "supported" not in verdict or "not" in verdict, row
     t1 = [w["t1"] for arm, w in report["win_rates"].items() if arm != "gspo"]
     span = r"([+-]\d+\.\d to [+-]\d+\.\d)"
-    for key, before, where in (("win_rate_minus_half", r"T = 1\D{0,40}?",
-                                ("README.md", "docs/results.md", "docs/experiments/rlhf.md")),
-                               ("length_controlled_minus_half", r"\(length-controlled ", ("docs/experiments/rlhf.md",))):
+    everywhere, page = ("README.md", "docs/results.md", "docs/experiments/rlhf.md"), ("docs/experiments/rlhf.md",)
+    for key, before, where in (("win_rate_minus_half", r"T = 1\D{0,40}?", everywhere),
+                               ("length_controlled_minus_half", r"\(length-controlled ", page)):
         means = [100 * w[key]["mean"] for w in t1]
         quoted = f"{min(means):+.1f} to {max(means):+.1f}"
         for path in where:
