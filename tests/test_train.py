@@ -144,7 +144,7 @@ def test_failed_starts_give_one_error_line_and_write_nothing(tmp_path):
     assert not (tmp_path / "out" / "b").exists()
 
 
-def test_command_line_errors_name_the_problem():
+def test_command_line_errors_name_the_problem(tmp_path):
     with pytest.raises(SystemExit, match="unknown config key 'lr'; did you mean --rl_lr"):
         train.parse_args(["--lr=1"])
     with pytest.raises(SystemExit, match="unknown config key 'grup_size'; did you mean --group_size"):
@@ -159,7 +159,9 @@ def test_command_line_errors_name_the_problem():
         train.parse_args(["--kl_coef=0.1"])
     with pytest.raises(SystemExit, match="--prompts=6 must be divisible by --minibatches=4"):
         train.parse_args(["--prompts=6"])
-    cfg = train.parse_args(["--rl_lr", "3e-5", "--resume", "--detach_std=false"])
+    # --resume reads the run's checkpoint when there is one: an empty --out_dir, so a `python train.py` run in the
+    # checkout (CI does one first) cannot change what this parses
+    cfg = train.parse_args(["--rl_lr", "3e-5", "--resume", "--detach_std=false", f"--out_dir={tmp_path}"])
     assert cfg.rl_lr == 3e-5 and cfg.resume is True and cfg.detach_std is False
 
 
