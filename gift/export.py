@@ -38,6 +38,7 @@ our sampler, calculator included), or force the same tokens in `generate` with a
 "Exporting", says how).
 """
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -187,7 +188,9 @@ def export(state_dict, model_config, out_dir, tokenizer_dir=None, special_ids=No
     check_out_dir(out_dir, overwrite)
     check_state_dict(state_dict, cfg)
     tensors = hf_state_dict(state_dict, cfg)
-    dtype = dtype or state_dict["transformer.wte.weight"].dtype
+    # the state dict's own dtype; float32 where it mixes dtypes (a 4-bit run's bfloat16 embedding beside float32)
+    dtype = dtype or functools.reduce(torch.promote_types, {v.dtype for v in state_dict.values()
+                                                            if v.is_floating_point()})
     # safetensors refuses views that share memory (q/k/v split from one c_attn, transposes): each tensor its own copy
     tensors = {k: v.to(device="cpu", dtype=dtype).contiguous().clone() for k, v in tensors.items()}
     config = hf_config(cfg, dtype, special_ids)

@@ -76,7 +76,8 @@ class MemorySettings:
 #   old_logprobs       rollout's no-grad pass over the B x G rows, micro-batch by micro-batch (+ pi_ref's, if any)
 #   training           update_policy: the last micro-batch of a mini-batch (the earlier ones' gradients already
 #                        held), forward, loss, backward, then clip and the optimiser step
-#   evaluation         evaluate(): greedy decoding of --eval_batch held-out prompts (fp32 weights and KV cache)
+#   evaluation         evaluate(): greedy decoding of --eval_batch held-out prompts (the model's dtype: fp32, or
+#                        bf16 for a model whose frozen matrices are bf16, --quant=nf4 --dtype=bfloat16)
 #
 # Each phase's figure is everything alive at its peak (the weights and optimiser state included), plus what the
 # GPU adds around the tensors: CUDA_CONTEXT_GIB and ALLOCATOR_MARGIN below. Where the planner cannot run the code
@@ -570,13 +571,13 @@ def _resident(model, trainable, ref_model, sample_dtype):
     nf4 = [b for m in model.modules() if type(m).__name__ == "NF4Weight" for b in m.buffers()]
     frozen = [p for p in model.parameters() if id(p) not in trained]
     out = {"4-bit base": _storage_bytes(nf4), "trained parameters (fp32)": _storage_bytes(trainable),
-           "frozen parameters (fp32)": _storage_bytes(frozen)}
+           "frozen parameters": _storage_bytes(frozen)}
     if ref_model is not None:
         out["reference copy"] = _storage_bytes([*ref_model.parameters(), *ref_model.buffers()])
     if sample_dtype is not None:
-        size = sample_dtype.itemsize
-        out["sampling's cast copy"] = sum(p.numel() * size for p in model.parameters()) + sum(
-            b.numel() * size for b in model.buffers() if b.is_floating_point())  # integer buffers are shared
+        size = sample_dtype.itemsize  # what is already in sample_dtype is shared, and so are integer buffers
+        out["sampling's cast copy"] = sum(p.numel() * size for p in model.parameters() if p.dtype != sample_dtype) + sum(
+            b.numel() * size for b in model.buffers() if b.is_floating_point() and b.dtype != sample_dtype)
     return out
 
 
@@ -629,7 +630,7 @@ def plan(cfg, device="cuda", _counted=None, _only=None):
     notes = [lengths["note"], f"sampling: every row samples --max_new_tokens (the worst case); the KV cache of {rows} "
                               f"rows x {slots} slots is {kv / GIB:.2f} GiB"]
     if min(s.eval_batch, s.eval_problems) > (s.sample_chunk or s.prompts) * s.group_size:
-        notes.append(f"evaluation decodes {min(s.eval_batch, s.eval_problems)} prompts at once in float32 "
+        notes.append(f"evaluation decodes {min(s.eval_batch, s.eval_problems)} prompts at once in the model's dtype "
                      f"(--eval_batch; a smaller one costs only time)")
     parts = {k: v / GIB for k, v in counted["resident"].items() if v}
     copy_ = parts.pop("sampling's cast copy", None)
@@ -814,17 +815,6 @@ def _in_the_way(r):
     return "; ".join(out)
 
 
-def _what_if(r):
-    """By subtraction from a plan's parts (not planned): the peak past setup, then with the frozen parameters kept in
-    bfloat16 (resident, and in sampling's cast copy, which then needs no copy of them). [(GiB, phase)] x 2."""
-    m, parts = 1 + ALLOCATOR_MARGIN, r["resident_gib"]
-    cast = "sampling's cast copy" in parts
-    later = {k: v for k, v in r["phases"].items() if k != "weights"}
-    frozen = parts["frozen parameters (fp32)"] / 2  # bytes a bfloat16 copy saves, resident and in sampling's copy
-    both = {k: v - m * frozen * (2 if k == "sampling" and cast else 1) for k, v in later.items()}
-    return [(max(d.values()), max(d, key=d.get)) for d in (later, both)]
-
-
 def table(models=tuple(GOALS), recipes=RECIPES):
     """docs/gsm8k.md's memory section: the planned GPU GiB of each phase for each model and recipe at TABLE_SHAPE,
     whether the recommended recipe (the one with the smallest peak) meets GOALS and what stands in its way, and one
@@ -856,11 +846,8 @@ def table(models=tuple(GOALS), recipes=RECIPES):
         recipe = min(recipes, key=lambda k: results[name, k]["peak_gib"])
         r, goal = results[name, recipe], GOALS.get(name, math.inf)
         met = r["peak_gib"] <= goal
-        steps = zip(("the plan as it is", "frozen parameters in bfloat16"), _what_if(r))
         lines.append(f"- **{name}**, {recipe}: {gib(r['peak_gib'])} GiB ({PHASES[r['peak_phase']]}); goal <= {goal} "
-                     f"GiB: " + ("**met**" if met else f"**not met**. {_in_the_way(r)}. By subtraction (not planned), "
-                                 f"with " + ", then ".join(f"{what}: {gib(v)} GiB ({PHASES[k]})" for what, (v, k)
-                                                           in steps)))
+                     f"GiB: " + ("**met**" if met else f"**not met**. {_in_the_way(r)}"))
     lines += ["", "Ready commands, one per card (the largest model whose planned peak fits, in the recipe that "
                   "trains the most that fits; `--gpu_memory` makes train.py refuse a run the planner says does not "
                   "fit):", ""]
@@ -944,8 +931,10 @@ def new_adapters(model, cfg, merge=True):
         merge_lora(model)
     add_lora(model, cfg.lora_rank, cfg.lora_alpha or None)
     if cfg.quant == "nf4":
-        from gift.quant import quantize_base
+        from gift.quant import frozen_matrices_in, quantize_base
         quantize_base(model)
+        if cfg.dtype == "bfloat16":  # the frozen embedding and head too, in the compute dtype
+            frozen_matrices_in(model, torch.bfloat16)
     return model
 
 

@@ -388,7 +388,9 @@ class GPT(nn.Module):
             causal = k_slot <= q_slot  # (T, S)
             mask = (causal & cache.valid[:, None, : start + T]) | (k_slot == q_slot)  # (B, T, S)
             mask = mask[:, None]  # (B, 1, T, S), broadcast over heads
-        x, rope = self.transformer.wte(idx), None  # (B, T, C)
+        # (B, T, C). The residual stream is kept in the norms' dtype: a bfloat16 embedding (--quant=nf4 with
+        # --dtype=bfloat16 stores the frozen embedding so, gift/quant.py) still feeds a float32 stream under autocast
+        x, rope = self.transformer.wte(idx).to(self.transformer.ln_f.weight.dtype), None
         if self.config.rope_theta:
             rope = rotary(pos, self.config.n_embd // self.config.n_head, self.config.rope_theta)
         else:

@@ -175,6 +175,25 @@ def quantize_base(model, compute_dtype=None):
     return model
 
 
+@torch.no_grad()
+def frozen_matrices_in(model, dtype):
+    """Store the frozen embedding and LM head (and GPT-2's position embedding) in `dtype` (in place; tied weights
+    stay tied): with --quant=nf4 and --dtype=bfloat16 (train.py), what transformers' 4-bit loading does with the
+    layers it leaves unquantised. For Qwen2.5-7B (untied, vocabulary 152,064 x 3,584) that is 2.03 GiB instead of 4.06.
+
+    What it changes: under bfloat16 autocast the head's matmul already computes with a bfloat16 copy of its weight
+    (nn.Linear and gift.kernels.model_logprobs cast it), so the log-probs are the same; the embedding's rows are
+    rounded to bfloat16 before they enter the residual stream, which stays float32 (gift/model.py). Sampling's
+    bfloat16 copy then shares them instead of casting a copy (gift/sampler.py). Norms and biases (vectors) and any
+    trained parameter keep their dtype. Returns the model."""
+    inner = model.transformer
+    for module in (inner.wte, getattr(inner, "wpe", None), model.lm_head):
+        p = None if module is None else module.weight
+        if p is not None and not p.requires_grad and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+    return model
+
+
 def quantized_bytes(model):
     """(bytes the 4-bit weights take, buffers included; how many weights they hold): 0.5625 bytes a weight."""
     nf4 = [m for m in model.modules() if isinstance(m, NF4Weight)]

@@ -38,6 +38,7 @@ drawn from; RL code uses the mask and, for diagnostics, these log-probabilities.
 import copy
 import functools
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -307,16 +308,20 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     stop_tokens = tuple(stop_tokens)
     _check_inputs(model, prompts, num_samples, max_new_tokens, temperature, top_k, top_p, stop_tokens, calculator,
                   tokenizer, chunk)
-    param = next(model.parameters())
-    if dtype is not None and dtype != param.dtype:
+    params = list(model.parameters())
+    if dtype is None:  # the model's dtype. A model of mixed dtypes (--quant=nf4 --dtype=bfloat16 keeps the frozen
+        # embedding and head in bfloat16 beside float32 adapters and norms: gift/quant.py) samples in its narrowest:
+        # a float32 copy would double its largest matrices
+        dtype = min({p.dtype for p in params}, key=operator.attrgetter("itemsize"))
+    if any(p.dtype != dtype for p in params):
         # a copy whose parameters are cast on the way (the memo maps each original tensor to its cast; tied weights
-        # stay tied), so no full-precision copy is made; the caller's model is untouched
-        memo = {id(p): torch.nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in model.parameters()}
+        # stay tied; a parameter already in dtype is shared, not copied), so no full-precision copy is made; the
+        # caller's model is untouched
+        memo = {id(p): torch.nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in params}
         # integer buffers (a 4-bit base, masks) are shared, not copied: nothing here writes to them
         memo.update({id(b): b.to(dtype) if b.is_floating_point() else b for b in model.buffers()})
         model = copy.deepcopy(model, memo)
-        param = next(model.parameters())
-    device, dtype = param.device, param.dtype
+    device = params[0].device
     B, N = len(prompts), num_samples
     if isinstance(seed, (list, tuple)):
         if len(seed) != B:

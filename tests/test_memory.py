@@ -270,3 +270,16 @@ def test_a_qwen_plan_answers_in_seconds_without_allocating_the_model():
     assert time.time() - t0 < 120
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 3 * 2**20  # KiB: under 3 GiB
     assert json.loads(proc.stdout)["params"] == 1_543_714_304
+
+
+@pytest.mark.slow
+def test_the_docs_qlora_rows_are_the_planners():
+    """docs/gsm8k.md's QLoRA rows (the recommended recipe, whose peaks the goals are judged on) are what the planner
+    prints today: a change to the code that moves a peak must regenerate the table (python -m gift.memory --table)."""
+    text = open(os.path.join(ROOT, "docs", "gsm8k.md")).read()
+    rows = dict(re.findall(r"^\| (qwen2\.5-[\w.]+) \| QLoRA \|(?: [\d.]+ \|){6} \*\*([\d.]+)\*\*", text, re.M))
+    assert sorted(rows) == sorted(memory.GOALS)
+    for name, documented in rows.items():
+        planned = memory.plan(dict(memory.TABLE_SHAPE, init=name, **memory.RECIPES["QLoRA"]))["peak_gib"]
+        assert memory.gib(planned) == documented, name
+        assert planned <= memory.GOALS[name]

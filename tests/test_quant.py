@@ -336,6 +336,39 @@ def test_grad_ckpt_and_autocast_train_the_adapters(arch):
     assert model.transformer.h[0].attn.c_proj.nf4.linear(x).dtype == torch.float32
 
 
+@ARCHS
+def test_frozen_matrices_in_bfloat16_compute_what_autocast_computes(arch):
+    """--quant=nf4 --dtype=bfloat16 keeps the frozen embedding and head in bfloat16 (gift/quant.py): under bfloat16
+    autocast the logits and the adapters' gradients are exactly those of the float32 model whose embedding rows are
+    rounded to bfloat16 (the head's matmul casts its weight anyway); the residual stream stays float32; sampling with
+    dtype=None takes the narrowest dtype and shares the bfloat16 matrices, drawing what dtype=bfloat16 draws."""
+    model, ref = qlora(arch).train(), qlora(arch).train()
+    quant.frozen_matrices_in(model, torch.bfloat16)
+    big = [model.transformer.wte.weight, model.lm_head.weight] + ([model.transformer.wpe.weight]
+                                                                    if "rope_theta" not in arch else [])
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in big)
+    assert all(p.dtype == torch.float32 for p in lora_parameters(model))
+    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if p.dim() == 1)  # norms, biases
+    with torch.no_grad():  # the reference: float32 storage holding the same (rounded) values
+        for p in (ref.transformer.wte.weight, ref.lm_head.weight, getattr(ref.transformer, "wpe", ref.lm_head).weight):
+            p.copy_(p.to(torch.bfloat16))
+    idx = tokens((3, 33))
+    seen = []
+    hook = model.transformer.h[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].dtype))
+    out = []
+    for m in (model, ref):
+        m.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = m(idx[:, :-1])
+        F.cross_entropy(logits.float().reshape(-1, V), idx[:, 1:].reshape(-1)).backward()
+        out.append((logits, [p.grad for p in lora_parameters(m)]))
+    hook.remove()
+    assert seen == [torch.float32]  # the bfloat16 embedding feeds a float32 residual stream
+    assert torch.equal(out[0][0], out[1][0]) and all(torch.equal(a, b) for a, b in zip(out[0][1], out[1][1]))
+    prompts, kw = [[5, 9, 2], [7, 3, 1, 8]], dict(num_samples=2, max_new_tokens=10, temperature=1.0, seed=3)
+    assert generate(model, prompts, **kw).sequences == generate(model, prompts, dtype=torch.bfloat16, **kw).sequences
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # refusals
 
