@@ -120,3 +120,23 @@ def set_rng_states(rng):
     random.setstate(rng["python"])
     name, key, pos, has_gauss, cached = rng["numpy"]
     np.random.set_state((name, np.asarray(key, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def plain_model(ckpt):
+    """The plain GPT (no adapters, float32 weights) that computes what a train.py checkpoint's model computes: a LoRA
+    run's (--lora_rank) adapters are added, its 4-bit base (--quant=nf4) quantised the same way, the weights loaded,
+    then everything merged into plain layers (gift/lora.py merge_lora dequantises the 4-bit base). eval.py, --init and
+    the export read a run through it."""
+    from gift.model import GPT, GPTConfig
+    model, run = GPT(GPTConfig(**ckpt["model_config"])), ckpt["config"]
+    if run.get("lora_rank"):
+        from gift.lora import add_lora, merge_lora
+        add_lora(model, run["lora_rank"], run.get("lora_alpha") or None)
+        if run.get("quant", "none") != "none":
+            from gift.quant import check_quant, quantize_base
+            check_quant(run["quant"], run["lora_rank"], "cpu")  # one error line without bitsandbytes
+            quantize_base(model)  # the state dict holds the 4-bit bytes: load_state_dict copies them in
+    model.load_state_dict(ckpt["model"])  # a bfloat16 embedding (--quant=nf4 --dtype=bfloat16) is widened exactly
+    if run.get("lora_rank"):
+        merge_lora(model).requires_grad_(True)  # plain again: every weight trainable, as in a model built fresh
+    return model

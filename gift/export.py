@@ -46,7 +46,7 @@ from dataclasses import fields
 
 import torch
 
-from gift.checkpoint import load_checkpoint, safe_load  # weights_only: one error line for a bad file
+from gift.checkpoint import load_checkpoint, plain_model, safe_load  # weights_only: one error line for a bad file
 from gift.model import GPT, GPTConfig, HUB_FILES, PRESETS
 
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -326,12 +326,9 @@ def main(argv=None):
     cfg = GPTConfig(**ckpt["model_config"])
     state = ckpt["model"]
     if ckpt["config"].get("lora_rank"):  # a LoRA run (--lora_rank): base + adapters, merged into plain weights
-        from gift.lora import add_lora, merged_state_dict
-        from gift.model import GPT
-        model = add_lora(GPT(cfg), ckpt["config"]["lora_rank"], ckpt["config"].get("lora_alpha") or None)
-        model.load_state_dict(state)
-        state = merged_state_dict(model)
-        print(f"merged the LoRA adapters (rank {ckpt['config']['lora_rank']}) into the weights")
+        state = plain_model(ckpt).state_dict()
+        print(f"merged the LoRA adapters (rank {ckpt['config']['lora_rank']}) into the weights"
+              + (" (the 4-bit base dequantised)" if ckpt["config"].get("quant", "none") != "none" else ""))
     tok_dir, tok_line = tokenizer_source(ckpt["config"])
     try:
         written = export(state, cfg, args.out_dir, tok_dir, special_ids(ckpt["config"], tok_dir),

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
-from gift.checkpoint import (load_checkpoint, rng_states, save_checkpoint, set_rng_states,  # noqa: F401
+from gift.checkpoint import (load_checkpoint, plain_model, rng_states, save_checkpoint, set_rng_states,  # noqa: F401
                              weights_checksum)  # gift.checkpoint is where checkpoints are written and read
-from gift.model import GPT, GPTConfig, PRESETS, checkpoint_dir, preset
+from gift.model import GPT, PRESETS, checkpoint_dir, preset
 from gift.monitor import GradientProbe, Monitor
 from gift.settings import parse_config, require, resumable, setting  # noqa: F401  (parse_config: re-exported)
 from gift.tokenizer import builtin_tokenizer, get_tokenizer
@@ -510,14 +510,7 @@ def load_model(init, task, byte_tokenizer=None, option="--init"):
                              f"use, or give {option or 'the model'} a checkpoint directory with vocab.json and "
                              f"merges.txt") from None
     if ckpt:
-        model = GPT(GPTConfig(**ckpt["model_config"]))
-        rank = ckpt["config"].get("lora_rank", 0)
-        if rank:  # a LoRA run's weights: base + adapters, merged into a plain model (gift/lora.py)
-            from gift.lora import add_lora, merge_lora
-            add_lora(model, rank, ckpt["config"].get("lora_alpha") or None)
-        model.load_state_dict(ckpt["model"])
-        if rank:
-            merge_lora(model)
+        model = plain_model(ckpt)  # a LoRA run's adapters (and 4-bit base) merged into plain weights
     elif init in PRESETS and not os.path.isdir(init) and (byte or not init.startswith("gpt2")):
         model = GPT(preset(init, vocab_size=enc.n_vocab))  # trained from scratch
     else:

@@ -1,4 +1,5 @@
-"""benchmarks/gpu.py: the unattended GPU run refuses clearly without CUDA, and every section runs (--smoke, CPU)."""
+"""benchmarks/gpu.py and benchmarks/fit.py: the unattended GPU runs refuse clearly without CUDA, and every section runs
+(--smoke, CPU); benchmarks/rl_step.py's CPU check."""
 import os
 import subprocess
 import sys
@@ -56,16 +57,51 @@ def test_rl_step_benchmark_runs_its_documented_cpu_check():
         assert "\n" not in refused.stderr.strip()
 
 
-def test_memory_benchmark_counts_what_backward_keeps_and_the_options_cut_it():
-    """benchmarks/memory.py's measurement on a small shape: checkpointing keeps less for backward than not, LoRA trains
-    a small fraction of the parameters, and the per-layer fit from 1-2 layers predicts 3 layers."""
-    from benchmarks import memory
+def run_fit(*args):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "fit.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
 
-    plain = memory.measure("micro", 64, 0, False, layers=(1, 2))
-    ckpt = memory.measure("micro", 64, 0, True, layers=(1, 2))
-    lora = memory.measure("micro", 64, 4, True, layers=(1, 2))
-    assert 0 < ckpt[0] < plain[0]  # bytes per token per layer
-    assert lora[2] < 0.2 * plain[2]  # trainable parameters per layer
-    three = memory.measure("micro", 64, 0, False, layers=(2, 3))
-    assert abs(three[0] - plain[0]) <= 0.02 * plain[0]
-    assert 7.5 <= memory.optimiser_bytes_per_param("adamw") <= 8.5
+
+def test_fit_benchmark_smoke_measures_every_phase_against_the_plan(tmp_path):
+    """benchmarks/fit.py --smoke: a row per recipe and phase with planned and measured GiB whose ratio parses (the
+    training row, measured like tests/test_memory.py does, within the issue's 15%), the options' and the sampler's
+    tables, the same Markdown in --out; a --memory_cap below a phase's peak is reported in its row, not raised; and
+    without CUDA the GPU run is refused in one line before any work."""
+    from gift.memory import PHASES
+    out = tmp_path / "fit.md"
+    proc = run_fit("--smoke", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = proc.stdout
+    assert text.startswith("# benchmarks/fit.py on CPU") and "failed" not in text
+    assert out.read_text() == text
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if line.startswith("| nano |")]
+    memory_rows = [r for r in rows if len(r) == 10]
+    phases = [PHASES[k] for k in PHASES if k != "sft"]
+    measured = {}
+    for recipe in ("QLoRA", "LoRA"):
+        got = {r[2]: r for r in memory_rows if r[1] == recipe}
+        assert list(got) == phases, got
+        for phase, r in got.items():
+            planned, measured[recipe, phase], ratio = float(r[3]), float(r[4]), float(r[5])
+            assert planned > 0 and measured[recipe, phase] > 0 and 0.5 < ratio < 2, r
+        assert abs(float(got["training"][5]) - 1) <= 0.15, got["training"]
+    assert "| grad_ckpt | training |" in text and "| quant=nf4 (LoRA rank 8, vs LoRA) | training |" in text
+    sampler = [r for r in rows if len(r) == 5]
+    assert len(sampler) == 1 and float(sampler[0][1]) > 0 and float(sampler[0][2].replace(",", "")) > 0
+
+    # a cap between what LoRA holds resident and its sampling peak: sampling runs out of memory, the rest is not run
+    cap = (measured["LoRA", "resident"] + measured["LoRA", "sampling"]) / 2
+    capped = run_fit("--smoke", "--parts", "memory", "--recipes", "LoRA", "--memory_cap", f"{cap:.4f}")
+    assert capped.returncode == 0, capped.stderr[-2000:]
+    cells = {r[2]: r[4] for r in ([c.strip() for c in line.split("|")[1:-1]] for line in capped.stdout.splitlines()
+                                  if line.startswith("| nano | LoRA |"))}
+    assert float(cells["resident"]) > 0 and cells["sampling"].startswith("out of memory")
+    assert [cells[p] for p in phases[3:]] == ["not reached"] * 3
+
+    if not torch.cuda.is_available():
+        refused = run_fit()
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == 1 and refused.stdout == "" and len(lines) == 1, refused.stderr
+        assert lines[0].startswith("error: benchmarks/fit.py is a GPU benchmark") and "--smoke" in lines[0]

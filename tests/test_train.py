@@ -518,6 +518,17 @@ def test_4bit_recipe_runs_and_resumes_bit_identically(tmp_path):
     for name in full["model"]:
         assert torch.equal(full["model"][name], cut["model"][name]), name
     assert str(full["opt"]) == str(cut["opt"])
+    # eval.py, --init and the export read it as a plain float32 model: the 4-bit base dequantised, adapters merged
+    from gift import export
+    ckpt = tmp_path / "full" / "ckpt.pt"
+    plain, _ = runs.load_model(str(ckpt), "builtin")
+    assert not any("lora_" in k or ".nf4." in k for k in plain.state_dict())
+    assert all(v.dtype == torch.float32 for v in plain.state_dict().values() if v.is_floating_point())
+    res = json.loads(open(evaluation.main([str(ckpt), "--task=builtin", "--problems=2"])).read())
+    assert res["problems"] == 2 and 0 <= res["pass@1"] <= 1
+    assert run(tmp_path, "--run_name=next", f"--init={ckpt}", "--sft_steps=0", "--rl_steps=1")["rl_accuracy"] >= 0
+    export.main([str(ckpt), str(tmp_path / "hf")])
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["dtype"] == "float32"
 
 
 def test_small_gpu_options_together_run_and_resume_bit_identically(tmp_path):
