@@ -11,7 +11,10 @@ GIFT - GRPO moves toward 0 as the batch grows, the batch explains the deficit; i
 
 Runs: for each size in --prompts, GIFT (4e-5) and GRPO (8e-5) for 150 RL steps from the writers SFT of each seed,
 evaluated at the end (the 16-prompt runs are writers_baselines.py's tuning runs, shared). With --long_steps, GIFT at
-16 and 64 prompts and GRPO at 16 also run that many steps, so a floor can be told from a slow climb.
+16 and 64 prompts and GRPO at 16 also run that many steps, so a floor can be told from a slow climb. A long run
+continues its 150-step run: the rate is constant (no schedule depends on --rl_steps), so its first 150 steps are that
+run's, and train.py --resume with more --rl_steps goes on from that run's final checkpoint (resume is bit-identical),
+which saves a third of the work.
 The rates are the 16-prompt ones: a larger batch may move each method's best rate; that re-tuning is not done here
 (the report says so).
 
@@ -21,9 +24,10 @@ writers_batch.json (top-level `prompts_per_step`, `seeds`) and writers_batch.png
 """
 
 import os
+import shutil
 
-from common import (WRITERS_TASK, sample_budget, lr_name, machine, mean_sd, metrics, paired_difference, parser, points, pyplot,
-                    run_all, save_figure, summary, write_json, writers_rl, writers_sft)
+from common import (WRITERS_TASK, lr_name, machine, mean_sd, metrics, paired_difference, parser, points, pyplot,
+                    run_all, sample_budget, save_figure, summary, write_json, writers_rl, writers_sft)
 
 RATES = {"gift": 4e-5, "grpo": 8e-5}  # writers_baselines.json's tuned rates (16 prompts a step)
 STEPS = 150
@@ -50,9 +54,23 @@ def runs(args):
     for method, prompts, steps in arms(args):
         for seed in args.seeds:
             extra = {} if prompts == 16 else dict(prompts=prompts)
-            out.append(writers_rl(args, name(method, prompts, steps), seed, steps, 0 if steps == STEPS else 50,
+            # held-out accuracy at the end only (the long runs continue the 150-step runs: module docstring)
+            out.append(writers_rl(args, name(method, prompts, steps), seed, steps, 0,
                                   method=method, rl_lr=RATES[method], **extra))
     return out
+
+
+def continue_short_runs(args):
+    """Each long run starts as a copy of its finished 150-step run (its folder without the summary and the lock), so
+    that run_all resumes it to --long_steps (module docstring). A long run that exists already is left as it is."""
+    for method, prompts, steps in arms(args):
+        if steps <= STEPS:
+            continue
+        for seed in args.seeds:
+            short = os.path.join(args.runs, f"{name(method, prompts)}-s{seed}")
+            long = os.path.join(args.runs, f"{name(method, prompts, steps)}-s{seed}")
+            if not os.path.exists(long) and os.path.exists(os.path.join(short, "summary.json")):
+                shutil.copytree(short, long, ignore=shutil.ignore_patterns("summary.json", ".lock"))
 
 
 def reward_blocks(records, size):
@@ -80,8 +98,8 @@ def collect(args):
         seeds = [s for s in args.seeds if all(s in per[m] for m in RATES)]
         if not seeds:
             continue
-        entry = {m: dict(lr=RATES[m], per_seed=per[m], final_mean=mean_sd([v["final_accuracy"] for v in per[m].values()])[0])
-                 for m in RATES}
+        entry = {m: dict(lr=RATES[m], per_seed=per[m],
+                         final_mean=mean_sd([v["final_accuracy"] for v in per[m].values()])[0]) for m in RATES}
         for key, out in (("final_accuracy", "gift_minus_grpo"), ("reward", "reward_gift_minus_grpo")):
             entry[out] = paired_difference([per["gift"][s][key] - per["grpo"][s][key] for s in seeds])
         entry["paired_seeds"] = seeds
@@ -100,7 +118,8 @@ def collect(args):
 
 def markdown(sizes):
     rows = ["| prompts a step | GIFT final, per seed | GRPO final, per seed | GIFT - GRPO final (points) | "
-            f"GIFT - GRPO sampled reward, last {LAST} steps (points) | responses a run |", "|---:|---|---|---:|---:|---:|"]
+            f"GIFT - GRPO sampled reward, last {LAST} steps (points) | responses a run |",
+            "|---:|---|---|---:|---:|---:|"]
     for p, e in sizes.items():
         f = {m: ", ".join(f"{v['final_accuracy']:.3f}" for v in e[m]["per_seed"].values()) for m in RATES}
         resp = {v["responses"] for m in RATES for v in e[m]["per_seed"].values()}
@@ -124,12 +143,21 @@ def plot(args, sizes, long):
     axes[0].set(xscale="log", xlabel="prompts a step (log scale)", ylabel="GIFT - GRPO, points (95% t-interval)")
     axes[0].set_xticks(xs, [str(x) for x in xs])
     axes[0].set_title("GIFT minus GRPO at equal batch, paired by seed", fontsize=10)
-    for i, (arm, e) in enumerate(long.items()):
-        curves = [v["reward_curve"] for v in e["per_seed"].values()]
-        mean = [sum(c) / len(c) for c in zip(*curves)]
-        axes[1].plot([EVERY * (k + 1) for k in range(len(mean))], mean, color=f"C{i}", label=arm)
+    if long:  # the long runs: a floor or a slow climb
+        for i, (arm, e) in enumerate(long.items()):
+            curves = [v["reward_curve"] for v in e["per_seed"].values()]
+            mean = [sum(c) / len(c) for c in zip(*curves)]
+            axes[1].plot([EVERY * (k + 1) for k in range(len(mean))], mean, color=f"C{i}", label=arm)
+        axes[1].set_title("the long runs: a floor or a slow climb", fontsize=10)
+    else:  # the sampled reward of each method at each batch size, mean of the paired seeds
+        for j, p in enumerate(sizes):
+            for i, m in enumerate(RATES):
+                curves = [sizes[p][m]["per_seed"][s]["reward_curve"] for s in sizes[p]["paired_seeds"]]
+                mean = [sum(c) / len(c) for c in zip(*curves)]
+                axes[1].plot([EVERY * (k + 1) for k in range(len(mean))], mean, color=f"C{i}",
+                             linestyle=("-", "--", ":", "-.")[j % 4], label=f"{m.upper()}, {p} prompts")
+        axes[1].set_title("sampled reward during RL", fontsize=10)
     axes[1].set(xlabel="RL step", ylabel=f"sampled reward (mean of {EVERY} steps, seeds)")
-    axes[1].set_title("the long runs: a floor or a slow climb", fontsize=10)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -151,5 +179,8 @@ PARSER.add_argument("--long_steps", type=int, default=0, help="also run the long
 
 if __name__ == "__main__":
     args = PARSER.parse_args()
-    run_all(runs(args), args)
+    every = runs(args)
+    run_all([r for r in every if r["rl_steps"] <= STEPS], args)  # SFT and the 150-step runs first,
+    continue_short_runs(args)  # then the long runs, each from its 150-step run's final checkpoint
+    run_all(every, args)
     report(args)
