@@ -193,6 +193,7 @@ def open_run_dir(run_dir, cfg, step, outputs):
     return lock
 
 
+WHERE = ("out_dir", "run_name")  # where a run lives, not what it computes: a moved or renamed run folder resumes
 EXTENDABLE = ("rl_steps",)  # settings --resume may raise: more RL steps continue a run (a finished one too)
 
 
@@ -211,9 +212,10 @@ def resumed_config(cfg, argv, resumable):
     if not os.path.isfile(path):
         return cfg  # check_fresh says so, in its words
     saved, given = load_checkpoint(path, mmap=True)["config"], given_keys(argv)
-    values = {k: (v if k in given or k in resumable or k not in saved else saved[k]) for k, v in vars(cfg).items()}
+    values = {k: (v if k in given or k in resumable or k in WHERE or k not in saved else saved[k])
+              for k, v in vars(cfg).items()}
     bad = [f"{k}={saved[k]!r} (asked: {v!r})" for k, v in values.items() if k in saved and saved[k] != v
-           and k not in resumable and k not in EXTENDABLE and k != "run_name"]
+           and k not in resumable and k not in EXTENDABLE + WHERE]
     if "rl_steps" in given and cfg.rl_steps != saved.get("rl_steps", cfg.rl_steps) and (
             cfg.rl_steps < saved["rl_steps"] or values["rl_schedule"] != "constant"):
         bad.append(f"rl_steps={saved['rl_steps']!r} (asked: {cfg.rl_steps!r}; it may only grow, with "
@@ -226,9 +228,10 @@ def resumed_config(cfg, argv, resumable):
 
 def check_resumable(saved, cfg, resumable):
     """Refuse a checkpoint written by another config, naming the first field that differs (fields in `resumable` may
-    differ: they do not change what the run computes; --rl_steps may grow, resumed_config checked how)."""
+    differ: they do not change what the run computes; --rl_steps may grow, resumed_config checked how). Where the run
+    lives (--out_dir, --run_name) may differ too: a run folder moved or renamed resumes."""
     for key, value in vars(cfg).items():
-        if key not in resumable and key not in EXTENDABLE and saved.get(key) != value:
+        if key not in resumable and key not in EXTENDABLE + WHERE and saved.get(key) != value:
             raise SystemExit(f"error: the checkpoint was written with {key}={saved.get(key)!r}, this run has "
                              f"{key}={value!r}; use the same config or another --run_name/--out_dir")
 

@@ -144,6 +144,20 @@ def test_failed_starts_give_one_error_line_and_write_nothing(tmp_path):
     assert not (tmp_path / "out" / "b").exists()
 
 
+def test_a_run_folder_moved_and_renamed_resumes_bit_identically(tmp_path, monkeypatch):
+    """Where a run lives is not what it computes: a stopped run moved to another --out_dir under another --run_name
+    resumes to exactly the weights of the run that was never stopped."""
+    run(tmp_path, "--run_name=full")
+    run(tmp_path, "--run_name=cut", "--stop_after=5")
+    os.makedirs(tmp_path / "moved" / "out")
+    shutil.move(tmp_path / "cut", tmp_path / "moved" / "out" / "renamed")
+    monkeypatch.chdir(tmp_path / "moved")  # --out_dir at its default (out): the run's new folder, not the saved one
+    train.main(TINY + ["--run_name=renamed", "--resume"])
+    assert sorted(os.listdir(tmp_path)) == ["full", "moved"]  # nothing written where the run used to live
+    full, cut = weights(tmp_path / "full" / "ckpt.pt"), weights(tmp_path / "moved" / "out" / "renamed" / "ckpt.pt")
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+
+
 def test_command_line_errors_name_the_problem(tmp_path):
     with pytest.raises(SystemExit, match="unknown config key 'lr'; did you mean --rl_lr"):
         train.parse_args(["--lr=1"])
