@@ -790,7 +790,8 @@ def _flags(values):
 
 def hub_name(name):
     """qwen2.5-1.5b -> Qwen/Qwen2.5-1.5B-Instruct"""
-    return f"Qwen/Qwen{name[4:].upper()}-Instruct"
+    from gift.model import published
+    return published(name)
 
 
 def _in_the_way(r):

@@ -532,6 +532,12 @@ HUB_FILES = ["config.json", "model*.safetensors", "model.safetensors.index.json"
              "tokenizer.json", "tokenizer_config.json"]
 
 
+def published(name):
+    """The hub name of a preset that names a published model: qwen2.5-1.5b -> Qwen/Qwen2.5-1.5B-Instruct (the
+    instruct models the recipes start from); gpt2 names are hub names already. Any other name is returned as it is."""
+    return f"Qwen/Qwen{name[4:].upper()}-Instruct" if name.startswith("qwen2.5-") and name in PRESETS else name
+
+
 def is_hub_name(name):
     """Whether `name` can be a Hugging Face hub repository id: "gpt2" or "owner/name" (one slash, no leading "/", ".",
     "~"), as opposed to a local path."""

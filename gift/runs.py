@@ -21,7 +21,7 @@ import torch
 
 from gift.checkpoint import (load_checkpoint, plain_model, rng_states, save_checkpoint, set_rng_states,  # noqa: F401
                              weights_checksum)  # gift.checkpoint is where checkpoints are written and read
-from gift.model import GPT, PRESETS, checkpoint_dir, preset
+from gift.model import GPT, PRESETS, checkpoint_dir, preset, published
 from gift.monitor import GradientProbe, Monitor
 from gift.settings import parse_config, require, resumable, setting  # noqa: F401  (parse_config: re-exported)
 from gift.tokenizer import builtin_tokenizer, get_tokenizer
@@ -485,20 +485,22 @@ def load_model(init, task, byte_tokenizer=None, option="--init"):
         presets = f"a preset ({', '.join(PRESETS)}), " if option else ""
         raise SystemExit(f"error: {named} is a file but not a .pt checkpoint; give {presets}a train.py ckpt.pt, an HF "
                          f"model directory or a hub name")
-    published = [p for p in PRESETS if p.startswith(("gpt2", "qwen"))]  # names of published models
+    names = [p for p in PRESETS if p.startswith(("gpt2", "qwen"))]  # names of published models
     if byte and not ckpt and os.path.isdir(init):  # an HF folder: only an exported built-in model fits the task
         vocab, byte_vocab = _hf_vocab(init), builtin_tokenizer().n_vocab
         if vocab != byte_vocab:
             raise SystemExit(f"error: {named}: the built-in tasks use the byte tokenizer ({byte_vocab} tokens) and "
                              f"this model's vocabulary is {vocab}; give a built-in run's checkpoint or its export "
                              f"(python -m gift.export), or use --task=gsm8k for a published model")
-    elif byte and not ckpt and (init not in PRESETS or init in published):
+    elif byte and not ckpt and (init not in PRESETS or init in names):
         remedy = "use --init=micro" if option else "evaluate a built-in run's checkpoint (out/RUN/ckpt.pt)"
         raise SystemExit(f"error: {named}: the built-in tasks train a small preset from scratch with the byte "
-                         f"tokenizer ({', '.join(p for p in PRESETS if p not in published)}), not "
-                         f"{'the published weights' if init in published else 'a hub model'}; "
+                         f"tokenizer ({', '.join(p for p in PRESETS if p not in names)}), not "
+                         f"{'the published weights' if init in names else 'a hub model'}; "
                          f"{remedy}, or --task=gsm8k for a published model")
     source = ckpt["config"]["init"] if ckpt else init
+    if not byte:  # a Qwen preset name on a published task is the published model (as gpt2 is), not a random one
+        source = published(source)
     if not byte and source not in PRESETS and not os.path.isdir(source):
         source = _hub_snapshot(source, named)  # a hub name: its snapshot, tokenizer files included (downloaded once)
     if byte:
@@ -514,7 +516,8 @@ def load_model(init, task, byte_tokenizer=None, option="--init"):
                              f"merges.txt") from None
     if ckpt:
         model = plain_model(ckpt)  # a LoRA run's adapters (and 4-bit base) merged into plain weights
-    elif init in PRESETS and not os.path.isdir(init) and (byte or not init.startswith("gpt2")):
+    elif init in PRESETS and not os.path.isdir(init) and (byte or published(init) == init
+                                                          and not init.startswith("gpt2")):
         model = GPT(preset(init, vocab_size=enc.n_vocab))  # trained from scratch
     else:
         try:

@@ -9,6 +9,7 @@ reused (and checked against its settings), so each test starts only the runs tha
 import dataclasses
 import importlib
 import json
+import math
 import os
 import pathlib
 import sys
@@ -399,14 +400,70 @@ def test_writers_plateau_changes_one_thing_per_arm_and_logs_the_gradient(runs_di
                                                        - base["per_seed"]["0"]["reward"]]
 
 
+# a reward model at a tiny size: 8 labelled pairs, 6 held out, 2 Bradley-Terry steps of 4 pairs (experiments/rlhf.py)
+RM_TINY = ["--train_pairs=8", "--heldout_pairs=6", "--steps=2", "--batch=4"]
+
+
+def test_rlhf_widens_a_grid_past_its_edge_under_both_protocols_and_verdicts_need_both(tmp_path, monkeypatch):
+    """experiments/rlhf.py's tuning rule on made-up tuning results: each protocol picks its own measure's best, a best
+    at a grid's edge adds the next rate past it (1-3-10) up to EXTRA, a best still there says why; the comparison
+    runs each chosen (arm, rate) once; a claim is "supported" only under both protocols with no arm at an edge."""
+    import rlhf as exp
+
+    monkeypatch.setattr(exp, "GRID", {"gift": (1e-5, 3e-5, 1e-4), "grpo": (1e-5, 3e-5, 1e-4)})
+    monkeypatch.setattr(exp, "EXTRA", 2)
+    peak = {"gift": 3e-5, "grpo": 3e-6}  # u peaks inside gift's grid and below grpo's
+
+    def record(args, run):  # the tuning runs' finals: u peaks at `peak`; gift's proxy rises with the rate
+        arm, lr = run.split("-lr")[0][len("rlhf-"):], float(run.split("-lr")[1].split("-s")[0])
+        u = -abs(math.log10(lr / peak[arm]))
+        return dict(true_reward=dict(final=u), proxy_reward=dict(final=math.log10(lr) if arm == "gift" else u))
+
+    started = []
+    monkeypatch.setattr(exp, "run_record", record)
+    monkeypatch.setattr(exp, "run_all", lambda runs, args: started.extend(r["run_name"] for r in runs))
+    args = exp.PARSER.parse_args([f"--runs={tmp_path}", "--tuning_seeds", "0", "--seeds", "1"])
+    chosen = exp.tune(args)
+    assert exp.beyond(1e-5, "low") == 3e-6 and exp.beyond(3e-6, "low") == 1e-6 and exp.beyond(3e-4, "high") == 1e-3
+    gift, grpo = chosen["true"]["gift"], chosen["true"]["grpo"]
+    assert gift["lr"] == 3e-5 and not gift["at_grid_edge"] and gift["edge_not_passed"] is None
+    assert gift["grid"] == [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]  # the proxy's best went up twice: the limit
+    proxy = chosen["proxy"]["gift"]
+    assert proxy["lr"] == 1e-3 and proxy["at_grid_edge"] and "limit of 2 extra rate(s) above 1e-4" in \
+        proxy["edge_not_passed"]
+    assert proxy["final_proxy_mean"]["1e-3"] == pytest.approx(-3.0) and gift["final_true_mean"]["3e-5"] == 0.0
+    assert grpo["lr"] == chosen["proxy"]["grpo"]["lr"] == 3e-6 and not grpo["at_grid_edge"]
+    assert grpo["grid"] == [1e-6, 3e-6, 1e-5, 3e-5, 1e-4]  # one rate past 3e-6 shows it is a peak: no more
+    assert "rlhf-grpo-lr1e-6-s0" in started and "rlhf-grpo-lr3e-7-s0" not in started
+    assert [r["run_name"] for r in exp.comparison_runs(args, chosen)] == [
+        "rlhf-gift-lr3e-5-s1", "rlhf-gift-lr1e-3-s1", "rlhf-grpo-lr3e-6-s1"]  # grpo's protocols agree: one run
+
+    def protocol(ci, edge=False):  # a report of one protocol: GIFT minus grpo, every difference with interval ci
+        d = dict(mean=0.1, ci95=ci, per_seed=[0.1])
+        return dict(arms={"gift": dict(at_grid_edge=False), "grpo": dict(at_grid_edge=edge)},
+                    paired={"gift-grpo": dict(true_reward_final=d)},
+                    win_rates={"grpo": {m: dict(length_controlled_minus_half=d) for m in ("greedy", "t1")}})
+
+    above, across = [0.05, 0.15], [-0.05, 0.25]
+    for v in exp.verdicts(dict(true=protocol(above), proxy=protocol(above))).values():
+        assert v == "supported"
+    assert set(exp.verdicts(dict(true=protocol(above), proxy=protocol(across))).values()) == {
+        "holds by u only; by the proxy, not against grpo"}
+    assert set(exp.verdicts(dict(true=protocol(above), proxy=protocol(above, edge=True))).values()) == {
+        "holds by u and the proxy; undetermined: grpo at its grid edge (by the proxy)"}
+    assert set(exp.verdicts(dict(true=protocol(None), proxy=protocol(None))).values()) == {
+        "holds under no protocol; by u, not against grpo; by the proxy, not against grpo"}  # one seed: no interval
+
+
 @pytest.mark.slow
 def test_rlhf_builds_reward_models_tunes_compares_and_checks_the_scale(runs_dir, tmp_path, monkeypatch):
     """experiments/rlhf.py end to end on a tiny setting: an SFT run and a reward model per seed, the rate chosen on
-    the tuning seed by the true reward, the comparison on a fresh seed with proxy, true reward and KL curves, win
-    rates and the gradient-scale check."""
+    the tuning seed by the true reward and by the proxy, the comparison on a fresh seed with proxy, true reward and KL
+    curves under both protocols, win rates, the verdicts and the gradient-scale check."""
     import rlhf as exp
 
     monkeypatch.setattr(exp, "GRID", {"gift": (1e-4,), "grpo-kl": (3e-4,)})
+    monkeypatch.setattr(exp, "EXTRA", 0)  # no rate past the one-rate grids: every choice stays at its edge
     monkeypatch.setattr(exp, "STEPS", 2)
     monkeypatch.setattr(exp, "EVAL_EVERY", 1)
     monkeypatch.setattr(exp, "WIN_PROBLEMS", 3)
@@ -415,13 +472,18 @@ def test_rlhf_builds_reward_models_tunes_compares_and_checks_the_scale(runs_dir,
                                   "--seeds", "1"])
     assert {r["run_name"] for r in exp.sft_runs(args)} == {"sft-s0", "sft-s1"}
     common.run_all(tiny_builtin(exp.sft_runs(args)), args)
-    exp.build_reward_models(args, [0, 1], ["--train_pairs=8", "--heldout_pairs=6", "--steps=2", "--batch=4"])
+    exp.build_reward_models(args, [0, 1], RM_TINY)
     tuning = exp.tuning_runs(args)
     assert all(r["task"] == "rlhf" and r["kl_sft"] and r["reward_model"] == exp.rm_path(args, 0) for r in tuning)
     common.run_all(tiny_builtin(tuning), args)
     chosen = exp.choose_rates(args)
-    means = chosen["grpo-kl"]["final_true_mean"]
-    assert exp.rate(chosen["grpo-kl"]["lr"]) == max(means, key=means.get)
+    for protocol, key in (("true", "final_true_mean"), ("proxy", "final_proxy_mean")):
+        c = chosen[protocol]["grpo-kl"]
+        assert exp.rate(c["lr"]) == max(c[key], key=c[key].get)
+        assert c["at_grid_edge"] and "limit of 0 extra rate(s) below 3e-4 and above 3e-4" in c["edge_not_passed"]
+    record = exp.run_record(args, "rlhf-gift-lr1e-4-s0")
+    assert chosen["proxy"]["gift"]["final_proxy_mean"]["1e-4"] == record["proxy_reward"]["final"]
+    assert chosen["proxy"]["gift"]["final_true_mean"]["1e-4"] == record["true_reward"]["final"]
     common.run_all(tiny_builtin(exp.comparison_runs(args, chosen)), args)
     exp.report(args, chosen)
     out = read_report(tmp_path / "docs", "rlhf")
@@ -433,10 +495,49 @@ def test_rlhf_builds_reward_models_tunes_compares_and_checks_the_scale(runs_dir,
     g, k = (out["results"][a]["per_seed"]["1"]["true_reward"]["final"] for a in ("gift", "grpo-kl"))
     assert out["paired"]["gift-grpo-kl"]["true_reward_final"]["per_seed"] == [g - k]
     assert -0.5 <= out["win_rates"]["grpo-kl"]["greedy"]["win_rate_minus_half"]["mean"] <= 0.5
+    assert set(out["protocols"]) == {"true", "proxy"}
+    assert out["protocols"]["true"]["paired"] == out["paired"] and out["arms"]["grpo-kl"]["lr_at_grid_edge"]
+    for rep in out["protocols"].values():
+        assert rep["arms"]["gift"]["lr"] == 1e-4 and rep["arms"]["grpo-kl"]["at_grid_edge"]
+        g, k = (rep["results"][a]["per_seed"]["1"]["true_reward"]["final"] for a in ("gift", "grpo-kl"))
+        assert rep["paired"]["gift-grpo-kl"]["true_reward_final"]["per_seed"] == [g - k]
+        assert -0.5 <= rep["win_rates"]["grpo-kl"]["t1"]["length_controlled_minus_half"]["mean"] <= 0.5
+    assert set(out["verdicts"]) == set(exp.CLAIMS)
+    for v in out["verdicts"].values():  # one seed gives no interval, and both arms sit at their grids' edges
+        assert v.startswith("holds under no protocol"), v
+        assert "undetermined: gift at its grid edge (by u and the proxy)" in v, v
     scale = out["scale"]["gradients"]
     for a_b, v in scale["gift"].items():
         assert v["cosine"] == pytest.approx(1.0, abs=1e-4) and v["norm_ratio"] == pytest.approx(1.0, rel=1e-3), a_b
     assert scale["dr_grpo"]["a=10,b=5"]["norm_ratio"] == pytest.approx(10.0, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_rlhf_tuning_only_widens_the_grid_and_stops_before_the_reporting_seeds(runs_dir, tmp_path, monkeypatch):
+    """`rlhf.py --tuning_only`: the tuning seed's runs, a one-rate grid widened by one rate past each edge (EXTRA =
+    1), both protocols' choices in rlhf_tuning.json, and nothing of the reporting seed (no SFT, reward model or run)."""
+    import rlhf as exp
+
+    monkeypatch.setattr(exp, "GRID", {"gift": (1e-4,)})
+    monkeypatch.setattr(exp, "EXTRA", 1)
+    monkeypatch.setattr(exp, "STEPS", 2)
+    monkeypatch.setattr(exp, "EVAL_EVERY", 1)
+    monkeypatch.setattr(exp, "run_all", lambda runs, args: common.run_all(tiny_builtin(runs), args))
+    args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--tuning_seeds", "0",
+                                  "--seeds", "2", "--tuning_only"])
+    exp.run_all(exp.sft_runs(args, [0]), args)
+    exp.build_reward_models(args, [0], RM_TINY)  # main() then finds it (its own settings would take minutes)
+    exp.main(args)
+    out = json.loads((tmp_path / "docs" / "rlhf_tuning.json").read_text())
+    assert out["tuning_seeds"] == [0] and out["extra"] == 1 and set(out["reward_models"]) == {"0"} and out["commit"]
+    assert out["arms"]["gift"]["first_grid"] == [1e-4] and out["arms"]["gift"]["grid"] == [3e-5, 1e-4, 3e-4]
+    for protocol, key in (("true", "tuning_final_true_mean"), ("proxy", "tuning_final_proxy_mean")):
+        c = out["protocols"][protocol]["arms"]["gift"]
+        assert set(c[key]) == {"3e-5", "1e-4", "3e-4"} and exp.rate(c["lr"]) == max(c[key], key=c[key].get)
+        assert c["at_grid_edge"] == (c["lr"] != 1e-4) == (c["edge_not_passed"] is not None)
+    assert out["to_compare"]["gift"] == sorted({out["protocols"][p]["arms"]["gift"]["lr"] for p in ("true", "proxy")})
+    assert not (tmp_path / "docs" / "rlhf.json").exists()
+    assert not [p.name for p in runs_dir.iterdir() if p.name.endswith("-s2") or p.name.startswith("rm-s2")]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -732,3 +833,24 @@ def test_writers_batch_pairs_gift_and_grpo_at_each_batch_size(runs_dir, tmp_path
     assert out["results"]["32"]["grpo"]["per_seed"]["0"]["responses"] == 2 * 4 * TINY["group_size"]
     assert set(out["long"]) == {"gift-p16", "grpo-p16", "gift-p64"}
     assert len(exp.markdown(out["results"])) == 4
+
+
+def test_writers_batch_long_runs_continue_the_finished_150_step_runs(tmp_path):
+    """A long run starts as its finished 150-step run's folder, less the summary and the lock (run_all then resumes
+    it with more --rl_steps); a 150-step run that has not finished gives nothing; a long run that exists is kept."""
+    import writers_batch as exp
+
+    args = exp.PARSER.parse_args([f"--runs={tmp_path}", "--seeds", "0", "--prompts", "16", "--long_steps", "450"])
+    short = tmp_path / "writers-tune-gift-lr4e-5-s0"
+    short.mkdir()
+    for f in ("ckpt.pt", "metrics.jsonl", "summary.json", ".lock"):
+        (short / f).write_text(f)
+    (tmp_path / "writers-tune-grpo-lr8e-5-s0").mkdir()  # unfinished: no summary
+    exp.continue_short_runs(args)
+    long = tmp_path / "writers-batch-gift-p16-lr4e-5-450-s0"
+    assert sorted(os.listdir(long)) == ["ckpt.pt", "metrics.jsonl"]
+    assert not (tmp_path / "writers-batch-grpo-p16-lr8e-5-450-s0").exists()
+    assert {r["run_name"]: r["rl_steps"] for r in exp.runs(args)}["writers-batch-gift-p16-lr4e-5-450-s0"] == 450
+    (long / "ckpt.pt").write_text("resumed")
+    exp.continue_short_runs(args)
+    assert (long / "ckpt.pt").read_text() == "resumed"

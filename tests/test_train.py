@@ -347,11 +347,15 @@ def test_gpt2_names_load_the_published_weights_on_gsm8k(monkeypatch):
     of its shape."""
     loaded = []
     monkeypatch.setattr(runs, "get_tokenizer", lambda name: runs.builtin_tokenizer())  # no download
-    monkeypatch.setattr(runs, "checkpoint_dir", lambda name: f"/hub-cache/{name}")
+    monkeypatch.setattr(runs, "checkpoint_dir",
+                        lambda name: name if name.startswith("/hub-cache/") else f"/hub-cache/{name}")
     monkeypatch.setattr(runs.GPT, "from_pretrained", classmethod(lambda cls, name: loaded.append(name) or
                                                                  cls(runs.preset("nano"))))
     runs.load_model("gpt2-medium", "gsm8k")
     assert loaded == ["/hub-cache/gpt2-medium"]
+    runs.load_model("qwen2.5-0.5b", "gsm8k")  # a Qwen preset name is the published instruct model, as the planner's
+    assert loaded[-1] == "/hub-cache/Qwen/Qwen2.5-0.5B-Instruct"
+    del loaded[-1]
     # the built-in task trains small presets from scratch with its byte tokenizer: a published name is refused
     for name in ("gpt2", "qwen2.5-0.5b", "README.md", "no-such-model"):
         with pytest.raises(SystemExit, match=rf"^error: --init={re.escape(name)}") as error:
