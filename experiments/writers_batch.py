@@ -113,7 +113,39 @@ def collect(args):
                    if finished(args, f"{name(method, prompts, steps)}-s{seed}")}
             if per:
                 long[f"{method}-p{prompts}"] = dict(steps=steps, per_seed=per)
+        if "gift-p16" in long and "grpo-p16" in long:  # the decisive pair: at the same batch, after the long run
+            gift, grpo = long["gift-p16"]["per_seed"], long["grpo-p16"]["per_seed"]
+            seeds = [s for s in args.seeds if s in gift and s in grpo]
+            if seeds:
+                long["gift_minus_grpo_p16"] = dict(paired_seeds=seeds, **{
+                    out: paired_difference([gift[s][key] - grpo[s][key] for s in seeds])
+                    for key, out in (("final_accuracy", "final_accuracy"), ("reward", "reward"))})
     return sizes, long
+
+
+def long_markdown(long):
+    """The long runs: held-out accuracy at the end per seed and the sampled reward by blocks of LAST steps (mean of
+    the seeds), then GIFT - GRPO at 16 prompts, paired by seed."""
+    arms_ = {k: v for k, v in long.items() if "per_seed" in v}
+    if not arms_:
+        return []
+    blocks = max(len(v["reward_curve"]) for e in arms_.values() for v in e["per_seed"].values()) * EVERY // LAST
+    rows = ["| run | seeds | held-out accuracy at the end, per seed | sampled reward, steps "
+            + " / ".join(f"{LAST * b + 1}-{LAST * (b + 1)}" for b in range(blocks)) + " |", "|---|---|---|---|"]
+    for arm, e in arms_.items():
+        curves = [v["reward_curve"] for v in e["per_seed"].values()]
+        mean = [sum(c) / len(c) for c in zip(*curves)]
+        per_block = [sum(mean[i:i + LAST // EVERY]) / len(mean[i:i + LAST // EVERY])
+                     for i in range(0, len(mean), LAST // EVERY)]
+        finals = ", ".join(f"{v['final_accuracy']:.3f}" for v in e["per_seed"].values())
+        rows.append(f"| {arm}, {e['steps']} steps | {', '.join(map(str, e['per_seed']))} | {finals} | "
+                    + " / ".join(f"{r:.3f}" for r in per_block) + " |")
+    d = long.get("gift_minus_grpo_p16")
+    if d:
+        rows += ["", f"GIFT - GRPO at 16 prompts after the long runs (seeds {', '.join(map(str, d['paired_seeds']))}):"
+                 f" held-out accuracy {points(d['final_accuracy'])} points, sampled reward over the last {LAST} steps "
+                 f"{points(d['reward'])} points."]
+    return rows
 
 
 def markdown(sizes):
@@ -144,7 +176,7 @@ def plot(args, sizes, long):
     axes[0].set_xticks(xs, [str(x) for x in xs])
     axes[0].set_title("GIFT minus GRPO at equal batch, paired by seed", fontsize=10)
     if long:  # the long runs: a floor or a slow climb
-        for i, (arm, e) in enumerate(long.items()):
+        for i, (arm, e) in enumerate((k, v) for k, v in long.items() if "per_seed" in v):
             curves = [v["reward_curve"] for v in e["per_seed"].values()]
             mean = [sum(c) / len(c) for c in zip(*curves)]
             axes[1].plot([EVERY * (k + 1) for k in range(len(mean))], mean, color=f"C{i}", label=arm)
@@ -169,7 +201,7 @@ def report(args):
     write_json(args, "writers_batch", dict(machine=machine(), prompts_per_step=[int(p) for p in sizes],
                                            seeds=args.seeds, rates=RATES, rates_tuned_at=16, steps=STEPS,
                                            task=WRITERS_TASK, last_steps=LAST, results=sizes, long=long))
-    print("\n".join(markdown(sizes)))
+    print("\n".join(markdown(sizes) + [""] + long_markdown(long)))
     plot(args, sizes, long)
 
 

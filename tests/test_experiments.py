@@ -831,8 +831,12 @@ def test_writers_batch_pairs_gift_and_grpo_at_each_batch_size(runs_dir, tmp_path
         assert 0 <= e["gift"]["per_seed"]["0"]["reward"] <= 1
     # responses sampled = RL steps x prompts x group size (no dynamic sampling here)
     assert out["results"]["32"]["grpo"]["per_seed"]["0"]["responses"] == 2 * 4 * TINY["group_size"]
-    assert set(out["long"]) == {"gift-p16", "grpo-p16", "gift-p64"}
+    assert set(out["long"]) == {"gift-p16", "grpo-p16", "gift-p64", "gift_minus_grpo_p16"}
+    d = out["long"]["gift_minus_grpo_p16"]
+    assert d["final_accuracy"]["per_seed"] == [out["long"]["gift-p16"]["per_seed"]["0"]["final_accuracy"]
+                                               - out["long"]["grpo-p16"]["per_seed"]["0"]["final_accuracy"]]
     assert len(exp.markdown(out["results"])) == 4
+    assert len(exp.long_markdown(out["long"])) == 2 + 3 + 2  # header, a row per long arm, the paired line
 
 
 def test_writers_batch_long_runs_continue_the_finished_150_step_runs(tmp_path):
