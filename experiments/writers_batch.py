@@ -1,7 +1,7 @@
 """The writers setting: does GIFT's deficit against GRPO shrink as the batch grows toward the paper's? GIFT and GRPO
 at equal prompts per step, paired by seed, each at the rate writers_baselines.py tuned for it at 16 prompts.
 
-    python experiments/writers_batch.py [--prompts 16 32 64] [--seeds 0 1 2] [--long_steps 450]
+    python experiments/writers_batch.py [--prompts 16 32 64] [--seeds 0 1 2] [--long_steps 450 [--long_prompts 16 64]]
                                         [--runs out/experiments] [--out docs/experiments] [--jobs 2]
 
 Why: 64 prompts a step raised GIFT's sampled reward by 3.9 points (+0.2 to +7.5; writers_plateau.py) to GRPO's level
@@ -11,9 +11,9 @@ GIFT - GRPO moves toward 0 as the batch grows, the batch explains the deficit; i
 
 Runs: for each size in --prompts, GIFT (4e-5) and GRPO (8e-5) for 150 RL steps from the writers SFT of each seed,
 evaluated at the end (the 16-prompt runs are writers_baselines.py's tuning runs, shared). With --long_steps, GIFT at
-16 and 64 prompts and GRPO at 16 also run that many steps, so a floor can be told from a slow climb. A long run
-continues its 150-step run: the rate is constant (no schedule depends on --rl_steps), so its first 150 steps are that
-run's, and train.py --resume with more --rl_steps goes on from that run's final checkpoint (resume is bit-identical),
+16 and 64 prompts (--long_prompts) and GRPO at 16 also run that many steps, so a floor can be told from a slow
+climb. A long run continues its 150-step run: the rate is constant (no schedule depends on --rl_steps), so its first
+150 steps are that run's, and train.py --resume with more --rl_steps goes on from that run's final checkpoint,
 which saves a third of the work.
 The rates are the 16-prompt ones: a larger batch may move each method's best rate; that re-tuning is not done here
 (the report says so).
@@ -45,7 +45,8 @@ def arms(args):
     """(method, prompts, steps) of every run, cheapest sizes first so that whole pairs finish early."""
     out = [(m, p, STEPS) for p in sorted(args.prompts, key=lambda p: (p != 16, p != 64, p)) for m in RATES]
     if args.long_steps:
-        out += [("gift", 16, args.long_steps), ("grpo", 16, args.long_steps), ("gift", 64, args.long_steps)]
+        out += [("gift", 16, args.long_steps), ("grpo", 16, args.long_steps)]
+        out += [("gift", p, args.long_steps) for p in args.long_prompts if p != 16]
     return out
 
 
@@ -174,6 +175,7 @@ def plot(args, sizes, long):
     axes[0].axhline(0, color="k", linewidth=0.8)
     axes[0].set(xscale="log", xlabel="prompts a step (log scale)", ylabel="GIFT - GRPO, points (95% t-interval)")
     axes[0].set_xticks(xs, [str(x) for x in xs])
+    axes[0].minorticks_off()  # the log axis's minor labels (2 x 10^1, ...) would overlap the sizes
     axes[0].set_title("GIFT minus GRPO at equal batch, paired by seed", fontsize=10)
     if long:  # the long runs: a floor or a slow climb
         for i, (arm, e) in enumerate((k, v) for k, v in long.items() if "per_seed" in v):
@@ -208,6 +210,8 @@ def report(args):
 PARSER = parser(__doc__, seeds=(0, 1, 2))
 PARSER.add_argument("--prompts", type=int, nargs="+", default=[16, 32, 64], help="prompts a step to compare")
 PARSER.add_argument("--long_steps", type=int, default=0, help="also run the long arms for this many steps (0: no)")
+PARSER.add_argument("--long_prompts", type=int, nargs="+", default=[16, 64],
+                    help="prompts a step of GIFT's long runs (GRPO's long run has 16)")
 
 if __name__ == "__main__":
     args = PARSER.parse_args()

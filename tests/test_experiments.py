@@ -288,6 +288,24 @@ def test_the_plateau_section_is_the_committed_plateau_report():
             assert len(rows) == 2 + len(arms) and all(row in results for row in rows)
 
 
+def test_the_equal_batch_page_is_the_committed_equal_batch_report():
+    """docs/experiments/writers_batch.json compares GIFT and GRPO at three batch sizes or more, each paired on at least
+    3 seeds, and holds the long runs at 16 prompts with their paired difference; the page shows the tables
+    writers_batch.markdown and long_markdown make from it (a rerun that changes a number must update the page)."""
+    import writers_batch as exp
+
+    docs = pathlib.Path(ROOT, "docs", "experiments")
+    out = read_report(docs, "writers_batch")
+    assert len(out["prompts_per_step"]) >= 3 and len(out["seeds"]) >= 3
+    assert [int(p) for p in out["results"]] == out["prompts_per_step"]
+    assert all(len(e["paired_seeds"]) >= 3 for e in out["results"].values())
+    assert {"gift-p16", "grpo-p16", "gift_minus_grpo_p16"} <= set(out["long"])
+    assert len(out["long"]["gift_minus_grpo_p16"]["paired_seeds"]) >= 3
+    page = (docs / "writers_batch.md").read_text().splitlines()
+    rows = exp.markdown(out["results"]) + exp.long_markdown(out["long"])
+    assert all(row in page for row in rows if row)
+
+
 @pytest.mark.slow
 def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, tmp_path, monkeypatch, capsys):
     """experiments/writers_baselines.py end to end on a tiny setting (three arms, one of them taking another's rate):
