@@ -320,14 +320,15 @@ def command_line(argv=None):
 
 
 def commit(root=ROOT):
-    """The repository's commit (git rev-parse HEAD), with "-dirty" when `git status --porcelain` lists a change; None
-    when git or the repository is not there (a copy of the code without .git)."""
+    """The repository's commit (git rev-parse HEAD), with "-dirty" when a tracked file differs from it (untracked
+    files, such as the reports a run is writing, do not count); None when git or the repository is not there (a copy
+    of the code without .git)."""
     def git(*cmd):
         return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
 
     try:
         head = git("rev-parse", "HEAD")
-        return head + ("-dirty" if git("status", "--porcelain") else "")
+        return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.CalledProcessError):
         return None
 

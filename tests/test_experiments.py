@@ -133,7 +133,7 @@ def test_check_same_accepts_runs_made_before_a_field_existed(tmp_path):
 
 def test_write_json_records_the_command_line_and_the_commit(tmp_path, monkeypatch):
     """Every report JSON says how it was made: `python experiments/<name>.py ...` as typed from the repository root,
-    and git's HEAD with -dirty when the working tree has changes (None outside a repository)."""
+    and git's HEAD with -dirty when a tracked file has changed (None outside a repository)."""
     import re
     import subprocess
     import types
@@ -153,11 +153,13 @@ def test_write_json_records_the_command_line_and_the_commit(tmp_path, monkeypatc
     git("init", "-q")
     git("commit", "-q", "--allow-empty", "-m", "start")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
-    assert common.commit(str(tmp_path)) == head + "-dirty"  # "a b"/demo.json is not committed
+    assert common.commit(str(tmp_path)) == head  # "a b"/demo.json is untracked: the report itself does not count
     git("add", "-A")
     git("commit", "-q", "-m", "the report")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     assert common.commit(str(tmp_path)) == head  # a clean tree
+    (tmp_path / "a b" / "demo.json").write_text("{}")  # a tracked file changed
+    assert common.commit(str(tmp_path)) == head + "-dirty"
     monkeypatch.setattr(common.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("git")))
     assert common.commit(str(tmp_path)) is None  # no git on this machine
 
