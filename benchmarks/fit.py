@@ -167,7 +167,8 @@ class CudaMeter:
 
 def timeline_peak(prof):
     """The CPU allocator's peak over a profile: tensors alive before it (PREEXISTING) and created in it, less the
-    destroyed ones, at their largest (as tests/test_memory.py measures)."""
+    destroyed ones, at their largest (shared/notes/measuring-memory-on-cpu.md; tests/test_memory.py validates the
+    planner with it too)."""
     now = peak = 0
     for _, action, _, size in prof._memory_profile().timeline:
         name = str(action)

@@ -576,8 +576,8 @@ def _resident(model, trainable, ref_model, sample_dtype):
         out["reference copy"] = _storage_bytes([*ref_model.parameters(), *ref_model.buffers()])
     if sample_dtype is not None:
         size = sample_dtype.itemsize  # what is already in sample_dtype is shared, and so are integer buffers
-        out["sampling's cast copy"] = sum(p.numel() * size for p in model.parameters() if p.dtype != sample_dtype) + sum(
-            b.numel() * size for b in model.buffers() if b.is_floating_point() and b.dtype != sample_dtype)
+        out["sampling's cast copy"] = sum(t.numel() * size for t in [*model.parameters(), *model.buffers()]
+                                          if t.is_floating_point() and t.dtype != sample_dtype)
     return out
 
 
@@ -788,12 +788,6 @@ def _flags(values):
     return " ".join(f"--{k}" if v is True else f"--{k}={v}" for k, v in values.items())
 
 
-def hub_name(name):
-    """qwen2.5-1.5b -> Qwen/Qwen2.5-1.5B-Instruct"""
-    from gift.model import published
-    return published(name)
-
-
 def _in_the_way(r):
     """What makes a plan's peak: the setup transient, what stays resident, and what the largest later phase adds."""
     a, before, parts = r["allocated_gib"], r["before_gib"], dict(r["resident_gib"])
@@ -820,6 +814,7 @@ def table(models=tuple(GOALS), recipes=RECIPES):
     """docs/gsm8k.md's memory section: the planned GPU GiB of each phase for each model and recipe at TABLE_SHAPE,
     whether the recommended recipe (the one with the smallest peak) meets GOALS and what stands in its way, and one
     command per card of CARDS (the largest model that fits, in the recipe that trains the most that fits)."""
+    from gift.model import published  # qwen2.5-1.5b -> Qwen/Qwen2.5-1.5B-Instruct, for the ready commands
     shape = {k: v for k, v in TABLE_SHAPE.items() if k != "prompt_len"}  # --prompt_len is the planner's, not train.py's
     lines = [f"Every figure below is **planned** (`python -m gift.memory --table`: train.py's code counted on fake "
              f"tensors, not measured on a GPU), in GiB on the GPU: the tensors x {1 + ALLOCATOR_MARGIN:.2f} + "
@@ -860,7 +855,7 @@ def table(models=tuple(GOALS), recipes=RECIPES):
         name = fits[-1][0]
         recipe = next(k for n, k in fits if n == name)  # recipes in order: the most trained first
         lines.append(f"- {card} GB ({name}, {recipe}, planned {gib(results[name, recipe]['peak_gib'])} GiB): "
-                     f"`python train.py --init={hub_name(name)} {_flags(shape)} {_flags(RUN)} "
+                     f"`python train.py --init={published(name)} {_flags(shape)} {_flags(RUN)} "
                      f"{_flags(recipes[recipe])} --device=cuda --gpu_memory={card}`")
     lines += ["", f"GPT-2's recipe above (`{_flags(GPT2_RECIPE)}`, the evaluations {250} prompts at a time), planned "
                   f"the same way:", "", "| model | setup | resident | SFT step | sampling | old log-probs | training "

@@ -516,8 +516,7 @@ def load_model(init, task, byte_tokenizer=None, option="--init"):
                              f"merges.txt") from None
     if ckpt:
         model = plain_model(ckpt)  # a LoRA run's adapters (and 4-bit base) merged into plain weights
-    elif init in PRESETS and not os.path.isdir(init) and (byte or published(init) == init
-                                                          and not init.startswith("gpt2")):
+    elif init in PRESETS and not os.path.isdir(init) and (byte or init not in names):
         model = GPT(preset(init, vocab_size=enc.n_vocab))  # trained from scratch
     else:
         try:

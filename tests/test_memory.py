@@ -15,6 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import train
+from benchmarks.fit import timeline_peak  # the CPU allocator's peak over a profile
 from gift import memory
 from gift.lora import add_lora
 from gift.loss import LOSSES
@@ -29,20 +30,6 @@ STEP = dict(prompts=4, group_size=4, minibatches=2, max_new_tokens=16, sft_steps
 QWEN2 = dict(model_type="qwen2", vocab_size=32768, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False,
              rope_theta=10000.0)
-
-
-def timeline_peak(prof):
-    """The CPU allocator's peak over a profile: tensors alive before it (PREEXISTING) and created in it, less the
-    destroyed ones, at their largest (shared/notes/measuring-memory-on-cpu.md)."""
-    now = peak = 0
-    for _, action, _, size in prof._memory_profile().timeline:
-        name = str(action)
-        if name.endswith(("CREATE", "PREEXISTING")):
-            now += size
-        elif name.endswith("DESTROY"):
-            now -= size
-        peak = max(peak, now)
-    return peak
 
 
 def profiled(fn):
