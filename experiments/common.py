@@ -436,11 +436,16 @@ def writers_rl(args, name, seed, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EV
               **WRITERS_TASK, **config)
 
 
-def sample_budget(records, config):
+def sample_budget(records, config, steps=()):
     """What a run sampled: rounds of prompts drawn over its RL steps (`draws`: 1 a step, more with DAPO's dynamic
     sampling), equal-reward groups kept to fill a step (`filled`), and the responses sampled (draws x prompts x
-    group size), so that a method that samples more is priced by it."""
+    group size), so that a method that samples more is priced by it. With `steps` (a curve's evaluation steps, from
+    curve()), also `responses_at`: the responses sampled before each of those evaluations, the x axis of accuracy
+    against samples rather than against steps."""
     rl = [r for r in records if r.get("stage") == "rl"]
+    per_draw = config["prompts"] * config["group_size"]
     draws = sum(r.get("draws", 1) for r in rl)
-    return dict(draws=draws, filled=sum(r.get("filled", 0) for r in rl),
-                responses=draws * config["prompts"] * config["group_size"])
+    out = dict(draws=draws, filled=sum(r.get("filled", 0) for r in rl), responses=draws * per_draw)
+    if steps:  # an "rl" record's step is the index of the update just made: eval_step(r) = step + 1 updates
+        out["responses_at"] = [per_draw * sum(r.get("draws", 1) for r in rl if r["step"] + 1 <= s) for s in steps]
+    return out

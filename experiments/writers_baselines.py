@@ -5,6 +5,7 @@ own learning rate chosen on tuning seeds, then compared on fresh seeds, paired b
                                             [--out docs/experiments] [--jobs 2] [--pass_problems 300]
                                             [--share_rate grpo-kl=grpo]
     python experiments/writers_baselines.py --replot [--out docs/experiments]   # redraw the PNG from the JSON
+    python experiments/writers_baselines.py --budget [--runs out/experiments]   # add the sample budget (below)
 
 Every run starts from its seed's writers SFT model (experiments/common.py) and takes 150 RL steps, 16 prompts x 8
 samples, K = 4 rollout mini-batches, held-out accuracy (greedy, 1,000 problems) every 10 steps; only the loss and the
@@ -24,14 +25,26 @@ Two stages, in one arithmetic (all on one machine: the CPU, or one GPU with --jo
    t-intervals.
 Writes writers_baselines.json (top level: machine, seeds, tuning_seeds, arms with their grids and chosen rates,
 tuning, results, paired) and writers_baselines.png, drawn from that JSON's contents alone (so --replot redraws it).
+Each arm and seed records its sample budget (common.sample_budget: rounds drawn, groups filled, responses sampled,
+and the responses sampled by each evaluation), so that the figure shows accuracy against responses as well as steps.
+
+--budget adds that budget to a report made before it was recorded, without rerunning the report: an arm that samples
+one round a step (every arm but DAPO) sampled steps x prompts x group size responses by construction (train.py draws
+once a step; `budget_from` "settings"); an arm with dynamic sampling is rerun on the report's seeds at its chosen rate
+as a tuning run (one evaluation, at the end: the evaluations do not change training, the sampler's random numbers
+being per prompt and step), and its final accuracy must equal the report's to the last digit (else an error: training
+has changed since the report, rerun the experiment); `budget_from` names that run.
 """
 
 import json
 import os
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, area_under, curve, lr_name, machine, mean_sd,
-                    metrics, paired_difference, parser, pass_at_16, points, pyplot, read_pass, run_all, sample_budget,
-                    save_figure, steps_to, summary, write_json, writers_rl, writers_sft)
+from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, area_under, command_line, commit, curve, lr_name,
+                    machine, mean_sd, metrics, paired_difference, parser, pass_at_16, points, pyplot, read_pass,
+                    run_all, sample_budget, save_figure, steps_to, summary, write_json, writers_rl, writers_sft)
+
+from gift.loss import LOSSES  # noqa: E402  (common puts the repository on the path)
+from train import Config  # noqa: E402
 
 ARMS = {  # name: train.py settings besides the learning rate (everything else: train.py's defaults)
     "gift": dict(method="gift"),                   # pi_ref = pi_old, std floor 1e-3, std detached, equal groups kept
@@ -133,11 +146,12 @@ def collect(args, chosen):
             pass1, pass16 = read_pass(args, run)
             per_seed[seed] = dict(final_accuracy=final, auc=area_under(steps, acc),
                                   steps_to_90pct=steps_to(steps, acc, 0.9 * final), pass1=pass1, pass16=pass16,
-                                  sft_accuracy=acc[0], steps=steps, accuracy=acc,
-                                  **sample_budget(records, s["config"]))  # draws, filled, responses sampled
+                                  sft_accuracy=acc[0], steps=steps, accuracy=acc, budget_from=run,
+                                  **sample_budget(records, s["config"], steps))  # draws, filled, responses sampled
         results[arm] = dict(lr=c["lr"], per_seed=per_seed,
                             **{f"{k}_mean": mean_sd([v[k] for v in per_seed.values()])[0]
-                               for k in KEYS if all(v[k] is not None for v in per_seed.values())})
+                               for k in KEYS if all(v[k] is not None for v in per_seed.values())},
+                            responses_mean=mean_sd([v["responses"] for v in per_seed.values()])[0])
     paired = {}
     for arm in [a for a in results if a != "gift"]:
         paired[f"gift-{arm}"] = {
@@ -186,14 +200,70 @@ def report(args, chosen):
 def markdown(results, paired):
     """The README's headline table, printed so that its numbers are copied, not retyped."""
     rows = ["| arm | learning rate | final accuracy (mean) | GIFT minus it: final | GIFT minus it: area under the "
-            "curve | steps to 90% of final | pass@16 (mean) |", "|---|---:|---:|---:|---:|---|---:|"]
+            "curve | steps to 90% of final | pass@16 (mean) | responses sampled (mean) |",
+            "|---|---:|---:|---:|---:|---|---:|---:|"]
     for arm, r in results.items():
         p = paired.get(f"gift-{arm}", {})
         cell = lambda k: points(p[k]) if k in p else ""
         p16 = f"{r['pass16_mean']:.3f}" if "pass16_mean" in r else ""
+        sampled = f"{r['responses_mean']:,.0f}" if "responses_mean" in r else ""
         rows.append(f"| {arm} | {lr_name(r['lr'])} | {r['final_accuracy_mean']:.3f} | {cell('final_accuracy')} | "
-                    f"{cell('auc')} | {', '.join(str(v['steps_to_90pct']) for v in r['per_seed'].values())} | {p16} |")
+                    f"{cell('auc')} | {', '.join(str(v['steps_to_90pct']) for v in r['per_seed'].values())} | {p16} | "
+                    f"{sampled} |")
     return rows
+
+
+def dynamic(settings):
+    """Whether an arm's method draws a varying number of rounds a step (DAPO's dynamic sampling)."""
+    return LOSSES[settings["method"]].filter_groups
+
+
+def budget_runs(args, doc):
+    """The runs --budget needs: each dynamic-sampling arm as a tuning run on the report's seeds at its chosen rate."""
+    out = [writers_sft(seed) for seed in doc["seeds"]]
+    for seed in doc["seeds"]:
+        out += [writers_rl(args, tune_name(arm, a["lr"]), seed, doc["steps"], 0, rl_lr=a["lr"], **a["settings"])
+                for arm, a in doc["arms"].items() if dynamic(a["settings"])]
+    return out
+
+
+def budget(args):
+    """--budget: the sample budget of each arm and seed added to the report in --out (see the module's docstring),
+    with `responses_mean` per arm and `budget_added` (the command and commit that added it)."""
+    path = os.path.join(args.out, "writers_baselines.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"error: --budget completes {path}, which does not exist: run the experiment")
+    with open(path) as f:
+        doc = json.load(f)
+    run_all(budget_runs(args, doc), args)
+    config = dict(vars(Config()), **WRITERS_TASK)  # prompts x group size a round, unless a rerun says otherwise
+    for arm, a in doc["arms"].items():
+        if dynamic(a["settings"]):
+            for seed, x in doc["results"][arm]["per_seed"].items():
+                run = f"{tune_name(arm, a['lr'])}-s{seed}"
+                s = summary(args, run)
+                if s["rl_accuracy"] != x["final_accuracy"]:
+                    raise SystemExit(f"error: {run} ends at accuracy {s['rl_accuracy']}, the report's run at "
+                                     f"{x['final_accuracy']}: training has changed since the report; rerun the "
+                                     "experiment instead")
+                x.update(sample_budget(metrics(args, run), s["config"], x["steps"]), budget_from=run)
+                config = s["config"]  # every arm samples the same prompts x group size a round
+    one_round = [dict(stage="rl", step=t) for t in range(doc["steps"])]  # train.py draws one round a step
+    for arm, a in doc["arms"].items():
+        for x in doc["results"][arm]["per_seed"].values():
+            if not dynamic(a["settings"]):
+                x.update(sample_budget(one_round, config, x["steps"]), budget_from="settings")
+        doc["results"][arm]["responses_mean"] = mean_sd([x["responses"] for x in
+                                                         doc["results"][arm]["per_seed"].values()])[0]
+    doc["budget_added"] = dict(command=command_line(), commit=commit())
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+    print(f"wrote {path}")
+    for arm, r in doc["results"].items():
+        print(f"{arm:8s} responses sampled " + " ".join(f"{x['responses']:,}" for x in r["per_seed"].values())
+              + "  groups filled " + " ".join(str(x["filled"]) for x in r["per_seed"].values()))
+    print("\n" + "\n".join(markdown(doc["results"], doc["paired"])))
+    plot(args, doc)
 
 
 LABELS = {"gift": "GIFT", "grpo": "GRPO", "dapo": "DAPO", "gspo": "GSPO", "grpo-kl": "GRPO + KL"}  # as the text
@@ -201,9 +271,10 @@ LABELS = {"gift": "GIFT", "grpo": "GRPO", "dapo": "DAPO", "gspo": "GSPO", "grpo-
 
 def plot(args, doc):
     """writers_baselines.png from the report itself (the contents of writers_baselines.json), so that --replot
-    redraws it from the committed JSON alone. Four panels, an arm in one colour throughout: the tuning (final
-    accuracy against the rate, the chosen rate ringed), the mean held-out curves on the fresh seeds, and GIFT minus
-    each arm in points, as the tables write them (final accuracy; area under the curve), each seed a small mark."""
+    redraws it from the committed JSON alone. An arm in one colour throughout: the tuning (final accuracy against the
+    rate, the chosen rate ringed), the mean held-out curves on the fresh seeds against RL steps and, where the report
+    holds the sample budget, against responses sampled (DAPO's dynamic sampling is priced there), and GIFT minus each
+    arm in points, as the tables write them (final accuracy; area under the curve), each seed a small mark."""
     from matplotlib.ticker import NullLocator
 
     plt = pyplot()
@@ -211,8 +282,10 @@ def plot(args, doc):
     colour = {arm: f"C{i}" for i, arm in enumerate(arms)}
     label = lambda arm: LABELS.get(arm, arm)
     seeds = lambda s: ", ".join(map(str, s))
+    priced = all("responses_at" in x for r in doc["results"].values() for x in r["per_seed"].values())
     with plt.rc_context({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 9.5}):
-        fig, ((ax_tune, ax_acc), (ax_final, ax_auc)) = plt.subplots(2, 2, figsize=(10, 8))
+        fig, axes = plt.subplots(2, 3 if priced else 2, figsize=(15 if priced else 10, 8))
+        (ax_tune, ax_acc, *ax_resp), (ax_final, ax_auc, *ax_budget) = axes
         for arm, a in doc["arms"].items():
             if a["grid"]:
                 means = doc["tuning"][arm]["final_mean"]
@@ -224,6 +297,9 @@ def plot(args, doc):
             shared = f", {label(a['rate_from'])}'s" if "rate_from" in a else ""
             ax_acc.plot(runs[0]["steps"], mean, color=colour[arm], linewidth=1.8,
                         label=f"{label(arm)} ({lr_name(a['lr'])}{shared})")
+            if priced:  # the mean over seeds of the responses sampled by each evaluation
+                sampled = [sum(x) / len(x) / 1000 for x in zip(*[r["responses_at"] for r in runs])]
+                ax_resp[0].plot(sampled, mean, color=colour[arm], linewidth=1.8, label=label(arm))
         rates = sorted({lr for a in doc["arms"].values() for lr in a["grid"]})
         ax_tune.set_xscale("log")
         ax_tune.set_xticks(rates, [lr_name(lr) for lr in rates])
@@ -253,7 +329,20 @@ def plot(args, doc):
         hi = max(ax.get_xlim()[1] for ax in (ax_final, ax_auc))
         for ax in (ax_final, ax_auc):
             ax.set_xlim(lo, max(hi, 0.5))  # one scale for both, 0 in view
-        for ax in (ax_tune, ax_acc, ax_final, ax_auc):
+        if priced:
+            ax_resp[0].set(xlabel="responses sampled (thousands, mean over seeds)", ylabel="held-out accuracy (greedy)")
+            ax_resp[0].set_title("the same curves against\nthe responses each arm sampled")
+            ax_resp[0].legend(loc="lower right")
+            for y, arm in enumerate(arms):
+                per_seed = [x["responses"] / 1000 for x in doc["results"][arm]["per_seed"].values()]
+                ax_budget[0].plot([sum(per_seed) / len(per_seed)], [y], "o", markersize=8, color=colour[arm])
+                ax_budget[0].plot(per_seed, [y + 0.25] * len(per_seed), "|", markersize=9, color=colour[arm],
+                                  alpha=0.7)
+            ax_budget[0].set_yticks(range(len(arms)), [label(arm) for arm in arms])
+            ax_budget[0].set_ylim(len(arms) - 0.4, -0.6)
+            ax_budget[0].set_xlabel("thousands (mean; a tick per seed)")
+            ax_budget[0].set_title(f"responses sampled in {doc['steps']} RL steps")
+        for ax in axes.flat:
             ax.grid(alpha=0.3)
         save_figure(args, fig, "writers_baselines")
 
@@ -265,6 +354,8 @@ PARSER.add_argument("--share_rate", nargs="*", default=[], metavar="ARM=OTHER",
                     help="ARM is not tuned and takes OTHER's chosen rate, e.g. grpo-kl=grpo")
 PARSER.add_argument("--replot", action="store_true",
                     help="run nothing: redraw writers_baselines.png from the writers_baselines.json in --out")
+PARSER.add_argument("--budget", action="store_true",
+                    help="add the sample budget to the writers_baselines.json in --out (reruns only DAPO's runs)")
 
 
 def replot(args):
@@ -278,6 +369,8 @@ def replot(args):
 def main(args):
     if args.replot:
         return replot(args)
+    if args.budget:
+        return budget(args)
     if set(args.seeds) & set(args.tuning_seeds):
         raise SystemExit(f"error: --seeds {args.seeds} and --tuning_seeds {args.tuning_seeds} must not share a seed "
                          "(a rate chosen on a seed flatters its result there)")

@@ -355,6 +355,35 @@ def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, 
     # the sample budget: GIFT draws one round a step; DAPO at least one (dynamic sampling may draw more)
     assert (g["draws"], g["filled"], g["responses"]) == (2, 0, 2 * TINY["prompts"] * TINY["group_size"])
     assert d["draws"] >= 2 and d["responses"] == d["draws"] * TINY["prompts"] * TINY["group_size"]
+    per_round = TINY["prompts"] * TINY["group_size"]  # and the responses by each evaluation (accuracy against them)
+    assert g["responses_at"] == [0, per_round, 2 * per_round] and d["responses_at"][-1] == d["responses"]
+    assert [row.split(" | ")[-1] for row in table[1:]] == [f"{out['results'][a]['responses_mean']:,.0f} |"
+                                                           for a in ("gift", "dapo", "grpo-kl")]
+    # --budget adds the same budget to a report made before it was recorded: DAPO rerun without its evaluations
+    # (a tuning run on the report's seed) must end where the report's run ended; the others follow from the settings
+    path = tmp_path / "docs" / "writers_baselines.json"
+    old = dict(json.loads(json.dumps(out)), steps=2)  # a deep copy; the tiny runs' steps
+    for r in old["results"].values():
+        del r["responses_mean"]
+        for x in r["per_seed"].values():
+            for key in ("draws", "filled", "responses", "responses_at", "budget_from"):
+                del x[key]
+    path.write_text(json.dumps(old))
+    monkeypatch.setattr(exp, "run_all", lambda runs, a: common.run_all(tiny(runs), a))
+    exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--budget"]))
+    added = json.loads(path.read_text())
+    assert set(added["budget_added"]) == {"command", "commit"} and "budget_added" not in out
+    for arm in ("gift", "dapo", "grpo-kl"):
+        for key in ("draws", "filled", "responses", "responses_at"):
+            assert added["results"][arm]["per_seed"]["1"][key] == out["results"][arm]["per_seed"]["1"][key], (arm, key)
+    assert added["results"]["dapo"]["per_seed"]["1"]["budget_from"] == f"{exp.tune_name('dapo', chosen['dapo']['lr'])}-s1"
+    assert added["results"]["gift"]["per_seed"]["1"]["budget_from"] == "settings"
+    old["results"]["dapo"]["per_seed"]["1"]["final_accuracy"] += 0.001  # a report that training no longer makes
+    path.write_text(json.dumps(old))
+    with pytest.raises(SystemExit, match="^error: .*training has changed since the report"):
+        exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--budget"]))
+    with pytest.raises(SystemExit, match="^error: --budget completes"):
+        exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'none'}", "--budget"]))
     with pytest.raises(SystemExit, match="must not share a seed"):
         exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", "--tuning_seeds", "0", "1", "--seeds", "1", "2"]))
     for bad in ("grpo-kl=nope", "gift", "dapo=grpo-kl"):  # unknown arm, no '=', OTHER not tuned itself
