@@ -375,14 +375,15 @@ def report(args, chosen):
     scale = scale_check(args, args.seeds[0], grpo_kl)
     reward_models = {seed: rm_info(args, seed) for seed in sorted(set(args.seeds) | set(args.tuning_seeds))}
     verdict = verdicts(protocols)
-    write_json(args, "rlhf", dict(
+    doc = dict(
         machine=machine(), seeds=args.seeds, tuning_seeds=args.tuning_seeds, steps=STEPS,
         eval_problems=EVAL_PROBLEMS, win_problems=WIN_PROBLEMS, reward_models=reward_models,
         arms={a: dict(settings=ARMS[a], grid=c["grid"], lr=c["lr"], lr_at_grid_edge=c["at_grid_edge"],
                       edge_not_passed=c["edge_not_passed"], tuning_final_true_mean=c["final_true_mean"],
                       tuning_final_proxy_mean=c["final_proxy_mean"]) for a, c in chosen["true"].items()},
         results=results, paired=paired, win_rates=wins, scale=dict(seed=args.seeds[0], gradients=scale),
-        protocols=protocols, verdicts=verdict))
+        protocols=protocols, verdicts=verdict)
+    write_json(args, "rlhf", doc)
     for seed, info in reward_models.items():
         print(f"reward model s{seed}: held-out label accuracy {info['label_accuracy']:.3f}, true-order accuracy "
               f"{info['true_order_accuracy']:.3f}, correlation with u {info['correlation_with_u']:.3f}")
@@ -407,7 +408,47 @@ def report(args, chosen):
                                                for k, v in rows.items()))
     for claim, v in verdict.items():
         print(f"verdict: {claim}: {v}")
+    for p in protocols:
+        print(f"\n-- the page's tables, rates chosen by {LABEL[p]}\n" + "\n".join(markdown(doc, p)))
     plot(args, results)
+
+
+NAMES = {"gift": "GIFT", "grpo": "GRPO", "grpo-kl": "GRPO + KL 0.04", "dapo": "DAPO", "gspo": "GSPO"}  # as the page
+
+
+def signed(d, digits=3):
+    """A paired difference as the page writes it: '+0.058 (+0.010 to +0.106)'."""
+    ci = "" if d["ci95"] is None else f" ({d['ci95'][0]:+.{digits}f} to {d['ci95'][1]:+.{digits}f})"
+    return f"{d['mean']:+.{digits}f}{ci}"
+
+
+def markdown(doc, protocol):
+    """The page's three tables for one protocol of rlhf.json (printed by the report, so that the page's numbers are
+    copied, not retyped, and a test ties them to the JSON): each arm's means at its rate, GIFT minus each arm paired
+    by seed, and the win rates."""
+    rep = doc["protocols"][protocol]
+    rows = ["| method | rate (tuning seed's final u there) | true final | true best | best - final | proxy final "
+            "| KL to SFT | tokens |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for arm, r in rep["results"].items():
+        a = rep["arms"][arm]
+        edge = ", at its grid's edge" if a["at_grid_edge"] else ""
+        rows.append(f"| {NAMES[arm]} | {rate(r['lr'])} ({a['tuning_final_true_mean'][rate(r['lr'])]:.3f}{edge}) | "
+                    f"{r['true_reward_final_mean']:.3f} | {r['true_reward_best_mean']:.3f} | "
+                    f"{r['true_reward_drop_from_best_mean']:.3f} | {r['proxy_reward_final_mean']:.3f} | "
+                    f"{r['kl_final_mean']:.3f} | {r['length_final_mean']:.1f} |")
+    rows += ["", "| GIFT minus | true reward, final | true reward, best | over-optimisation (best - final) | proxy, "
+             "final | KL to SFT, final |", "|---|---:|---:|---:|---:|---:|"]
+    for key, p in rep["paired"].items():
+        rows.append(f"| {NAMES[key[len('gift-'):]]} | " + " | ".join(
+            signed(p[k]) for k in ("true_reward_final", "true_reward_best", "true_reward_drop_from_best",
+                                   "proxy_reward_final", "kl_final")) + " |")
+    rows += ["", "| GIFT against | greedy | greedy, length-controlled | T = 1 | T = 1, length-controlled |",
+             "|---|---:|---:|---:|---:|"]
+    for arm, w in rep["win_rates"].items():
+        rows.append(f"| {NAMES[arm]} | " + " | ".join(
+            signed(w[mode][k]) for mode in ("greedy", "t1")
+            for k in ("win_rate_minus_half", "length_controlled_minus_half")) + " |")
+    return rows
 
 
 def plot(args, results):

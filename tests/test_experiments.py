@@ -376,7 +376,8 @@ def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, 
     for arm in ("gift", "dapo", "grpo-kl"):
         for key in ("draws", "filled", "responses", "responses_at"):
             assert added["results"][arm]["per_seed"]["1"][key] == out["results"][arm]["per_seed"]["1"][key], (arm, key)
-    assert added["results"]["dapo"]["per_seed"]["1"]["budget_from"] == f"{exp.tune_name('dapo', chosen['dapo']['lr'])}-s1"
+    dapo_run = f"{exp.tune_name('dapo', chosen['dapo']['lr'])}-s1"
+    assert added["results"]["dapo"]["per_seed"]["1"]["budget_from"] == dapo_run
     assert added["results"]["gift"]["per_seed"]["1"]["budget_from"] == "settings"
     old["results"]["dapo"]["per_seed"]["1"]["final_accuracy"] += 0.001  # a report that training no longer makes
     path.write_text(json.dumps(old))
@@ -505,7 +506,7 @@ def test_rlhf_widens_a_grid_past_its_edge_under_both_protocols_and_verdicts_need
 
 
 @pytest.mark.slow
-def test_rlhf_builds_reward_models_tunes_compares_and_checks_the_scale(runs_dir, tmp_path, monkeypatch):
+def test_rlhf_builds_reward_models_tunes_compares_and_checks_the_scale(runs_dir, tmp_path, monkeypatch, capsys):
     """experiments/rlhf.py end to end on a tiny setting: an SFT run and a reward model per seed, the rate chosen on
     the tuning seed by the true reward and by the proxy, the comparison on a fresh seed with proxy, true reward and KL
     curves under both protocols, win rates, the verdicts and the gradient-scale check."""
@@ -534,8 +535,16 @@ def test_rlhf_builds_reward_models_tunes_compares_and_checks_the_scale(runs_dir,
     assert chosen["proxy"]["gift"]["final_proxy_mean"]["1e-4"] == record["proxy_reward"]["final"]
     assert chosen["proxy"]["gift"]["final_true_mean"]["1e-4"] == record["true_reward"]["final"]
     common.run_all(tiny_builtin(exp.comparison_runs(args, chosen)), args)
+    capsys.readouterr()
     exp.report(args, chosen)
+    printed = capsys.readouterr().out.splitlines()
     out = read_report(tmp_path / "docs", "rlhf")
+    for protocol in ("true", "proxy"):  # the page's tables, printed from the JSON: one row per arm, pair, opponent
+        rows = exp.markdown(out, protocol)
+        assert all(row in printed for row in rows) and len([r for r in rows if r.startswith("| GRPO + KL")]) == 3
+        gift_row = next(r for r in rows if r.startswith("| GIFT | "))
+        gift = out["protocols"][protocol]["results"]["gift"]
+        assert gift_row.split(" | ")[2] == f"{gift['true_reward_final_mean']:.3f}"
     assert out["seeds"] == [1] and out["tuning_seeds"] == [0] and set(out["reward_models"]) == {"0", "1"}
     record = out["results"]["gift"]["per_seed"]["1"]
     for key in ("proxy_reward", "true_reward", "kl"):
