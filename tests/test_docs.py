@@ -212,35 +212,40 @@ def test_the_base_model_is_explained_once_with_the_numbers_of_the_code():
 
 
 def test_rlhf_wording_follows_the_committed_report():
-    """docs/experiments/rlhf.json decides the RLHF wording: with an arm's chosen rate at its grid's edge no RLHF claim
-    says "supported"; the T = 1 win rates quoted in the README, results.md and the page are the report's range; and
-    "in the order of the KL" is said only if the drops from the peak follow the KL."""
+    """docs/experiments/rlhf.json decides the RLHF wording: no RLHF claim says "supported" unless the report's verdict
+    for it does (which needs both protocols and no chosen rate at a grid's edge); the T = 1 win rates quoted in the
+    README, results.md and the page are a protocol's range (the README and results.md quote the rates chosen by u);
+    and "in the order of the KL" is said only if the drops from the peak follow the KL."""
     import json
 
     report = json.loads(read("docs/experiments/rlhf.json"))
     rows = [line for path in ("README.md", "docs/results.md") for line in read(path).splitlines()
             if line.startswith("|") and ("RLHF" in line.split("|")[1] or "true reward" in line)]
     assert len(rows) >= 4, rows  # two claims in each claims table
-    if any(a["lr_at_grid_edge"] for a in report["arms"].values()):
+    verdicts = report.get("verdicts", {})
+    if any(a["lr_at_grid_edge"] for a in report["arms"].values()) or "supported" not in verdicts.values():
         for row in rows:
             verdict = row.split("|")[2]
             assert "supported" not in verdict or "not" in verdict, row
-    t1 = [w["t1"] for arm, w in report["win_rates"].items() if arm != "gspo"]
+    protocols = report.get("protocols", {"true": report})
     span = r"([+-]\d+\.\d to [+-]\d+\.\d)"
     everywhere, page = ("README.md", "docs/results.md", "docs/experiments/rlhf.md"), ("docs/experiments/rlhf.md",)
     for key, before, where in (("win_rate_minus_half", r"T = 1\D{0,40}?", everywhere),
                                ("length_controlled_minus_half", r"\(length-controlled ", page)):
-        means = [100 * w[key]["mean"] for w in t1]
-        quoted = f"{min(means):+.1f} to {max(means):+.1f}"
+        quoted = {}
+        for p, rep in protocols.items():
+            means = [100 * w["t1"][key]["mean"] for arm, w in rep["win_rates"].items() if arm != "gspo"]
+            quoted[p] = f"{min(means):+.1f} to {max(means):+.1f}"
         for path in where:
-            found = re.findall(before + span, " ".join(read(path).split()))  # lines joined
-            assert found and set(found) == {quoted}, (path, quoted, found)
-    results = report["results"]
-    by_kl = sorted(results, key=lambda a: results[a]["kl_final_mean"])
-    by_drop = sorted(results, key=lambda a: results[a]["true_reward_drop_from_best_mean"])
-    if by_kl != by_drop:
-        for path in ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)):
-            assert "in the order of the KL" not in read(path), path
+            found = set(re.findall(before + span, " ".join(read(path).split())))  # lines joined
+            assert quoted["true"] in found and found <= set(quoted.values()), (path, quoted, found)
+    for rep in protocols.values():
+        results = rep["results"]
+        by_kl = sorted(results, key=lambda a: results[a]["kl_final_mean"])
+        by_drop = sorted(results, key=lambda a: results[a]["true_reward_drop_from_best_mean"])
+        if by_kl != by_drop:
+            for path in ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)):
+                assert "in the order of the KL" not in read(path), path
 
 
 def test_the_comparison_sets_wording_says_what_was_measured():
