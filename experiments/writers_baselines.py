@@ -177,6 +177,7 @@ def report(args, chosen):
                                                                      per_seed=c["per_seed"])
                                                              for a, c in chosen.items() if "rate_from" not in c},
         results=results, paired=paired)
+    equal_responses(doc)
     write_json(args, "writers_baselines", doc)
     for arm, c in chosen.items():
         if "rate_from" in c:
@@ -211,6 +212,25 @@ def markdown(results, paired):
                     f"{cell('auc')} | {', '.join(str(v['steps_to_90pct']) for v in r['per_seed'].values())} | {p16} | "
                     f"{sampled} |")
     return rows
+
+
+def equal_responses(doc):
+    """Accuracy at equal samples: per arm and seed, the held-out accuracy at the last evaluation by which the arm had
+    sampled no more responses than the seed's smallest budget of any arm (`accuracy_at_equal_responses`, with the
+    responses and step there), and GIFT minus each arm of it, paired by seed (into doc["paired"]). Against an arm
+    that samples as much as GIFT it is the final accuracy; against DAPO it prices the extra rounds it draws."""
+    results = doc["results"]
+    for seed in results["gift"]["per_seed"]:
+        least = min(r["per_seed"][seed]["responses"] for r in results.values())
+        for r in results.values():
+            x = r["per_seed"][seed]
+            i = max(k for k, n in enumerate(x["responses_at"]) if n <= least)
+            x.update(accuracy_at_equal_responses=x["accuracy"][i], equal_responses_step=x["steps"][i],
+                     equal_responses=x["responses_at"][i])
+    for arm in [a for a in results if a != "gift" and f"gift-{a}" in doc["paired"]]:
+        doc["paired"][f"gift-{arm}"]["accuracy_at_equal_responses"] = paired_difference(
+            [results["gift"]["per_seed"][s]["accuracy_at_equal_responses"]
+             - results[arm]["per_seed"][s]["accuracy_at_equal_responses"] for s in results["gift"]["per_seed"]])
 
 
 def dynamic(settings):
@@ -255,13 +275,18 @@ def budget(args):
                 x.update(sample_budget(one_round, config, x["steps"]), budget_from="settings")
         doc["results"][arm]["responses_mean"] = mean_sd([x["responses"] for x in
                                                          doc["results"][arm]["per_seed"].values()])[0]
+    equal_responses(doc)
     doc["budget_added"] = dict(command=command_line(), commit=commit())
     with open(path, "w") as f:
         json.dump(doc, f, indent=2)
     print(f"wrote {path}")
     for arm, r in doc["results"].items():
         print(f"{arm:8s} responses sampled " + " ".join(f"{x['responses']:,}" for x in r["per_seed"].values())
-              + "  groups filled " + " ".join(str(x["filled"]) for x in r["per_seed"].values()))
+              + "  groups filled " + " ".join(str(x["filled"]) for x in r["per_seed"].values())
+              + "  accuracy at equal responses (step) " + " ".join(
+                  f"{x['accuracy_at_equal_responses']:.3f} ({x['equal_responses_step']})" for x in r["per_seed"].values()))
+    for key, p in doc["paired"].items():
+        print(f"{key} accuracy at equal responses: {points(p['accuracy_at_equal_responses'])} points")
     print("\n" + "\n".join(markdown(doc["results"], doc["paired"])))
     plot(args, doc)
 
@@ -330,7 +355,7 @@ def plot(args, doc):
         for ax in (ax_final, ax_auc):
             ax.set_xlim(lo, max(hi, 0.5))  # one scale for both, 0 in view
         if priced:
-            ax_resp[0].set(xlabel="responses sampled (thousands, mean over seeds)", ylabel="held-out accuracy (greedy)")
+            ax_resp[0].set(xlabel="responses sampled (thousands; seeds' mean)", ylabel="held-out accuracy (greedy)")
             ax_resp[0].set_title("the same curves against\nthe responses each arm sampled")
             ax_resp[0].legend(loc="lower right")
             for y, arm in enumerate(arms):
@@ -340,6 +365,7 @@ def plot(args, doc):
                                   alpha=0.7)
             ax_budget[0].set_yticks(range(len(arms)), [label(arm) for arm in arms])
             ax_budget[0].set_ylim(len(arms) - 0.4, -0.6)
+            ax_budget[0].set_xlim(0, None)
             ax_budget[0].set_xlabel("thousands (mean; a tick per seed)")
             ax_budget[0].set_title(f"responses sampled in {doc['steps']} RL steps")
         for ax in axes.flat:

@@ -357,6 +357,11 @@ def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, 
     assert d["draws"] >= 2 and d["responses"] == d["draws"] * TINY["prompts"] * TINY["group_size"]
     per_round = TINY["prompts"] * TINY["group_size"]  # and the responses by each evaluation (accuracy against them)
     assert g["responses_at"] == [0, per_round, 2 * per_round] and d["responses_at"][-1] == d["responses"]
+    # accuracy at equal samples: GIFT's is its final; DAPO's is read where it had sampled no more than GIFT
+    assert g["accuracy_at_equal_responses"] == g["accuracy"][-1] and d["equal_responses"] <= g["responses"]
+    assert d["accuracy_at_equal_responses"] == d["accuracy"][d["steps"].index(d["equal_responses_step"])]
+    assert out["paired"]["gift-dapo"]["accuracy_at_equal_responses"]["per_seed"] == [
+        g["accuracy_at_equal_responses"] - d["accuracy_at_equal_responses"]]
     assert [row.split(" | ")[-1] for row in table[1:]] == [f"{out['results'][a]['responses_mean']:,.0f} |"
                                                            for a in ("gift", "dapo", "grpo-kl")]
     # --budget adds the same budget to a report made before it was recorded: DAPO rerun without its evaluations
@@ -366,15 +371,19 @@ def test_writers_baselines_tunes_on_some_seeds_and_compares_on_others(runs_dir, 
     for r in old["results"].values():
         del r["responses_mean"]
         for x in r["per_seed"].values():
-            for key in ("draws", "filled", "responses", "responses_at", "budget_from"):
+            for key in ("draws", "filled", "responses", "responses_at", "budget_from", "accuracy_at_equal_responses",
+                        "equal_responses_step", "equal_responses"):
                 del x[key]
+    for p in old["paired"].values():
+        del p["accuracy_at_equal_responses"]
     path.write_text(json.dumps(old))
     monkeypatch.setattr(exp, "run_all", lambda runs, a: common.run_all(tiny(runs), a))
     exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--budget"]))
     added = json.loads(path.read_text())
     assert set(added["budget_added"]) == {"command", "commit"} and "budget_added" not in out
+    assert added["paired"] == out["paired"]
     for arm in ("gift", "dapo", "grpo-kl"):
-        for key in ("draws", "filled", "responses", "responses_at"):
+        for key in ("draws", "filled", "responses", "responses_at", "accuracy_at_equal_responses"):
             assert added["results"][arm]["per_seed"]["1"][key] == out["results"][arm]["per_seed"]["1"][key], (arm, key)
     dapo_run = f"{exp.tune_name('dapo', chosen['dapo']['lr'])}-s1"
     assert added["results"]["dapo"]["per_seed"]["1"]["budget_from"] == dapo_run
