@@ -283,8 +283,9 @@ def budget(args):
     for arm, r in doc["results"].items():
         print(f"{arm:8s} responses sampled " + " ".join(f"{x['responses']:,}" for x in r["per_seed"].values())
               + "  groups filled " + " ".join(str(x["filled"]) for x in r["per_seed"].values())
-              + "  accuracy at equal responses (step) " + " ".join(
-                  f"{x['accuracy_at_equal_responses']:.3f} ({x['equal_responses_step']})" for x in r["per_seed"].values()))
+              + "  accuracy at equal responses (step) "
+              + " ".join(f"{x['accuracy_at_equal_responses']:.3f} ({x['equal_responses_step']})"
+                         for x in r["per_seed"].values()))
     for key, p in doc["paired"].items():
         print(f"{key} accuracy at equal responses: {points(p['accuracy_at_equal_responses'])} points")
     print("\n" + "\n".join(markdown(doc["results"], doc["paired"])))
