@@ -263,6 +263,12 @@ def test_the_readme_headline_is_the_committed_comparison_report():
     assert all(set(map(int, r["per_seed"])) == set(out["seeds"]) for r in out["results"].values())
     rows = exp.markdown(out["results"], out["paired"])
     assert len(rows) == 2 + len(out["arms"])
+    for arm, r in out["results"].items():  # the sample budget of every arm and seed, priced at equal responses
+        for seed, x in r["per_seed"].items():
+            assert x["responses"] == x["responses_at"][-1] and x["draws"] >= out["steps"] and x["filled"] >= 0
+            assert x["equal_responses"] <= min(a["per_seed"][seed]["responses"] for a in out["results"].values())
+        assert (x["budget_from"] == "settings") != exp.dynamic(out["arms"][arm]["settings"])
+    assert all("accuracy_at_equal_responses" in p for p in out["paired"].values())
     for page in ("README.md", "docs/experiments/writers_baselines.md"):  # the headline and the experiment's page
         with open(os.path.join(ROOT, page)) as f:
             lines = f.read().splitlines()
@@ -306,6 +312,22 @@ def test_the_equal_batch_page_is_the_committed_equal_batch_report():
     page = (docs / "writers_batch.md").read_text().splitlines()
     rows = exp.markdown(out["results"]) + exp.long_markdown(out["long"])
     assert all(row in page for row in rows if row)
+
+
+def test_the_rlhf_page_is_the_committed_rlhf_report():
+    """docs/experiments/rlhf.json holds both tuning protocols on at least 5 reporting seeds with no chosen rate at its
+    grid's edge, and a verdict per claim; the RLHF page shows the tables rlhf.markdown makes from it under each
+    protocol (a rerun that changes a number must update the page)."""
+    import rlhf as exp
+
+    out = read_report(pathlib.Path(ROOT, "docs", "experiments"), "rlhf")
+    assert len(out["seeds"]) >= 5 and not set(out["seeds"]) & set(out["tuning_seeds"])
+    assert set(out["protocols"]) == set(exp.PROTOCOLS) and set(out["verdicts"]) == set(exp.CLAIMS)
+    page = (pathlib.Path(ROOT, "docs", "experiments") / "rlhf.md").read_text().splitlines()
+    for protocol, rep in out["protocols"].items():
+        assert not any(a["at_grid_edge"] for a in rep["arms"].values()), protocol
+        assert all(set(map(int, r["per_seed"])) == set(out["seeds"]) for r in rep["results"].values())
+        assert all(row in page for row in exp.markdown(out, protocol) if row), protocol
 
 
 @pytest.mark.slow
