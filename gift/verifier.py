@@ -37,6 +37,7 @@ allows only numbers, + - * / // % **, unary signs and parentheses, and computes 
 import ast
 import operator
 import re
+import warnings
 from decimal import Decimal
 from fractions import Fraction
 
@@ -220,7 +221,9 @@ def calculate(expr):
         return None
     expr = _THOUSANDS_RE.sub("", expr).strip()  # "1,200*3" -> "1200*3", but "(1,2)" stays a (refused) tuple
     try:
-        tree = ast.parse(expr, mode="eval")
+        with warnings.catch_warnings():  # "3x" parses with a SyntaxWarning printed to stderr: the answer is None
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(expr, mode="eval")
         value = _evaluate(tree.body, expr)
         if value is None:
             return None

@@ -420,3 +420,15 @@ def test_megabyte_box_inputs_are_fast(name):
         is_correct(text, "#### 1", mode)
     assert time.perf_counter() - start < 1.0, name
     assert extract_answer(BOX_MEGABYTE_TEXTS["closed boxes"]()) == "1"
+
+
+def test_calculate_is_silent_on_malformed_numbers():
+    """Model output such as "3x" or "1if 1else 2" makes Python's parser print a SyntaxWarning to stderr; calculate
+    refuses it without a line on the console (an RL run's log once filled with "<unknown>:1: SyntaxWarning")."""
+    import subprocess
+    import sys
+
+    code = "from gift.verifier import calculate; print([calculate(e) for e in ('3x', '1if 1else 2', '2and 5', '4*2')])"
+    out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.strip() == "[None, None, None, 8]" and out.stderr == ""
