@@ -182,7 +182,7 @@ tokens: clamp the counts at 1), and raises ValueError("unknown aggregation mode 
         title="The GSM8K verifier and the safe calculator",
         points=20,
         tests=["tests/test_verifier.py"],
-        k="not rejects_unknown_mode and not format_number",
+        k="not rejects_unknown_mode and not format_number and not silent_on_malformed",  # the last: console hygiene
         needs=[],
         graded="The tests of extract_answer, is_correct and calculate in tests/test_verifier.py (the number formats, "
                "\\boxed answers, exact comparison, refused expressions, megabyte inputs in under a second)",
