@@ -137,7 +137,8 @@ def markdown(arms):
     columns are means over the last LAST steps and the seeds; the norm is before the clip."""
     rows = [f"| arm | final accuracy, per seed | minus base (points) | sampled reward, mean of each {LAST} steps | "
             f"last {LAST} minus base (points) | gradient norm: mini-batch 1 / the others | cosine of the others with "
-            "mini-batch 1 | steps clipped |", "|---|---|---:|---|---:|---|---:|---:|"]
+            f"mini-batch 1 | rollouts without a cosine (of {LAST}) | steps clipped |",
+            "|---|---|---:|---|---:|---|---:|---:|---:|"]
     for arm, e in arms.items():
         v = list(e["per_seed"].values())
         norm, cos = mean_over(v, "grad_norm_mb"), mean_over(v, "cos_mb1_mb")
@@ -148,8 +149,11 @@ def markdown(arms):
         diff = {k: points(e[k]) if k in e else "" for k in ("minus_base", "reward_minus_base")}
         reward = " / ".join(f"{x:.3f}" for x in mean_over(v, "reward_windows"))  # the last one is x["reward"]'s mean
         clipped = 100 * mean_sd([x["clipped_frac"] for x in v])[0]
+        # counted since the cosine of a zero first gradient is left out (reports before that recorded it as 0)
+        undefined = (f"{mean_sd([x['cos_undefined_steps'] for x in v])[0]:.1f}"
+                     if others is not None and all("cos_undefined_steps" in x for x in v) else "")
         rows.append(f"| {arm} | {finals} | {diff['minus_base']} | {reward} | {diff['reward_minus_base']} | "
-                    f"{norms} | {cos_others} | {clipped:.0f}% |")
+                    f"{norms} | {cos_others} | {undefined} | {clipped:.0f}% |")
     return rows
 
 
@@ -195,7 +199,8 @@ def plot(args, result):
     axes[3].set(xlabel="RL step", ylabel=f"sampled reward, mean of each {EVERY} steps and the seeds")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a report of base alone has nothing to label in the first two
+            ax.legend(fontsize=8)
     save_figure(args, fig, "writers_plateau")
 
 
