@@ -37,7 +37,7 @@ Writes rlhf.json and rlhf.png. Top level: machine, seeds, tuning_seeds, reward_m
 results (per-seed proxy_reward, true_reward and kl records), paired and win_rates, as the first report had them (its
 rates were tuned by u only), scale; `protocols` ({"true" | "proxy": rule, arms, results, paired, win_rates}); and
 `verdicts`: per claim (CLAIMS) "supported" only where it holds under both protocols with no chosen rate at a grid
-edge, else what holds (verdicts()).
+edge, else what holds (verdicts()). Prints the RLHF page's tables for each protocol (markdown()).
 """
 
 import math
