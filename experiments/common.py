@@ -181,11 +181,11 @@ def steps_to(steps, values, target):
     return next((s for s, v in zip(steps, values) if v >= target), None)
 
 
-def points(d):
-    """A paired accuracy difference (paired_difference's dict) in points with its 95% t-interval, as the docs write
-    it: '+1.2 (-0.3 to +2.7)'."""
-    ci = "" if d["ci95"] is None else f" ({100 * d['ci95'][0]:+.1f} to {100 * d['ci95'][1]:+.1f})"
-    return f"{100 * d['mean']:+.1f}{ci}"
+def points(d, scale=100, digits=1):
+    """A paired difference (paired_difference's dict) with its 95% t-interval, as the docs write it: an accuracy in
+    points by default, '+1.2 (-0.3 to +2.7)'; a reward as it is with scale=1, digits=3, '+0.058 (+0.010 to +0.106)'."""
+    ci = "" if d["ci95"] is None else f" ({scale * d['ci95'][0]:+.{digits}f} to {scale * d['ci95'][1]:+.{digits}f})"
+    return f"{scale * d['mean']:+.{digits}f}{ci}"
 
 
 def paired_difference(diffs):

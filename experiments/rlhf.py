@@ -48,8 +48,8 @@ import tempfile
 
 import torch
 
-from common import (ROOT, lr_name as rate, machine, mean_sd, metrics, paired_difference, parser, pyplot, rl, run_all,
-                    run_processes, save_figure, sft, write_json)
+from common import (ROOT, lr_name as rate, machine, mean_sd, metrics, paired_difference, parser, points, pyplot, rl,
+                    run_all, run_processes, save_figure, sft, write_json)
 from gift.checkpoint import load_checkpoint
 
 STEPS, PROMPTS, EVAL_EVERY, EVAL_PROBLEMS, WIN_PROBLEMS = 30, 8, 5, 300, 300
@@ -416,12 +416,6 @@ def report(args, chosen):
 NAMES = {"gift": "GIFT", "grpo": "GRPO", "grpo-kl": "GRPO + KL 0.04", "dapo": "DAPO", "gspo": "GSPO"}  # as the page
 
 
-def signed(d, digits=3):
-    """A paired difference as the page writes it: '+0.058 (+0.010 to +0.106)'."""
-    ci = "" if d["ci95"] is None else f" ({d['ci95'][0]:+.{digits}f} to {d['ci95'][1]:+.{digits}f})"
-    return f"{d['mean']:+.{digits}f}{ci}"
-
-
 def markdown(doc, protocol):
     """The page's three tables for one protocol of rlhf.json (printed by the report, so that the page's numbers are
     copied, not retyped, and a test ties them to the JSON): each arm's means at its rate, GIFT minus each arm paired
@@ -440,13 +434,13 @@ def markdown(doc, protocol):
              "final | KL to SFT, final |", "|---|---:|---:|---:|---:|---:|"]
     for key, p in rep["paired"].items():
         rows.append(f"| {NAMES[key[len('gift-'):]]} | " + " | ".join(
-            signed(p[k]) for k in ("true_reward_final", "true_reward_best", "true_reward_drop_from_best",
+            points(p[k], scale=1, digits=3) for k in ("true_reward_final", "true_reward_best", "true_reward_drop_from_best",
                                    "proxy_reward_final", "kl_final")) + " |")
     rows += ["", "| GIFT against | greedy | greedy, length-controlled | T = 1 | T = 1, length-controlled |",
              "|---|---:|---:|---:|---:|"]
     for arm, w in rep["win_rates"].items():
         rows.append(f"| {NAMES[arm]} | " + " | ".join(
-            signed(w[mode][k]) for mode in ("greedy", "t1")
+            points(w[mode][k], scale=1, digits=3) for mode in ("greedy", "t1")
             for k in ("win_rate_minus_half", "length_controlled_minus_half")) + " |")
     return rows
 

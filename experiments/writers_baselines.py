@@ -150,8 +150,7 @@ def collect(args, chosen):
                                   **sample_budget(records, s["config"], steps))  # draws, filled, responses sampled
         results[arm] = dict(lr=c["lr"], per_seed=per_seed,
                             **{f"{k}_mean": mean_sd([v[k] for v in per_seed.values()])[0]
-                               for k in KEYS if all(v[k] is not None for v in per_seed.values())},
-                            responses_mean=mean_sd([v["responses"] for v in per_seed.values()])[0])
+                               for k in KEYS if all(v[k] is not None for v in per_seed.values())})
     paired = {}
     for arm in [a for a in results if a != "gift"]:
         paired[f"gift-{arm}"] = {
@@ -177,7 +176,7 @@ def report(args, chosen):
                                                                      per_seed=c["per_seed"])
                                                              for a, c in chosen.items() if "rate_from" not in c},
         results=results, paired=paired)
-    equal_responses(doc)
+    price_samples(doc)
     write_json(args, "writers_baselines", doc)
     for arm, c in chosen.items():
         if "rate_from" in c:
@@ -214,12 +213,15 @@ def markdown(results, paired):
     return rows
 
 
-def equal_responses(doc):
-    """Accuracy at equal samples: per arm and seed, the held-out accuracy at the last evaluation by which the arm had
-    sampled no more responses than the seed's smallest budget of any arm (`accuracy_at_equal_responses`, with the
-    responses and step there), and GIFT minus each arm of it, paired by seed (into doc["paired"]). Against an arm
-    that samples as much as GIFT it is the final accuracy; against DAPO it prices the extra rounds it draws."""
+def price_samples(doc):
+    """From each run's sample budget: each arm's mean responses sampled (`responses_mean`) and accuracy at equal
+    samples: per arm and seed, the held-out accuracy at the last evaluation by which the arm had sampled no more
+    responses than the seed's smallest budget of any arm (`accuracy_at_equal_responses`, with the responses and step
+    there), and GIFT minus each arm of it, paired by seed (into doc["paired"]). Against an arm that samples as much as
+    GIFT it is the final accuracy; against DAPO it prices the extra rounds it draws."""
     results = doc["results"]
+    for r in results.values():
+        r["responses_mean"] = mean_sd([x["responses"] for x in r["per_seed"].values()])[0]
     for seed in results["gift"]["per_seed"]:
         least = min(r["per_seed"][seed]["responses"] for r in results.values())
         for r in results.values():
@@ -256,26 +258,24 @@ def budget(args):
     with open(path) as f:
         doc = json.load(f)
     run_all(budget_runs(args, doc), args)
-    config = dict(vars(Config()), **WRITERS_TASK)  # prompts x group size a round, unless a rerun says otherwise
-    for arm, a in doc["arms"].items():
-        if dynamic(a["settings"]):
-            for seed, x in doc["results"][arm]["per_seed"].items():
-                run = f"{tune_name(arm, a['lr'])}-s{seed}"
-                s = summary(args, run)
-                if s["rl_accuracy"] != x["final_accuracy"]:
-                    raise SystemExit(f"error: {run} ends at accuracy {s['rl_accuracy']}, the report's run at "
-                                     f"{x['final_accuracy']}: training has changed since the report; rerun the "
-                                     "experiment instead")
-                x.update(sample_budget(metrics(args, run), s["config"], x["steps"]), budget_from=run)
-                config = s["config"]  # every arm samples the same prompts x group size a round
+    rerun = {arm: {seed: f"{tune_name(arm, a['lr'])}-s{seed}" for seed in doc["results"][arm]["per_seed"]}
+             for arm, a in doc["arms"].items() if dynamic(a["settings"])}
+    # prompts x group size a round, the same for every arm: a rerun's, else train.py's defaults
+    config = next((summary(args, r)["config"] for runs in rerun.values() for r in runs.values()),
+                  dict(vars(Config()), **WRITERS_TASK))
     one_round = [dict(stage="rl", step=t) for t in range(doc["steps"])]  # train.py draws one round a step
-    for arm, a in doc["arms"].items():
-        for x in doc["results"][arm]["per_seed"].values():
-            if not dynamic(a["settings"]):
+    for arm in doc["arms"]:
+        for seed, x in doc["results"][arm]["per_seed"].items():
+            if arm not in rerun:  # the budget follows from the settings
                 x.update(sample_budget(one_round, config, x["steps"]), budget_from="settings")
-        doc["results"][arm]["responses_mean"] = mean_sd([x["responses"] for x in
-                                                         doc["results"][arm]["per_seed"].values()])[0]
-    equal_responses(doc)
+                continue
+            run = rerun[arm][seed]
+            final = summary(args, run)["rl_accuracy"]
+            if final != x["final_accuracy"]:
+                raise SystemExit(f"error: {run} ends at accuracy {final}, the report's run at {x['final_accuracy']}: "
+                                 "training has changed since the report; rerun the experiment instead")
+            x.update(sample_budget(metrics(args, run), config, x["steps"]), budget_from=run)
+    price_samples(doc)
     doc["budget_added"] = dict(command=command_line(), commit=commit())
     with open(path, "w") as f:
         json.dump(doc, f, indent=2)

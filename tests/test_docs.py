@@ -222,12 +222,11 @@ def test_rlhf_wording_follows_the_committed_report():
     rows = [line for path in ("README.md", "docs/results.md") for line in read(path).splitlines()
             if line.startswith("|") and ("RLHF" in line.split("|")[1] or "true reward" in line)]
     assert len(rows) >= 4, rows  # two claims in each claims table
-    verdicts = report.get("verdicts", {})
-    if any(a["lr_at_grid_edge"] for a in report["arms"].values()) or "supported" not in verdicts.values():
+    if any(a["lr_at_grid_edge"] for a in report["arms"].values()) or "supported" not in report["verdicts"].values():
         for row in rows:
             verdict = row.split("|")[2]
             assert "supported" not in verdict or "not" in verdict, row
-    protocols = report.get("protocols", {"true": report})
+    protocols = report["protocols"]
     span = r"([+-]\d+\.\d to [+-]\d+\.\d)"
     everywhere, page = ("README.md", "docs/results.md", "docs/experiments/rlhf.md"), ("docs/experiments/rlhf.md",)
     for key, before, where in (("win_rate_minus_half", r"T = 1\D{0,40}?", everywhere),
