@@ -2,6 +2,7 @@
 at equal prompts per step, paired by seed, each at the rate writers_baselines.py tuned for it at 16 prompts.
 
     python experiments/writers_batch.py [--prompts 16 32 64] [--seeds 0 1 2] [--long_steps 450 [--long_prompts 16 64]]
+                                        [--tune_prompts 32 64 [--tuning_seeds 0 1]]
                                         [--runs out/experiments] [--out docs/experiments] [--jobs 2]
 
 Why: 64 prompts a step raised GIFT's sampled reward by 3.9 points (+0.2 to +7.5; writers_plateau.py) to GRPO's level
@@ -15,12 +16,20 @@ evaluated at the end (the 16-prompt runs are writers_baselines.py's tuning runs,
 climb. A long run continues its 150-step run: the rate is constant (no schedule depends on --rl_steps), so its first
 150 steps are that run's, and train.py --resume with more --rl_steps goes on from that run's final checkpoint,
 which saves a third of the work.
-The rates are the 16-prompt ones: a larger batch may move each method's best rate; that re-tuning is not done here
-(the report says so).
+The rates are the 16-prompt ones unless --tune_prompts re-tunes them: a larger batch may move each method's best rate
+(the linear scaling rule expects a larger one). At each size in --tune_prompts, each method runs every rate of its
+GRID (the 16-prompt rate, halved and doubled) on --tuning_seeds, by writers_baselines.py's protocol: the rate with
+the highest mean final held-out accuracy over the tuning seeds wins, a tie (both at the ceiling) going to the higher
+mean sampled reward over the last 50 steps, and a winner at either end of the grid is flagged. The comparison at that
+size then uses the chosen rates; its runs on the tuning seeds are the tuning runs themselves (a tuning run is a
+comparison run: same settings, evaluated at the end), so only the other seeds are new. Each rate's runs start
+doubled rate first, then halved, so that a run stopped part of the way has tried the direction the rule expects.
+A rate that has not finished on every tuning seed takes no part in the choice, and the JSON marks the grid
+incomplete. The 16-prompt rates were tuned by writers_baselines.py on seeds 0 and 1 and are not tuned again here.
 
 Reported per size: final held-out accuracy per seed and method, GIFT - GRPO paired by seed with a 95% t-interval,
-the same for the sampled reward over the last 50 steps, and the responses each run sampled. Writes
-writers_batch.json (top-level `prompts_per_step`, `seeds`) and writers_batch.png.
+the same for the sampled reward over the last 50 steps, the rates, and the responses each run sampled. Writes
+writers_batch.json (top-level `prompts_per_step`, `seeds`, and `tuning` per re-tuned size) and writers_batch.png.
 """
 
 import os
@@ -30,15 +39,17 @@ from common import (WRITERS_TASK, lr_name, machine, mean_sd, metrics, paired_dif
                     run_all, sample_budget, save_figure, summary, write_json, writers_rl, writers_sft)
 
 RATES = {"gift": 4e-5, "grpo": 8e-5}  # writers_baselines.json's tuned rates (16 prompts a step)
+GRID = {m: (0.5 * r, r, 2 * r) for m, r in RATES.items()}  # re-tuning at a larger batch (--tune_prompts)
 STEPS = 150
 LAST = 50  # the sampled reward is averaged over the last LAST steps
 EVERY = 10  # reward curve: means over blocks of EVERY steps
 
 
-def name(method, prompts, steps=STEPS):
+def name(method, prompts, steps=STEPS, lr=None):
+    lr = lr_name(lr or RATES[method])
     if prompts == 16 and steps == STEPS:
-        return f"writers-tune-{method}-lr{lr_name(RATES[method])}"  # writers_baselines.py's tuning run
-    return f"writers-batch-{method}-p{prompts}-lr{lr_name(RATES[method])}" + ("" if steps == STEPS else f"-{steps}")
+        return f"writers-tune-{method}-lr{lr}"  # writers_baselines.py's tuning run
+    return f"writers-batch-{method}-p{prompts}-lr{lr}" + ("" if steps == STEPS else f"-{steps}")
 
 
 def arms(args):
@@ -50,14 +61,35 @@ def arms(args):
     return out
 
 
+def tuned_sizes(args):
+    return sorted({p for p in args.tune_prompts if p != 16}, reverse=True)  # the largest, the decisive one, first
+
+
+def one(args, method, prompts, seed, steps=STEPS, lr=None):
+    """The train.py run of `method` at `prompts` a step: held-out accuracy at the end only (the long runs continue
+    the 150-step runs: module docstring)."""
+    lr = lr or RATES[method]
+    extra = {} if prompts == 16 else dict(prompts=prompts)
+    return writers_rl(args, name(method, prompts, steps, lr), seed, steps, 0, method=method, rl_lr=lr, **extra)
+
+
 def runs(args):
-    out = [writers_sft(seed) for seed in args.seeds]
+    """Every run: the SFT models, the tuning runs, the comparison (at a re-tuned size, once every rate of the grid
+    has finished on the tuning seeds), the long runs."""
+    out = [writers_sft(seed) for seed in sorted(set(args.seeds) | set(args.tuning_seeds if args.tune_prompts else []))]
+    for prompts in tuned_sizes(args):
+        for scale in (2, 0.5, 1):  # each method's doubled rate first (module docstring)
+            for method in GRID:
+                out += [one(args, method, prompts, seed, lr=scale * RATES[method]) for seed in args.tuning_seeds]
+    tuned = tuning(args)
     for method, prompts, steps in arms(args):
-        for seed in args.seeds:
-            extra = {} if prompts == 16 else dict(prompts=prompts)
-            # held-out accuracy at the end only (the long runs continue the 150-step runs: module docstring)
-            out.append(writers_rl(args, name(method, prompts, steps), seed, steps, 0,
-                                  method=method, rl_lr=RATES[method], **extra))
+        lr = None
+        if steps == STEPS and prompts in tuned_sizes(args):
+            t = tuned.get(str(prompts), {}).get(method)
+            if not (t and t["complete"]):
+                continue  # its rate is not chosen yet
+            lr = t["chosen"]
+        out += [one(args, method, prompts, seed, steps, lr) for seed in args.seeds]
     return out
 
 
@@ -91,15 +123,43 @@ def finished(args, run):
     return os.path.exists(os.path.join(args.runs, run, "summary.json"))
 
 
+def tuning(args):
+    """{size: {method: the tuning at that size}} for each size in --tune_prompts: per rate and tuning seed the final
+    held-out accuracy and the sampled reward over the last LAST steps, their means per rate (rates finished on every
+    tuning seed only), the chosen rate (highest mean accuracy, ties to the higher mean reward), whether it is at an
+    end of the grid, and whether every rate of the grid has finished."""
+    out = {}
+    for prompts in tuned_sizes(args):
+        entry = {}
+        for method, grid in GRID.items():
+            per = {lr_name(lr): {seed: one_run(args, f"{name(method, prompts, lr=lr)}-s{seed}")
+                                 for seed in args.tuning_seeds if finished(args, f"{name(method, prompts, lr=lr)}-s{seed}")}
+                   for lr in grid}
+            done = [lr for lr in grid if len(per[lr_name(lr)]) == len(args.tuning_seeds)]
+            if not done:
+                continue
+            mean = {lr_name(lr): {k: sum(v[k] for v in per[lr_name(lr)].values()) / len(args.tuning_seeds)
+                                  for k in ("final_accuracy", "reward")} for lr in done}
+            best = max(done, key=lambda lr: (round(mean[lr_name(lr)]["final_accuracy"], 9),
+                                             mean[lr_name(lr)]["reward"]))
+            entry[method] = dict(grid=list(grid), tuning_seeds=args.tuning_seeds, per_seed=per, mean=mean,
+                                 chosen=best, at_grid_edge=best in (min(grid), max(grid)),
+                                 complete=len(done) == len(grid))
+        if entry:
+            out[str(prompts)] = entry
+    return out
+
+
 def collect(args):
-    sizes = {}
+    sizes, tuned = {}, tuning(args)
     for prompts in args.prompts:
-        per = {m: {seed: one_run(args, f"{name(m, prompts)}-s{seed}") for seed in args.seeds
-                   if finished(args, f"{name(m, prompts)}-s{seed}")} for m in RATES}
+        rates = {m: tuned.get(str(prompts), {}).get(m, {}).get("chosen", RATES[m]) for m in RATES}
+        per = {m: {seed: one_run(args, f"{name(m, prompts, lr=rates[m])}-s{seed}") for seed in args.seeds
+                   if finished(args, f"{name(m, prompts, lr=rates[m])}-s{seed}")} for m in RATES}
         seeds = [s for s in args.seeds if all(s in per[m] for m in RATES)]
         if not seeds:
             continue
-        entry = {m: dict(lr=RATES[m], per_seed=per[m],
+        entry = {m: dict(lr=rates[m], per_seed=per[m],
                          final_mean=mean_sd([v["final_accuracy"] for v in per[m].values()])[0]) for m in RATES}
         for key, out in (("final_accuracy", "gift_minus_grpo"), ("reward", "reward_gift_minus_grpo")):
             entry[out] = paired_difference([per["gift"][s][key] - per["grpo"][s][key] for s in seeds])
@@ -121,7 +181,26 @@ def collect(args):
                 long["gift_minus_grpo_p16"] = dict(paired_seeds=seeds, **{
                     out: paired_difference([gift[s][key] - grpo[s][key] for s in seeds])
                     for key, out in (("final_accuracy", "final_accuracy"), ("reward", "reward"))})
-    return sizes, long
+    return sizes, long, tuned
+
+
+def tuning_markdown(tuned):
+    """The re-tuning: per size, method and rate, the tuning seeds' mean final held-out accuracy and sampled reward
+    over the last LAST steps; the chosen rate in bold, flagged at a grid's edge; a rate not run (or not finished on
+    every tuning seed) says so."""
+    if not tuned:
+        return []
+    rows = ["| prompts a step | method | rate | final held-out accuracy, mean of the tuning seeds | "
+            f"sampled reward, last {LAST} steps, mean | chosen |", "|---:|---|---:|---:|---:|---|"]
+    for p, entry in tuned.items():
+        for m, t in entry.items():
+            for lr in t["grid"]:
+                mean = t["mean"].get(lr_name(lr))
+                pick = "" if lr != t["chosen"] else "**yes**" + (", at the grid's edge" if t["at_grid_edge"] else "")
+                cells = ([f"{mean['final_accuracy']:.4f}", f"{mean['reward']:.3f}"] if mean else
+                         ["not run on every tuning seed", ""])
+                rows.append(f"| {p} | {m.upper()} | {lr_name(lr)} | {cells[0]} | {cells[1]} | {pick} |")
+    return rows
 
 
 def long_markdown(long):
@@ -150,13 +229,14 @@ def long_markdown(long):
 
 
 def markdown(sizes):
-    rows = ["| prompts a step | GIFT final, per seed | GRPO final, per seed | GIFT - GRPO final (points) | "
-            f"GIFT - GRPO sampled reward, last {LAST} steps (points) | responses a run |",
-            "|---:|---|---|---:|---:|---:|"]
+    rows = ["| prompts a step | rates, GIFT / GRPO | GIFT final, per seed | GRPO final, per seed | "
+            f"GIFT - GRPO final (points) | GIFT - GRPO sampled reward, last {LAST} steps (points) | responses a run |",
+            "|---:|---|---|---|---:|---:|---:|"]
     for p, e in sizes.items():
         f = {m: ", ".join(f"{v['final_accuracy']:.3f}" for v in e[m]["per_seed"].values()) for m in RATES}
         resp = {v["responses"] for m in RATES for v in e[m]["per_seed"].values()}
-        rows.append(f"| {p} | {f['gift']} | {f['grpo']} | {points(e['gift_minus_grpo'])} | "
+        rows.append(f"| {p} | {lr_name(e['gift']['lr'])} / {lr_name(e['grpo']['lr'])} | {f['gift']} | {f['grpo']} | "
+                    f"{points(e['gift_minus_grpo'])} | "
                     f"{points(e['reward_gift_minus_grpo'])} | {', '.join(f'{r:,}' for r in sorted(resp))} |")
     return rows
 
@@ -199,11 +279,12 @@ def plot(args, sizes, long):
 
 
 def report(args):
-    sizes, long = collect(args)
+    sizes, long, tuned = collect(args)
     write_json(args, "writers_batch", dict(machine=machine(), prompts_per_step=[int(p) for p in sizes],
                                            seeds=args.seeds, rates=RATES, rates_tuned_at=16, steps=STEPS,
-                                           task=WRITERS_TASK, last_steps=LAST, results=sizes, long=long))
-    print("\n".join(markdown(sizes) + [""] + long_markdown(long)))
+                                           task=WRITERS_TASK, last_steps=LAST, results=sizes, long=long,
+                                           tuning=tuned))
+    print("\n".join(tuning_markdown(tuned) + [""] + markdown(sizes) + [""] + long_markdown(long)))
     plot(args, sizes, long)
 
 
@@ -212,11 +293,15 @@ PARSER.add_argument("--prompts", type=int, nargs="+", default=[16, 32, 64], help
 PARSER.add_argument("--long_steps", type=int, default=0, help="also run the long arms for this many steps (0: no)")
 PARSER.add_argument("--long_prompts", type=int, nargs="+", default=[16, 64],
                     help="prompts a step of GIFT's long runs (GRPO's long run has 16)")
+PARSER.add_argument("--tune_prompts", type=int, nargs="*", default=[],
+                    help="re-tune each method's rate over GRID at these prompts a step (16: tuned already)")
+PARSER.add_argument("--tuning_seeds", type=int, nargs="+", default=[0, 1], help="seeds of the re-tuning runs")
 
 if __name__ == "__main__":
     args = PARSER.parse_args()
+    run_all([r for r in runs(args) if r["rl_steps"] <= STEPS], args)  # SFT, the tuning and the 150-step runs first,
+    run_all([r for r in runs(args) if r["rl_steps"] <= STEPS], args)  # the comparison at the rates the tuning chose,
     every = runs(args)
-    run_all([r for r in every if r["rl_steps"] <= STEPS], args)  # SFT and the 150-step runs first,
     continue_short_runs(args)  # then the long runs, each from its 150-step run's final checkpoint
     run_all(every, args)
     report(args)

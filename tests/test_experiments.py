@@ -315,8 +315,10 @@ def test_the_equal_batch_page_is_the_committed_equal_batch_report():
     assert {"gift-p16", "grpo-p16", "gift_minus_grpo_p16"} <= set(out["long"])
     assert len(out["long"]["gift_minus_grpo_p16"]["paired_seeds"]) >= 3
     page = (docs / "writers_batch.md").read_text().splitlines()
-    rows = exp.markdown(out["results"]) + exp.long_markdown(out["long"])
+    rows = exp.tuning_markdown(out["tuning"]) + exp.markdown(out["results"]) + exp.long_markdown(out["long"])
     assert all(row in page for row in rows if row)
+    for p, entry in out["tuning"].items():  # a re-tuned size is compared at the rates its tuning chose
+        assert all(out["results"][p][m]["lr"] == t["chosen"] for m, t in entry.items())
 
 
 def test_the_rlhf_page_is_the_committed_rlhf_report():
@@ -903,21 +905,35 @@ def test_writers_batch_pairs_gift_and_grpo_at_each_batch_size(runs_dir, tmp_path
     import writers_batch as exp
 
     args = exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0",
-                                  "--prompts", "16", "32", "--long_steps", "5"])
+                                  "--prompts", "16", "32", "--long_steps", "5", "--tune_prompts", "16", "32",
+                                  "--tuning_seeds", "0"])
     runs = exp.runs(args)
     rl_runs = {r["run_name"]: r for r in runs if r["rl_steps"]}
     # the 16-prompt runs are writers_baselines.py's tuning runs (shared); the others name their batch
     assert rl_runs["writers-tune-gift-lr4e-5-s0"]["rl_lr"] == 4e-5 and "prompts" not in rl_runs[
         "writers-tune-gift-lr4e-5-s0"]
-    assert rl_runs["writers-batch-grpo-p32-lr8e-5-s0"]["prompts"] == 32
-    assert rl_runs["writers-batch-grpo-p32-lr8e-5-s0"]["method"] == "grpo"
     assert rl_runs["writers-batch-gift-p64-lr4e-5-5-s0"]["rl_steps"] == 5  # a long arm
+    # 32 prompts is re-tuned (16 is not: writers_baselines tuned it): each method at half, once and twice its
+    # 16-prompt rate, doubled first; the comparison at 32 waits for the tuning's choice
+    tune = [(r["method"], r["rl_lr"]) for r in runs if r.get("prompts") == 32]
+    assert tune == [("gift", 8e-5), ("grpo", 1.6e-4), ("gift", 2e-5), ("grpo", 4e-5), ("gift", 4e-5), ("grpo", 8e-5)]
+    assert rl_runs["writers-batch-grpo-p32-lr8e-5-s0"]["method"] == "grpo"
+    assert not any("writers-tune" in r["run_name"] and r["rl_lr"] not in exp.RATES.values() for r in runs)
     tiny = {16: 2, 32: 4, 64: 4}  # each size scaled down, keeping the order of the sizes
-    common.run_all([{**r, **TINY, **({"sft_steps": 4} if "sft" in r["run_name"] else dict(
-        rl_steps=min(r["rl_steps"], 2), prompts=tiny[r.get("prompts", 16)]))} for r in runs], args)
+    for _ in range(2):  # the tuning, then the comparison at the chosen rates (here: the tuning seed's runs)
+        common.run_all([{**r, **TINY, **({"sft_steps": 4} if "sft" in r["run_name"] else dict(
+            rl_steps=min(r["rl_steps"], 2), prompts=tiny[r.get("prompts", 16)]))} for r in exp.runs(args)], args)
     exp.report(args)
     out = read_report(tmp_path / "docs", "writers_batch")
     assert out["prompts_per_step"] == [16, 32] and out["seeds"] == [0]
+    assert set(out["tuning"]) == {"32"}
+    for method, t in out["tuning"]["32"].items():
+        assert t["complete"] and t["chosen"] in t["grid"] and t["chosen"] == out["results"]["32"][method]["lr"]
+        best = max(t["mean"].values(), key=lambda v: (round(v["final_accuracy"], 9), v["reward"]))
+        assert t["mean"][common.lr_name(t["chosen"])] == best
+        assert t["at_grid_edge"] == (t["chosen"] != exp.RATES[method])
+    assert out["results"]["16"]["gift"]["lr"] == exp.RATES["gift"]
+    assert len(exp.tuning_markdown(out["tuning"])) == 2 + 2 * 3
     for size in ("16", "32"):
         e = out["results"][size]
         assert e["gift_minus_grpo"]["per_seed"] == [e["gift"]["per_seed"]["0"]["final_accuracy"]
