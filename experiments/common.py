@@ -188,6 +188,11 @@ def points(d, scale=100, digits=1):
     return f"{scale * d['mean']:+.{digits}f}{ci}"
 
 
+def bracket(d, digits=3, none="n/a (one seed)"):
+    """A paired difference's 95% t-interval as the scripts print it, '[-0.004, +0.024]'; `none` with one pair."""
+    return none if d["ci95"] is None else f"[{d['ci95'][0]:+.{digits}f}, {d['ci95'][1]:+.{digits}f}]"
+
+
 def paired_difference(diffs):
     """Paired differences as the reports write them: per seed, their mean and its 95% t-interval (None with one
     pair)."""

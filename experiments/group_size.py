@@ -9,7 +9,7 @@ final accuracy per seed and GIFT minus GRPO paired by seed with its 95% t-interv
 Writes group_size.json and group_size.png.
 """
 
-from common import (BUILTIN_EVAL_EVERY, BUILTIN_METHODS, BUILTIN_STEPS, curve, machine, metrics, paired_difference,
+from common import (BUILTIN_EVAL_EVERY, BUILTIN_METHODS, BUILTIN_STEPS, bracket, curve, machine, metrics, paired_difference,
                     parser, pyplot, rl, run_all, save_figure, sft, summary, write_json)
 
 SIZES = (4, 8, 16)
@@ -52,7 +52,7 @@ def report(args):
         print(f"{r['method']:6s} {r['group_size']:3d}  {r['final_accuracy']:.3f} (+-{r['ci95']:.3f})  "
               f"{r['train_seconds_total']:.0f}")
     for size, p in paired.items():
-        ci = "n/a (one seed)" if p["ci95"] is None else f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+        ci = bracket(p)
         print(f"N = {size[1:]}: GIFT - GRPO per seed " + " ".join(f"{d:+.3f}" for d in p["per_seed"])
               + f"; mean {p['mean']:+.3f}, 95% t-interval {ci}")
     plt = pyplot()

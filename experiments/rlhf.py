@@ -48,7 +48,7 @@ import tempfile
 
 import torch
 
-from common import (ROOT, lr_name as rate, machine, mean_sd, metrics, paired_difference, parser, points, pyplot, rl,
+from common import (ROOT, bracket, lr_name as rate, machine, mean_sd, metrics, paired_difference, parser, points, pyplot, rl,
                     run_all, run_processes, save_figure, sft, write_json)
 from gift.checkpoint import load_checkpoint
 
@@ -396,12 +396,12 @@ def report(args, chosen):
                   f"{r['kl_final_mean']:.4f}  length {r['length_final_mean']:.1f}{edge}")
         for key, pair in rep["paired"].items():
             for k, d in pair.items():
-                ci = "n/a" if d["ci95"] is None else f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+                ci = bracket(d, 4, "n/a")
                 print(f"{key} {k}: {d['mean']:+.4f} {ci}")
         for arm, modes in rep["win_rates"].items():
             for mode, w in modes.items():
                 for k, d in w.items():
-                    ci = "n/a" if d["ci95"] is None else f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+                    ci = bracket(d, 3, "n/a")
                     print(f"GIFT vs {arm} ({mode}) {k}: {d['mean']:+.3f} {ci}")
     for label, rows in scale.items():
         print(f"scale {label:8s} " + "  ".join(f"{k}: cos {v['cosine']:+.4f} |g| x{v['norm_ratio']:.3g}"

@@ -22,7 +22,7 @@ accuracy (greedy, 1,000 problems) every 10 steps. Reported:
 Writes writers.json and writers.png.
 """
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, collect_methods, mean_sd, metrics,
+from common import (WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, bracket, collect_methods, mean_sd, metrics,
                     parser, pass_at_16, pyplot, read_pass, run_all, save_figure, steps_to, t_interval, write_json,
                     writers_rl, writers_sft)
 
@@ -159,7 +159,7 @@ def report(args):
                   + "  ".join(f"{x['pass1']:.3f}/{x['pass16']:.3f}" for x in v)
                   + "   SFT: " + "  ".join(f"{x['sft_pass1']:.3f}/{x['sft_pass16']:.3f}" for x in v))
     for key, p in paired.items():
-        interval = "n/a (one seed)" if p["ci95"] is None else f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+        interval = bracket(p)
         print(f"{key}: per seed " + " ".join(f"{d:+.3f}" for d in p["per_seed"])
               + f"; mean {p['mean']:+.3f}, 95% t-interval {interval}")
     plot(args, result)

@@ -14,7 +14,7 @@ Reported: final held-out accuracy per seed, the paired difference from the defau
 steps to reach 90% of the run's final accuracy. Writes writers_ablations.json and writers_ablations.png.
 """
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, paired_difference,
+from common import (WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, bracket, paired_difference,
                     parser, pyplot, run_all, save_figure, write_json, writers_rl, writers_sft)
 
 VARIANTS = {  # name: train.py settings changed from the default (writers.py's "gift" run has none)
@@ -56,7 +56,7 @@ def report(args):
         line += f"  mean {e['final_mean']:.3f}"
         if "minus_default" in e:
             d = e["minus_default"]
-            interval = "" if d["ci95"] is None else f" [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+            interval = "" if d["ci95"] is None else " " + bracket(d)
             line += f"  minus default {d['mean']:+.3f}{interval}"
         print(line)
     plt = pyplot()

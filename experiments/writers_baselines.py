@@ -39,7 +39,7 @@ has changed since the report, rerun the experiment); `budget_from` names that ru
 import json
 import os
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, area_under, command_line, commit, curve, lr_name,
+from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, area_under, bracket, command_line, commit, curve, lr_name,
                     machine, mean_sd, metrics, paired_difference, parser, pass_at_16, points, pyplot, read_pass,
                     run_all, sample_budget, save_figure, steps_to, summary, write_json, writers_rl, writers_sft)
 
@@ -160,10 +160,6 @@ def collect(args, chosen):
     return results, paired
 
 
-def interval(p):
-    return "n/a (one seed)" if p["ci95"] is None else f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
-
-
 def report(args, chosen):
     results, paired = collect(args, chosen)
     arms = {arm: dict(settings=ARMS[arm], lr=c["lr"], **(dict(rate_from=c["rate_from"], grid=[]) if "rate_from" in c
@@ -192,7 +188,7 @@ def report(args, chosen):
               + "  steps to 90% " + ",".join(str(x["steps_to_90pct"]) for x in v))
     for key, p in paired.items():
         for k, d in p.items():
-            print(f"{key} {k}: mean {d['mean']:+.3f}, 95% t-interval {interval(d)}")
+            print(f"{key} {k}: mean {d['mean']:+.3f}, 95% t-interval {bracket(d)}")
     print("\n" + "\n".join(markdown(results, paired)))
     plot(args, doc)
 

@@ -11,7 +11,7 @@ best rates are picked on the seeds they are measured on, which flatters both met
 Writes writers_lr.json and writers_lr.png.
 """
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, lr_name as rate, paired_difference,
+from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, bracket, lr_name as rate, paired_difference,
                     parser, pyplot, run_all, save_figure, write_json, writers_rl, writers_sft)
 
 RATES = {"gift": (2e-5, 4e-5, 8e-5), "grpo": (5e-6, 2e-5, 4e-5)}
@@ -50,7 +50,7 @@ def report(args):
             print(f"{method} lr {name:6s} " + " ".join(f"{v['final_accuracy']:.3f}" for v in a["per_seed"].values())
                   + f"  mean {a['final_mean']:.3f}  steps to 90%: "
                   + " ".join(str(v["steps_to_90pct"]) for v in a["per_seed"].values()))
-    interval = "n/a (one seed)" if paired["ci95"] is None else f"[{paired['ci95'][0]:+.3f}, {paired['ci95'][1]:+.3f}]"
+    interval = bracket(paired)
     print(f"best GIFT (lr {rate(paired['gift_lr'])}) - best GRPO (lr {rate(paired['grpo_lr'])}): per seed "
           + " ".join(f"{d:+.3f}" for d in paired["per_seed"])
           + f"; mean {paired['mean']:+.3f}, 95% t-interval {interval}")

@@ -11,7 +11,7 @@ paired differences GIFT - GRPO of the final gap and of the final held-out accura
 Writes writers_overfit.json and writers_overfit.png.
 """
 
-from common import (WRITERS_METHODS, WRITERS_TASK, curve, metrics, paired_difference, parser, pyplot, run_all,
+from common import (WRITERS_METHODS, WRITERS_TASK, bracket, curve, metrics, paired_difference, parser, pyplot, run_all,
                     save_figure, summary, write_json, writers_rl, writers_sft)
 
 POOL, STEPS, EVAL_EVERY = 128, 300, 25
@@ -52,7 +52,7 @@ def report(args):
         print(f"{name}: final train {r['train_accuracy'][-1]:.3f} held-out {r['final_heldout']:.3f} gap "
               f"{r['final_gap']:+.3f} (largest {r['max_gap']:+.3f})")
     for key, p in paired.items():
-        interval = "n/a (one seed)" if p["ci95"] is None else f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+        interval = bracket(p)
         print(f"GIFT - GRPO, {key}: per seed " + " ".join(f"{d:+.3f}" for d in p["per_seed"])
               + f"; mean {p['mean']:+.3f}, 95% t-interval {interval}")
     plt = pyplot()

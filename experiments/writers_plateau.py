@@ -27,7 +27,7 @@ writers_baselines.py chose when it has run.
 Writes writers_plateau.json and writers_plateau.png (with the sampled-reward curve of every arm).
 """
 
-from common import (WRITERS_STEPS, WRITERS_TASK, lr_name, machine, mean_sd, metrics, paired_difference, parser,
+from common import (WRITERS_STEPS, WRITERS_TASK, bracket, lr_name, machine, mean_sd, metrics, paired_difference, parser,
                     points, pyplot, run_all, save_figure, summary, write_json, writers_rl, writers_sft)
 
 ARMS = {  # name: the one setting changed from GIFT's defaults
@@ -161,7 +161,7 @@ def interval(diff):
     """' minus base +0.010 [-0.004, +0.024]' for a paired difference (empty for base or a single seed)."""
     if diff is None or diff["ci95"] is None:
         return ""
-    return f" minus base {diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]"
+    return f" minus base {diff['mean']:+.3f} {bracket(diff)}"
 
 
 def mean_over(per_seed, key):
