@@ -1,5 +1,6 @@
 """The writers setting: does GIFT's deficit against GRPO shrink as the batch grows toward the paper's? GIFT and GRPO
-at equal prompts per step, paired by seed, each at the rate writers_baselines.py tuned for it at 16 prompts.
+at equal prompts per step, paired by seed, each at the rate writers_baselines.py tuned for it at 16 prompts or, at a
+size in --tune_prompts, the rate re-tuned there.
 
     python experiments/writers_batch.py [--prompts 16 32 64] [--seeds 0 1 2] [--long_steps 450 [--long_prompts 16 64]]
                                         [--tune_prompts 32 64 [--tuning_seeds 0 1]]
@@ -30,6 +31,7 @@ incomplete. The 16-prompt rates were tuned by writers_baselines.py on seeds 0 an
 Reported per size: final held-out accuracy per seed and method, GIFT - GRPO paired by seed with a 95% t-interval,
 the same for the sampled reward over the last 50 steps, the rates, and the responses each run sampled. Writes
 writers_batch.json (top-level `prompts_per_step`, `seeds`, and `tuning` per re-tuned size) and writers_batch.png.
+--report_only starts nothing and reports the runs that have finished.
 """
 
 import os
@@ -297,11 +299,14 @@ PARSER.add_argument("--tune_prompts", type=int, nargs="*", default=[],
                     help="re-tune each method's rate over GRID at these prompts a step (16: tuned already)")
 PARSER.add_argument("--tuning_seeds", type=int, nargs="+", default=[0, 1], help="seeds of the re-tuning runs")
 
-if __name__ == "__main__":
-    args = PARSER.parse_args()
-    run_all([r for r in runs(args) if r["rl_steps"] <= STEPS], args)  # SFT, the tuning and the 150-step runs first,
-    run_all([r for r in runs(args) if r["rl_steps"] <= STEPS], args)  # the comparison at the rates the tuning chose,
-    every = runs(args)
-    continue_short_runs(args)  # then the long runs, each from its 150-step run's final checkpoint
-    run_all(every, args)
+def main(args):
+    if not args.report_only:  # --report_only reports the finished runs (a grid not finished is marked so)
+        run_all([r for r in runs(args) if r["rl_steps"] <= STEPS], args)  # SFT, the tuning, the 150-step runs,
+        run_all([r for r in runs(args) if r["rl_steps"] <= STEPS], args)  # the comparison at the chosen rates,
+        continue_short_runs(args)  # then the long runs, each from its 150-step run's final checkpoint
+        run_all(runs(args), args)
     report(args)
+
+
+if __name__ == "__main__":
+    main(PARSER.parse_args())

@@ -934,6 +934,12 @@ def test_writers_batch_pairs_gift_and_grpo_at_each_batch_size(runs_dir, tmp_path
         assert t["at_grid_edge"] == (t["chosen"] != exp.RATES[method])
     assert out["results"]["16"]["gift"]["lr"] == exp.RATES["gift"]
     assert len(exp.tuning_markdown(out["tuning"])) == 2 + 2 * 3
+    # --report_only starts nothing: a size whose grid has no finished run is left out of the tuning
+    before = sorted(os.listdir(runs_dir))
+    exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0", "--prompts",
+                                    "16", "32", "--tune_prompts", "32", "64", "--tuning_seeds", "0", "--report_only"]))
+    assert sorted(os.listdir(runs_dir)) == before
+    assert set(read_report(tmp_path / "docs", "writers_batch")["tuning"]) == {"32"}
     for size in ("16", "32"):
         e = out["results"][size]
         assert e["gift_minus_grpo"]["per_seed"] == [e["gift"]["per_seed"]["0"]["final_accuracy"]
