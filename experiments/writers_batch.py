@@ -152,20 +152,33 @@ def tuning(args):
     return out
 
 
+def comparison(args, prompts, rates):
+    """GIFT and GRPO at `prompts` a step and `rates`, on the seeds where both finished: per seed, and GIFT - GRPO
+    paired by seed (None when no seed has both)."""
+    per = {m: {seed: one_run(args, f"{name(m, prompts, lr=rates[m])}-s{seed}") for seed in args.seeds
+               if finished(args, f"{name(m, prompts, lr=rates[m])}-s{seed}")} for m in RATES}
+    seeds = [s for s in args.seeds if all(s in per[m] for m in RATES)]
+    if not seeds:
+        return None
+    entry = {m: dict(lr=rates[m], per_seed=per[m],
+                     final_mean=mean_sd([v["final_accuracy"] for v in per[m].values()])[0]) for m in RATES}
+    for key, out in (("final_accuracy", "gift_minus_grpo"), ("reward", "reward_gift_minus_grpo")):
+        entry[out] = paired_difference([per["gift"][s][key] - per["grpo"][s][key] for s in seeds])
+    entry["paired_seeds"] = seeds
+    return entry
+
+
 def collect(args):
+    """Per size, the comparison at its rates (re-tuned ones where --tune_prompts chose them; then also, under
+    `at_16_prompt_rates`, the comparison at the 16-prompt rates where its runs exist); the long runs; the tuning."""
     sizes, tuned = {}, tuning(args)
     for prompts in args.prompts:
         rates = {m: tuned.get(str(prompts), {}).get(m, {}).get("chosen", RATES[m]) for m in RATES}
-        per = {m: {seed: one_run(args, f"{name(m, prompts, lr=rates[m])}-s{seed}") for seed in args.seeds
-                   if finished(args, f"{name(m, prompts, lr=rates[m])}-s{seed}")} for m in RATES}
-        seeds = [s for s in args.seeds if all(s in per[m] for m in RATES)]
-        if not seeds:
+        entry = comparison(args, prompts, rates)
+        if entry is None:
             continue
-        entry = {m: dict(lr=rates[m], per_seed=per[m],
-                         final_mean=mean_sd([v["final_accuracy"] for v in per[m].values()])[0]) for m in RATES}
-        for key, out in (("final_accuracy", "gift_minus_grpo"), ("reward", "reward_gift_minus_grpo")):
-            entry[out] = paired_difference([per["gift"][s][key] - per["grpo"][s][key] for s in seeds])
-        entry["paired_seeds"] = seeds
+        if rates != RATES and comparison(args, prompts, RATES):
+            entry["at_16_prompt_rates"] = comparison(args, prompts, RATES)
         sizes[str(prompts)] = entry
     long = {}
     if args.long_steps:
@@ -234,7 +247,7 @@ def markdown(sizes):
     rows = ["| prompts a step | rates, GIFT / GRPO | GIFT final, per seed | GRPO final, per seed | "
             f"GIFT - GRPO final (points) | GIFT - GRPO sampled reward, last {LAST} steps (points) | responses a run |",
             "|---:|---|---|---|---:|---:|---:|"]
-    for p, e in sizes.items():
+    for p, e in ((p, e) for p, x in sizes.items() for e in (x.get("at_16_prompt_rates"), x) if e):
         f = {m: ", ".join(f"{v['final_accuracy']:.3f}" for v in e[m]["per_seed"].values()) for m in RATES}
         resp = {v["responses"] for m in RATES for v in e[m]["per_seed"].values()}
         rows.append(f"| {p} | {lr_name(e['gift']['lr'])} / {lr_name(e['grpo']['lr'])} | {f['gift']} | {f['grpo']} | "
@@ -247,13 +260,20 @@ def plot(args, sizes, long):
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     xs = [int(p) for p in sizes]
-    for ax, key, label in ((axes[0], "gift_minus_grpo", "final held-out accuracy"),
-                           (axes[0], "reward_gift_minus_grpo", f"sampled reward, last {LAST} steps")):
-        m = [100 * sizes[p][key]["mean"] for p in sizes]
-        lo = [100 * (sizes[p][key]["ci95"] or [sizes[p][key]["mean"]] * 2)[0] for p in sizes]
-        hi = [100 * (sizes[p][key]["ci95"] or [sizes[p][key]["mean"]] * 2)[1] for p in sizes]
-        ax.errorbar(xs, m, yerr=[[a - b for a, b in zip(m, lo)], [b - a for a, b in zip(m, hi)]], marker="o",
-                    capsize=3, label=label)
+    at16 = {p: e.get("at_16_prompt_rates", e) for p, e in sizes.items()}  # the lines: the 16-prompt rates
+    retuned = {p: e for p, e in sizes.items() if "at_16_prompt_rates" in e}  # hollow markers: re-tuned rates
+    for i, (key, label) in enumerate((("gift_minus_grpo", "final held-out accuracy"),
+                                      ("reward_gift_minus_grpo", f"sampled reward, last {LAST} steps"))):
+        for entries, style, note in ((at16, dict(marker="o"), ""),
+                                     (retuned, dict(marker="s", mfc="none", linestyle="none"), ", rates re-tuned")):
+            if not entries:
+                continue
+            m = [100 * e[key]["mean"] for e in entries.values()]
+            lo = [100 * (e[key]["ci95"] or [e[key]["mean"]] * 2)[0] for e in entries.values()]
+            hi = [100 * (e[key]["ci95"] or [e[key]["mean"]] * 2)[1] for e in entries.values()]
+            axes[0].errorbar([int(p) for p in entries], m, yerr=[[a - b for a, b in zip(m, lo)],
+                                                                 [b - a for a, b in zip(m, hi)]],
+                             color=f"C{i}", capsize=3, label=label + note, **style)
     axes[0].axhline(0, color="k", linewidth=0.8)
     axes[0].set(xscale="log", xlabel="prompts a step (log scale)", ylabel="GIFT - GRPO, points (95% t-interval)")
     axes[0].set_xticks(xs, [str(x) for x in xs])

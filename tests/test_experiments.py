@@ -951,7 +951,12 @@ def test_writers_batch_pairs_gift_and_grpo_at_each_batch_size(runs_dir, tmp_path
     d = out["long"]["gift_minus_grpo_p16"]
     assert d["final_accuracy"]["per_seed"] == [out["long"]["gift-p16"]["per_seed"]["0"]["final_accuracy"]
                                                - out["long"]["grpo-p16"]["per_seed"]["0"]["final_accuracy"]]
-    assert len(exp.markdown(out["results"])) == 4
+    # a size whose tuning moved a rate also shows the comparison at the 16-prompt rates (the tuning's middle runs)
+    moved = any(out["results"]["32"][m]["lr"] != exp.RATES[m] for m in exp.RATES)
+    assert ("at_16_prompt_rates" in out["results"]["32"]) == moved
+    if moved:
+        assert {m: out["results"]["32"]["at_16_prompt_rates"][m]["lr"] for m in exp.RATES} == exp.RATES
+    assert len(exp.markdown(out["results"])) == 4 + moved
     assert len(exp.long_markdown(out["long"])) == 2 + 3 + 2  # header, a row per long arm, the paired line
 
 
