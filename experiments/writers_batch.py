@@ -41,7 +41,8 @@ from common import (WRITERS_TASK, lr_name, machine, mean_sd, metrics, paired_dif
                     run_all, sample_budget, save_figure, summary, write_json, writers_rl, writers_sft)
 
 RATES = {"gift": 4e-5, "grpo": 8e-5}  # writers_baselines.json's tuned rates (16 prompts a step)
-GRID = {m: (0.5 * r, r, 2 * r) for m, r in RATES.items()}  # re-tuning at a larger batch (--tune_prompts)
+SCALES = (2, 0.5, 1)  # re-tuning at a larger batch (--tune_prompts): the 16-prompt rate times these, doubled first
+GRID = {m: tuple(sorted(s * r for s in SCALES)) for m, r in RATES.items()}
 STEPS = 150
 LAST = 50  # the sampled reward is averaged over the last LAST steps
 EVERY = 10  # reward curve: means over blocks of EVERY steps
@@ -79,14 +80,15 @@ def runs(args):
     """Every run: the SFT models, the tuning runs, the comparison (at a re-tuned size, once every rate of the grid
     has finished on the tuning seeds), the long runs."""
     out = [writers_sft(seed) for seed in sorted(set(args.seeds) | set(args.tuning_seeds if args.tune_prompts else []))]
-    for prompts in tuned_sizes(args):
-        for scale in (2, 0.5, 1):  # each method's doubled rate first (module docstring)
+    sizes = tuned_sizes(args)
+    for prompts in sizes:
+        for scale in SCALES:  # each method's doubled rate first (module docstring)
             for method in GRID:
                 out += [one(args, method, prompts, seed, lr=scale * RATES[method]) for seed in args.tuning_seeds]
     tuned = tuning(args)
     for method, prompts, steps in arms(args):
         lr = None
-        if steps == STEPS and prompts in tuned_sizes(args):
+        if steps == STEPS and prompts in sizes:
             t = tuned.get(str(prompts), {}).get(method)
             if not (t and t["complete"]):
                 continue  # its rate is not chosen yet
@@ -125,6 +127,11 @@ def finished(args, run):
     return os.path.exists(os.path.join(args.runs, run, "summary.json"))
 
 
+def per_seed(args, run, seeds):
+    """{seed: one_run} of <run>-s<seed> for the seeds whose run has finished."""
+    return {seed: one_run(args, f"{run}-s{seed}") for seed in seeds if finished(args, f"{run}-s{seed}")}
+
+
 def tuning(args):
     """{size: {method: the tuning at that size}} for each size in --tune_prompts: per rate and tuning seed the final
     held-out accuracy and the sampled reward over the last LAST steps, their means per rate (rates finished on every
@@ -134,9 +141,7 @@ def tuning(args):
     for prompts in tuned_sizes(args):
         entry = {}
         for method, grid in GRID.items():
-            per = {lr_name(lr): {seed: one_run(args, f"{name(method, prompts, lr=lr)}-s{seed}")
-                                 for seed in args.tuning_seeds if finished(args, f"{name(method, prompts, lr=lr)}-s{seed}")}
-                   for lr in grid}
+            per = {lr_name(lr): per_seed(args, name(method, prompts, lr=lr), args.tuning_seeds) for lr in grid}
             done = [lr for lr in grid if len(per[lr_name(lr)]) == len(args.tuning_seeds)]
             if not done:
                 continue
@@ -155,8 +160,7 @@ def tuning(args):
 def comparison(args, prompts, rates):
     """GIFT and GRPO at `prompts` a step and `rates`, on the seeds where both finished: per seed, and GIFT - GRPO
     paired by seed (None when no seed has both)."""
-    per = {m: {seed: one_run(args, f"{name(m, prompts, lr=rates[m])}-s{seed}") for seed in args.seeds
-               if finished(args, f"{name(m, prompts, lr=rates[m])}-s{seed}")} for m in RATES}
+    per = {m: per_seed(args, name(m, prompts, lr=rates[m]), args.seeds) for m in RATES}
     seeds = [s for s in args.seeds if all(s in per[m] for m in RATES)]
     if not seeds:
         return None
@@ -177,16 +181,16 @@ def collect(args):
         entry = comparison(args, prompts, rates)
         if entry is None:
             continue
-        if rates != RATES and comparison(args, prompts, RATES):
-            entry["at_16_prompt_rates"] = comparison(args, prompts, RATES)
+        at16 = comparison(args, prompts, RATES) if rates != RATES else None
+        if at16:
+            entry["at_16_prompt_rates"] = at16
         sizes[str(prompts)] = entry
     long = {}
     if args.long_steps:
         for method, prompts, steps in arms(args):
             if steps != args.long_steps:
                 continue
-            per = {seed: one_run(args, f"{name(method, prompts, steps)}-s{seed}") for seed in args.seeds
-                   if finished(args, f"{name(method, prompts, steps)}-s{seed}")}
+            per = per_seed(args, name(method, prompts, steps), args.seeds)
             if per:
                 long[f"{method}-p{prompts}"] = dict(steps=steps, per_seed=per)
         if "gift-p16" in long and "grpo-p16" in long:  # the decisive pair: at the same batch, after the long run
