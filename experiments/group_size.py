@@ -9,8 +9,8 @@ final accuracy per seed and GIFT minus GRPO paired by seed with its 95% t-interv
 Writes group_size.json and group_size.png.
 """
 
-from common import (BUILTIN_EVAL_EVERY, BUILTIN_METHODS, BUILTIN_STEPS, bracket, curve, machine, metrics, paired_difference,
-                    parser, pyplot, rl, run_all, save_figure, sft, summary, write_json)
+from common import (BUILTIN_EVAL_EVERY, BUILTIN_METHODS, BUILTIN_STEPS, bracket, curve, machine, metrics,
+                    paired_difference, parser, pyplot, rl, run_all, save_figure, sft, summary, write_json)
 
 SIZES = (4, 8, 16)
 NAMES = ("gift", "grpo")

@@ -48,8 +48,8 @@ import tempfile
 
 import torch
 
-from common import (ROOT, bracket, lr_name as rate, machine, mean_sd, metrics, paired_difference, parser, points, pyplot, rl,
-                    run_all, run_processes, save_figure, sft, write_json)
+from common import (ROOT, bracket, lr_name as rate, machine, mean_sd, metrics, paired_difference, parser, points,
+                    pyplot, rl, run_all, run_processes, save_figure, sft, write_json)
 from gift.checkpoint import load_checkpoint
 
 STEPS, PROMPTS, EVAL_EVERY, EVAL_PROBLEMS, WIN_PROBLEMS = 30, 8, 5, 300, 300

@@ -22,9 +22,9 @@ accuracy (greedy, 1,000 problems) every 10 steps. Reported:
 Writes writers.json and writers.png.
 """
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, bracket, collect_methods, mean_sd, metrics,
-                    parser, pass_at_16, pyplot, read_pass, run_all, save_figure, steps_to, t_interval, write_json,
-                    writers_rl, writers_sft)
+from common import (WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, bracket, collect_methods, mean_sd,
+                    metrics, parser, pass_at_16, pyplot, read_pass, run_all, save_figure, steps_to, t_interval,
+                    write_json, writers_rl, writers_sft)
 
 
 def runs(args, steps=WRITERS_STEPS, eval_every=WRITERS_EVAL_EVERY):

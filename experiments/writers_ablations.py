@@ -14,8 +14,8 @@ Reported: final held-out accuracy per seed, the paired difference from the defau
 steps to reach 90% of the run's final accuracy. Writes writers_ablations.json and writers_ablations.png.
 """
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, bracket, paired_difference,
-                    parser, pyplot, run_all, save_figure, write_json, writers_rl, writers_sft)
+from common import (WRITERS_EVAL_EVERY, WRITERS_METHODS, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, bracket,
+                    paired_difference, parser, pyplot, run_all, save_figure, write_json, writers_rl, writers_sft)
 
 VARIANTS = {  # name: train.py settings changed from the default (writers.py's "gift" run has none)
     "gift": {},

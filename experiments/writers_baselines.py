@@ -39,9 +39,10 @@ has changed since the report, rerun the experiment); `budget_from` names that ru
 import json
 import os
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, area_under, bracket, command_line, commit, curve, lr_name,
-                    machine, mean_sd, metrics, paired_difference, parser, pass_at_16, points, pyplot, read_pass,
-                    run_all, sample_budget, save_figure, steps_to, summary, write_json, writers_rl, writers_sft)
+from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, area_under, bracket, command_line, commit, curve,
+                    lr_name, machine, mean_sd, metrics, paired_difference, parser, pass_at_16, points, pyplot,
+                    read_pass, run_all, sample_budget, save_figure, steps_to, summary, write_json, writers_rl,
+                    writers_sft)
 
 from gift.loss import LOSSES  # noqa: E402  (common puts the repository on the path)
 from train import Config  # noqa: E402

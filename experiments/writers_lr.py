@@ -11,8 +11,8 @@ best rates are picked on the seeds they are measured on, which flatters both met
 Writes writers_lr.json and writers_lr.png.
 """
 
-from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, bracket, lr_name as rate, paired_difference,
-                    parser, pyplot, run_all, save_figure, write_json, writers_rl, writers_sft)
+from common import (WRITERS_EVAL_EVERY, WRITERS_STEPS, WRITERS_TASK, accuracy_runs, bracket, lr_name as rate,
+                    paired_difference, parser, pyplot, run_all, save_figure, write_json, writers_rl, writers_sft)
 
 RATES = {"gift": (2e-5, 4e-5, 8e-5), "grpo": (5e-6, 2e-5, 4e-5)}
 SAME_AS_WRITERS = {  # (method, rate): writers.py's run of it
