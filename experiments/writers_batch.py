@@ -21,12 +21,15 @@ The rates are the 16-prompt ones unless --tune_prompts re-tunes them: a larger b
 (the linear scaling rule expects a larger one). At each size in --tune_prompts, each method runs every rate of its
 GRID (the 16-prompt rate, halved and doubled) on --tuning_seeds, by writers_baselines.py's protocol: the rate with
 the highest mean final held-out accuracy over the tuning seeds wins, a tie (both at the ceiling) going to the higher
-mean sampled reward over the last 50 steps, and a winner at either end of the grid is flagged. The comparison at that
+mean sampled reward over the last 50 steps. A winner at an end of the grid that has beaten its neighbour there widens
+the grid by the rate past it (doubled or halved; at most WIDEN times, as writers_baselines.py widened its grids), and
+a winner that no finished rate brackets is flagged as at the grid's edge. The comparison at that
 size then uses the chosen rates; its runs on the tuning seeds are the tuning runs themselves (a tuning run is a
 comparison run: same settings, evaluated at the end), so only the other seeds are new. Each rate's runs start
 doubled rate first, then halved, so that a run stopped part of the way has tried the direction the rule expects.
 A rate that has not finished on every tuning seed takes no part in the choice, and the JSON marks the grid
-incomplete. The 16-prompt rates were tuned by writers_baselines.py on seeds 0 and 1 and are not tuned again here.
+incomplete. Without --report_only the script runs until every rate of the widened grids and every comparison run has
+finished. The 16-prompt rates were tuned by writers_baselines.py on seeds 0 and 1 and are not tuned again here.
 
 Reported per size: final held-out accuracy per seed and method, GIFT - GRPO paired by seed with a 95% t-interval,
 the same for the sampled reward over the last 50 steps, the rates, and the responses each run sampled. Writes
@@ -43,6 +46,7 @@ from common import (WRITERS_TASK, lr_name, machine, mean_sd, metrics, paired_dif
 RATES = {"gift": 4e-5, "grpo": 8e-5}  # writers_baselines.json's tuned rates (16 prompts a step)
 SCALES = (2, 0.5, 1)  # re-tuning at a larger batch (--tune_prompts): the 16-prompt rate times these, doubled first
 GRID = {m: tuple(sorted(s * r for s in SCALES)) for m, r in RATES.items()}
+WIDEN = 2  # at most this many rates past GRID's ends (grid())
 STEPS = 150
 LAST = 50  # the sampled reward is averaged over the last LAST steps
 EVERY = 10  # reward curve: means over blocks of EVERY steps
@@ -85,6 +89,9 @@ def runs(args):
         for scale in SCALES:  # each method's doubled rate first (module docstring)
             for method in GRID:
                 out += [one(args, method, prompts, seed, lr=scale * RATES[method]) for seed in args.tuning_seeds]
+        for method in GRID:  # then the rates past an end that grid() added
+            out += [one(args, method, prompts, seed, lr=lr) for lr in grid(args, method, prompts)
+                    if lr not in GRID[method] for seed in args.tuning_seeds]
     tuned = tuning(args)
     for method, prompts, steps in arms(args):
         lr = None
@@ -132,26 +139,45 @@ def per_seed(args, run, seeds):
     return {seed: one_run(args, f"{run}-s{seed}") for seed in seeds if finished(args, f"{run}-s{seed}")}
 
 
+def choose(args, method, prompts, grid):
+    """The tuning of `method` at `prompts` over the rates `grid`: per rate and tuning seed the final held-out accuracy
+    and the sampled reward over the last LAST steps, their means per rate (rates finished on every tuning seed only),
+    the chosen rate (highest mean accuracy, ties to the higher mean reward), whether it is at an end of the finished
+    rates (not bracketed: at the grid's edge), and whether every rate of the grid has finished; None when no rate has
+    finished."""
+    per = {lr_name(lr): per_seed(args, name(method, prompts, lr=lr), args.tuning_seeds) for lr in grid}
+    done = [lr for lr in grid if len(per[lr_name(lr)]) == len(args.tuning_seeds)]
+    if not done:
+        return None
+    mean = {lr_name(lr): {k: sum(v[k] for v in per[lr_name(lr)].values()) / len(args.tuning_seeds)
+                          for k in ("final_accuracy", "reward")} for lr in done}
+    best = max(done, key=lambda lr: (round(mean[lr_name(lr)]["final_accuracy"], 9), mean[lr_name(lr)]["reward"]))
+    return dict(grid=list(grid), tuning_seeds=args.tuning_seeds, per_seed=per, mean=mean, chosen=best,
+                at_grid_edge=best in (min(done), max(done)), complete=len(done) == len(grid))
+
+
+def grid(args, method, prompts):
+    """The rates `method` tries at `prompts`: GRID, widened by writers_baselines.py's rule (a best at an end of the
+    grid is not trusted). While the best finished rate is at an end of the grid and has beaten its neighbour there,
+    the rate past it (doubled at the top, halved at the bottom) joins the grid, at most WIDEN times."""
+    rates = list(GRID[method])
+    for _ in range(WIDEN):
+        t = choose(args, method, prompts, rates)
+        if t is None or t["chosen"] not in (rates[0], rates[-1]):
+            break
+        top = t["chosen"] == rates[-1]
+        if lr_name(rates[-2] if top else rates[1]) not in t["mean"]:
+            break  # its neighbour has not finished: nothing has been beaten yet
+        rates = sorted(rates + [t["chosen"] * 2 if top else t["chosen"] / 2])
+    return rates
+
+
 def tuning(args):
-    """{size: {method: the tuning at that size}} for each size in --tune_prompts: per rate and tuning seed the final
-    held-out accuracy and the sampled reward over the last LAST steps, their means per rate (rates finished on every
-    tuning seed only), the chosen rate (highest mean accuracy, ties to the higher mean reward), whether it is at an
-    end of the grid, and whether every rate of the grid has finished."""
+    """{size: {method: choose(...) over grid(...)}} for each size in --tune_prompts where a rate has finished."""
     out = {}
     for prompts in tuned_sizes(args):
-        entry = {}
-        for method, grid in GRID.items():
-            per = {lr_name(lr): per_seed(args, name(method, prompts, lr=lr), args.tuning_seeds) for lr in grid}
-            done = [lr for lr in grid if len(per[lr_name(lr)]) == len(args.tuning_seeds)]
-            if not done:
-                continue
-            mean = {lr_name(lr): {k: sum(v[k] for v in per[lr_name(lr)].values()) / len(args.tuning_seeds)
-                                  for k in ("final_accuracy", "reward")} for lr in done}
-            best = max(done, key=lambda lr: (round(mean[lr_name(lr)]["final_accuracy"], 9),
-                                             mean[lr_name(lr)]["reward"]))
-            entry[method] = dict(grid=list(grid), tuning_seeds=args.tuning_seeds, per_seed=per, mean=mean,
-                                 chosen=best, at_grid_edge=best in (min(grid), max(grid)),
-                                 complete=len(done) == len(grid))
+        entry = {m: choose(args, m, prompts, grid(args, m, prompts)) for m in GRID}
+        entry = {m: t for m, t in entry.items() if t}
         if entry:
             out[str(prompts)] = entry
     return out
@@ -325,8 +351,11 @@ PARSER.add_argument("--tuning_seeds", type=int, nargs="+", default=[0, 1], help=
 
 def main(args):
     if not args.report_only:  # --report_only reports the finished runs (a grid not finished is marked so)
-        run_all([r for r in runs(args) if r["rl_steps"] <= STEPS], args)  # SFT, the tuning, the 150-step runs,
-        run_all([r for r in runs(args) if r["rl_steps"] <= STEPS], args)  # the comparison at the chosen rates,
+        while True:  # SFT, the tuning (each pass may widen a grid), the comparison at the chosen rates,
+            todo = [r for r in runs(args) if r["rl_steps"] <= STEPS and not finished(args, r["run_name"])]
+            if not todo:
+                break
+            run_all(todo, args)
         continue_short_runs(args)  # then the long runs, each from its 150-step run's final checkpoint
         run_all(runs(args), args)
     report(args)

@@ -920,9 +920,10 @@ def test_writers_batch_pairs_gift_and_grpo_at_each_batch_size(runs_dir, tmp_path
     assert rl_runs["writers-batch-grpo-p32-lr8e-5-s0"]["method"] == "grpo"
     assert not any("writers-tune" in r["run_name"] and r["rl_lr"] not in exp.RATES.values() for r in runs)
     tiny = {16: 2, 32: 4, 64: 4}  # each size scaled down, keeping the order of the sizes
-    for _ in range(2):  # the tuning, then the comparison at the chosen rates (here: the tuning seed's runs)
+    for _ in range(2 + exp.WIDEN):  # the tuning, its widening, then the comparison at the chosen rates (main's loop)
         common.run_all([{**r, **TINY, **({"sft_steps": 4} if "sft" in r["run_name"] else dict(
             rl_steps=min(r["rl_steps"], 2), prompts=tiny[r.get("prompts", 16)]))} for r in exp.runs(args)], args)
+    assert all(exp.finished(args, r["run_name"]) for r in exp.runs(args))
     exp.report(args)
     out = read_report(tmp_path / "docs", "writers_batch")
     assert out["prompts_per_step"] == [16, 32] and out["seeds"] == [0]
@@ -931,9 +932,10 @@ def test_writers_batch_pairs_gift_and_grpo_at_each_batch_size(runs_dir, tmp_path
         assert t["complete"] and t["chosen"] in t["grid"] and t["chosen"] == out["results"]["32"][method]["lr"]
         best = max(t["mean"].values(), key=lambda v: (round(v["final_accuracy"], 9), v["reward"]))
         assert t["mean"][common.lr_name(t["chosen"])] == best
-        assert t["at_grid_edge"] == (t["chosen"] != exp.RATES[method])
+        assert t["grid"] == exp.grid(args, method, 32) and set(exp.GRID[method]) <= set(t["grid"])
+        assert t["at_grid_edge"] == (t["chosen"] in (t["grid"][0], t["grid"][-1]))
     assert out["results"]["16"]["gift"]["lr"] == exp.RATES["gift"]
-    assert len(exp.tuning_markdown(out["tuning"])) == 2 + 2 * 3
+    assert len(exp.tuning_markdown(out["tuning"])) == 2 + sum(len(t["grid"]) for t in out["tuning"]["32"].values())
     # --report_only starts nothing: a size whose grid has no finished run is left out of the tuning
     before = sorted(os.listdir(runs_dir))
     exp.main(exp.PARSER.parse_args([f"--runs={runs_dir}", f"--out={tmp_path / 'docs'}", "--seeds", "0", "--prompts",
@@ -958,6 +960,54 @@ def test_writers_batch_pairs_gift_and_grpo_at_each_batch_size(runs_dir, tmp_path
         assert {m: out["results"]["32"]["at_16_prompt_rates"][m]["lr"] for m in exp.RATES} == exp.RATES
     assert len(exp.markdown(out["results"])) == 4 + moved
     assert len(exp.long_markdown(out["long"])) == 2 + 3 + 2  # header, a row per long arm, the paired line
+
+
+def test_writers_batch_widens_a_grid_whose_best_rate_is_at_an_end(tmp_path):
+    """A rate that beats its neighbour at an end of the grid adds the rate past it (to the tuning runs too), at most
+    WIDEN times; a lone finished rate widens nothing; a best that no finished rate brackets is flagged at the edge,
+    and a grid with a rate not run is incomplete."""
+    import writers_batch as exp
+
+    args = exp.PARSER.parse_args([f"--runs={tmp_path}", "--seeds", "0", "1", "2", "--prompts", "16", "64",
+                                  "--tune_prompts", "64", "--tuning_seeds", "0", "1"])
+
+    def fake(method, lr, accuracy, reward):
+        for seed in args.tuning_seeds:
+            run = tmp_path / f"{exp.name(method, 64, lr=lr)}-s{seed}"
+            run.mkdir()
+            (run / "summary.json").write_text(json.dumps(dict(rl_accuracy=accuracy,
+                                                              config=dict(prompts=64, group_size=4))))
+            (run / "metrics.jsonl").write_text("".join(json.dumps(dict(stage="rl", step=i, reward=reward)) + "\n"
+                                                       for i in range(exp.STEPS)))
+
+    def tuning_runs(method):
+        return sorted({r["rl_lr"] for r in exp.runs(args) if r.get("method") == method and r.get("prompts") == 64
+                       and r["run_name"].endswith(tuple(f"-s{s}" for s in args.tuning_seeds))})
+
+    base = list(exp.GRID["gift"])  # 2e-5, 4e-5, 8e-5
+    fake("gift", base[2], 1.0, 0.9)
+    assert exp.grid(args, "gift", 64) == base  # 8e-5 alone has beaten nothing
+    t = exp.tuning(args)["64"]["gift"]
+    assert t["chosen"] == base[2] and t["at_grid_edge"] and not t["complete"]
+    fake("gift", base[1], 1.0, 0.8)  # 8e-5 beats 4e-5 on the tie-break: 1.6e-4 joins the grid and the runs
+    assert exp.grid(args, "gift", 64) == base + [2 * base[2]]
+    assert tuning_runs("gift") == base + [2 * base[2]]
+    t = exp.tuning(args)["64"]["gift"]
+    assert not t["complete"] and t["at_grid_edge"]  # 2e-5 and 1.6e-4 not run: 8e-5 is not bracketed
+    fake("gift", 2 * base[2], 0.5, 0.95)  # 1.6e-4 loses on accuracy: 8e-5 is bracketed above, the grid stays
+    assert exp.grid(args, "gift", 64) == base + [2 * base[2]]
+    assert exp.tuning(args)["64"]["gift"]["chosen"] == base[2]
+    fake("gift", base[0], 0.9, 0.9)
+    t = exp.tuning(args)["64"]["gift"]
+    assert t["complete"] and not t["at_grid_edge"] and t["chosen"] == base[2]
+    # a best at the bottom that beats its neighbour widens downward, at most WIDEN times
+    low = list(exp.GRID["grpo"])  # 4e-5, 8e-5, 1.6e-4
+    for lr in low + [low[0] / 2, low[0] / 4, low[0] / 8]:
+        fake("grpo", lr, 1.0, 0.5 - 0.01 * math.log2(lr / low[0]))  # the lower the rate, the higher the reward
+    assert exp.grid(args, "grpo", 64) == sorted(low + [low[0] / 2, low[0] / 4][:exp.WIDEN])
+    t = exp.tuning(args)["64"]["grpo"]
+    assert t["complete"] and t["at_grid_edge"] and t["chosen"] == low[0] / 2 ** exp.WIDEN
+    assert tuning_runs("grpo") == t["grid"]
 
 
 def test_writers_batch_long_runs_continue_the_finished_150_step_runs(tmp_path):
