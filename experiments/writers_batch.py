@@ -199,11 +199,13 @@ def comparison(args, prompts, rates):
 
 
 def collect(args):
-    """Per size, the comparison at its rates (re-tuned ones where --tune_prompts chose them; then also, under
-    `at_16_prompt_rates`, the comparison at the 16-prompt rates where its runs exist); the long runs; the tuning."""
+    """Per size, the comparison at its rates (re-tuned ones where --tune_prompts chose them from a finished grid; then
+    also, under `at_16_prompt_rates`, the comparison at the 16-prompt rates where its runs exist); the long runs; the
+    tuning."""
     sizes, tuned = {}, tuning(args)
     for prompts in args.prompts:
-        rates = {m: tuned.get(str(prompts), {}).get(m, {}).get("chosen", RATES[m]) for m in RATES}
+        t = tuned.get(str(prompts), {})  # a grid not finished chooses nothing yet (runs() waits for it too)
+        rates = {m: t[m]["chosen"] if t.get(m, {}).get("complete") else RATES[m] for m in RATES}
         entry = comparison(args, prompts, rates)
         if entry is None:
             continue

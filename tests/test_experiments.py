@@ -317,8 +317,9 @@ def test_the_equal_batch_page_is_the_committed_equal_batch_report():
     page = (docs / "writers_batch.md").read_text().splitlines()
     rows = exp.tuning_markdown(out["tuning"]) + exp.markdown(out["results"]) + exp.long_markdown(out["long"])
     assert all(row in page for row in rows if row)
-    for p, entry in out["tuning"].items():  # a re-tuned size is compared at the rates its tuning chose
-        assert all(out["results"][p][m]["lr"] == t["chosen"] for m, t in entry.items())
+    for p, entry in out["tuning"].items():  # a re-tuned size is compared at the rates its finished tuning chose
+        assert all(out["results"][p][m]["lr"] == (t["chosen"] if t["complete"] else exp.RATES[m])
+                   for m, t in entry.items())
 
 
 def test_the_rlhf_page_is_the_committed_rlhf_report():
@@ -1008,6 +1009,11 @@ def test_writers_batch_widens_a_grid_whose_best_rate_is_at_an_end(tmp_path):
     t = exp.tuning(args)["64"]["grpo"]
     assert t["complete"] and t["at_grid_edge"] and t["chosen"] == low[0] / 2 ** exp.WIDEN
     assert tuning_runs("grpo") == t["grid"]
+    # the comparison takes a method's chosen rate once its grid has finished, the 16-prompt rate before
+    assert {m: e["lr"] for m, e in exp.collect(args)[0]["64"].items() if m in exp.RATES} == dict(
+        gift=base[2], grpo=t["chosen"])
+    os.remove(tmp_path / f"{exp.name('gift', 64, lr=base[0])}-s1" / "summary.json")
+    assert exp.collect(args)[0]["64"]["gift"]["lr"] == exp.RATES["gift"]
 
 
 def test_writers_batch_long_runs_continue_the_finished_150_step_runs(tmp_path):
