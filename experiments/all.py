@@ -41,7 +41,7 @@ COMMANDS = {
                         ["--rates", "8e-5", "--seeds", "0", "1", "2", "--arms", "base", "cosine",
                          "--out=writers_plateau_lr8e-5"]],
     "rlhf": [[]],
-    "writers_batch": [["--long_steps", "450", "--long_prompts", "16", "64", "--tune_prompts", "64"]],
+    "writers_batch": [["--long_steps", "450", "--long_prompts", "16", "64", "--tune_prompts", "64", "32"]],
 }
 BUILTIN = ("compare", "reference", "overfit", "group_size", "beta")  # a plain run's set, in this order
 OWN_OPTIONS = {"bandit": (), "noise_floor": ()}  # scripts without common.parser's --runs/--jobs/--threads
