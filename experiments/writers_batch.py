@@ -23,10 +23,10 @@ GRID (the 16-prompt rate, halved and doubled) on --tuning_seeds, by writers_base
 the highest mean final held-out accuracy over the tuning seeds wins, a tie (both at the ceiling) going to the higher
 mean sampled reward over the last 50 steps. A winner at an end of the grid that has beaten its neighbour there widens
 the grid by the rate past it (doubled or halved; at most WIDEN times, as writers_baselines.py widened its grids), and
-a winner that no finished rate brackets is flagged as at the grid's edge. The comparison at that
-size then uses the chosen rates; its runs on the tuning seeds are the tuning runs themselves (a tuning run is a
-comparison run: same settings, evaluated at the end), so only the other seeds are new. Each rate's runs start
-doubled rate first, then halved, so that a run stopped part of the way has tried the direction the rule expects.
+a winner that no finished rate brackets is flagged as at the grid's edge. The comparison at that size then uses the
+chosen rates; its runs on the tuning seeds are the tuning runs themselves (a tuning run is a comparison run: same
+settings, evaluated at the end), so only the other seeds are new. Each rate's runs start doubled rate first, then
+halved, so that a run stopped part of the way has tried the direction the rule expects.
 A rate that has not finished on every tuning seed takes no part in the choice, and the JSON marks the grid
 incomplete. Without --report_only the script runs until every rate of the widened grids and every comparison run has
 finished. The 16-prompt rates were tuned by writers_baselines.py on seeds 0 and 1 and are not tuned again here.
@@ -46,7 +46,7 @@ from common import (WRITERS_TASK, lr_name, machine, mean_sd, metrics, paired_dif
 RATES = {"gift": 4e-5, "grpo": 8e-5}  # writers_baselines.json's tuned rates (16 prompts a step)
 SCALES = (2, 0.5, 1)  # re-tuning at a larger batch (--tune_prompts): the 16-prompt rate times these, doubled first
 GRID = {m: tuple(sorted(s * r for s in SCALES)) for m, r in RATES.items()}
-WIDEN = 2  # at most this many rates past GRID's ends (grid())
+WIDEN = 2  # at most this many rates past GRID's ends (tune())
 STEPS = 150
 LAST = 50  # the sampled reward is averaged over the last LAST steps
 EVERY = 10  # reward curve: means over blocks of EVERY steps
@@ -84,15 +84,14 @@ def runs(args):
     """Every run: the SFT models, the tuning runs, the comparison (at a re-tuned size, once every rate of the grid
     has finished on the tuning seeds), the long runs."""
     out = [writers_sft(seed) for seed in sorted(set(args.seeds) | set(args.tuning_seeds if args.tune_prompts else []))]
-    sizes = tuned_sizes(args)
+    sizes, tuned = tuned_sizes(args), tuning(args)
     for prompts in sizes:
         for scale in SCALES:  # each method's doubled rate first (module docstring)
             for method in GRID:
                 out += [one(args, method, prompts, seed, lr=scale * RATES[method]) for seed in args.tuning_seeds]
-        for method in GRID:  # then the rates past an end that grid() added
-            out += [one(args, method, prompts, seed, lr=lr) for lr in grid(args, method, prompts)
-                    if lr not in GRID[method] for seed in args.tuning_seeds]
-    tuned = tuning(args)
+        for method, t in tuned.get(str(prompts), {}).items():  # then the rates past an end that tune() added
+            out += [one(args, method, prompts, seed, lr=lr) for lr in t["grid"] if lr not in GRID[method]
+                    for seed in args.tuning_seeds]
     for method, prompts, steps in arms(args):
         lr = None
         if steps == STEPS and prompts in sizes:
@@ -156,27 +155,28 @@ def choose(args, method, prompts, grid):
                 at_grid_edge=best in (min(done), max(done)), complete=len(done) == len(grid))
 
 
-def grid(args, method, prompts):
-    """The rates `method` tries at `prompts`: GRID, widened by writers_baselines.py's rule (a best at an end of the
-    grid is not trusted). While the best finished rate is at an end of the grid and has beaten its neighbour there,
-    the rate past it (doubled at the top, halved at the bottom) joins the grid, at most WIDEN times."""
+def tune(args, method, prompts):
+    """choose() over GRID widened by writers_baselines.py's rule (a best at an end of the grid is not trusted): while
+    the best finished rate is at an end of the grid and has beaten its neighbour there, the rate past it (doubled at
+    the top, halved at the bottom) joins the grid, at most WIDEN times. None when no rate has finished."""
     rates = list(GRID[method])
+    t = choose(args, method, prompts, rates)
     for _ in range(WIDEN):
-        t = choose(args, method, prompts, rates)
         if t is None or t["chosen"] not in (rates[0], rates[-1]):
             break
         top = t["chosen"] == rates[-1]
         if lr_name(rates[-2] if top else rates[1]) not in t["mean"]:
             break  # its neighbour has not finished: nothing has been beaten yet
         rates = sorted(rates + [t["chosen"] * 2 if top else t["chosen"] / 2])
-    return rates
+        t = choose(args, method, prompts, rates)
+    return t
 
 
 def tuning(args):
-    """{size: {method: choose(...) over grid(...)}} for each size in --tune_prompts where a rate has finished."""
+    """{size: {method: tune(...)}} for each size in --tune_prompts where a rate has finished."""
     out = {}
     for prompts in tuned_sizes(args):
-        entry = {m: choose(args, m, prompts, grid(args, m, prompts)) for m in GRID}
+        entry = {m: tune(args, m, prompts) for m in GRID}
         entry = {m: t for m, t in entry.items() if t}
         if entry:
             out[str(prompts)] = entry

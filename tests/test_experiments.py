@@ -933,7 +933,7 @@ def test_writers_batch_pairs_gift_and_grpo_at_each_batch_size(runs_dir, tmp_path
         assert t["complete"] and t["chosen"] in t["grid"] and t["chosen"] == out["results"]["32"][method]["lr"]
         best = max(t["mean"].values(), key=lambda v: (round(v["final_accuracy"], 9), v["reward"]))
         assert t["mean"][common.lr_name(t["chosen"])] == best
-        assert t["grid"] == exp.grid(args, method, 32) and set(exp.GRID[method]) <= set(t["grid"])
+        assert t["grid"] == exp.tune(args, method, 32)["grid"] and set(exp.GRID[method]) <= set(t["grid"])
         assert t["at_grid_edge"] == (t["chosen"] in (t["grid"][0], t["grid"][-1]))
     assert out["results"]["16"]["gift"]["lr"] == exp.RATES["gift"]
     assert len(exp.tuning_markdown(out["tuning"])) == 2 + sum(len(t["grid"]) for t in out["tuning"]["32"].values())
@@ -987,16 +987,16 @@ def test_writers_batch_widens_a_grid_whose_best_rate_is_at_an_end(tmp_path):
 
     base = list(exp.GRID["gift"])  # 2e-5, 4e-5, 8e-5
     fake("gift", base[2], 1.0, 0.9)
-    assert exp.grid(args, "gift", 64) == base  # 8e-5 alone has beaten nothing
+    assert exp.tune(args, "gift", 64)["grid"] == base  # 8e-5 alone has beaten nothing
     t = exp.tuning(args)["64"]["gift"]
     assert t["chosen"] == base[2] and t["at_grid_edge"] and not t["complete"]
     fake("gift", base[1], 1.0, 0.8)  # 8e-5 beats 4e-5 on the tie-break: 1.6e-4 joins the grid and the runs
-    assert exp.grid(args, "gift", 64) == base + [2 * base[2]]
+    assert exp.tune(args, "gift", 64)["grid"] == base + [2 * base[2]]
     assert tuning_runs("gift") == base + [2 * base[2]]
     t = exp.tuning(args)["64"]["gift"]
     assert not t["complete"] and t["at_grid_edge"]  # 2e-5 and 1.6e-4 not run: 8e-5 is not bracketed
     fake("gift", 2 * base[2], 0.5, 0.95)  # 1.6e-4 loses on accuracy: 8e-5 is bracketed above, the grid stays
-    assert exp.grid(args, "gift", 64) == base + [2 * base[2]]
+    assert exp.tune(args, "gift", 64)["grid"] == base + [2 * base[2]]
     assert exp.tuning(args)["64"]["gift"]["chosen"] == base[2]
     fake("gift", base[0], 0.9, 0.9)
     t = exp.tuning(args)["64"]["gift"]
@@ -1005,7 +1005,7 @@ def test_writers_batch_widens_a_grid_whose_best_rate_is_at_an_end(tmp_path):
     low = list(exp.GRID["grpo"])  # 4e-5, 8e-5, 1.6e-4
     for lr in low + [low[0] / 2, low[0] / 4, low[0] / 8]:
         fake("grpo", lr, 1.0, 0.5 - 0.01 * math.log2(lr / low[0]))  # the lower the rate, the higher the reward
-    assert exp.grid(args, "grpo", 64) == sorted(low + [low[0] / 2, low[0] / 4][:exp.WIDEN])
+    assert exp.tune(args, "grpo", 64)["grid"] == sorted(low + [low[0] / 2, low[0] / 4][:exp.WIDEN])
     t = exp.tuning(args)["64"]["grpo"]
     assert t["complete"] and t["at_grid_edge"] and t["chosen"] == low[0] / 2 ** exp.WIDEN
     assert tuning_runs("grpo") == t["grid"]
