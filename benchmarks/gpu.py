@@ -19,7 +19,6 @@ Sections (random weights throughout; GPT-2 small shape for the sampler, temperat
 import argparse
 import math
 import os
-import statistics
 import sys
 import time
 

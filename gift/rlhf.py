@@ -38,7 +38,7 @@ from gift import data
 from gift.checkpoint import safe_load, save_checkpoint, verify_checksum
 from gift.evaluation import Progress
 from gift.model import GPT, GPTConfig
-from gift.tokenizer import builtin_tokenizer, response_text, stop_ids
+from gift.tokenizer import response_text, stop_ids
 from gift.verifier import calculate, extract_answer
 
 TAU = 0.1  # Bradley-Terry temperature of the labels, in units of u

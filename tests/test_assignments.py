@@ -10,7 +10,6 @@ editions into temporary folders and checks that every part of the full edition s
 only its own solution filled in, that the grader ignores the student's copy of the tests, that no line of solution
 code reaches the student edition, and the report part's runner and checker (a doctored report is rejected).
 """
-import copy
 import csv
 import inspect
 import json

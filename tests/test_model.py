@@ -1,7 +1,6 @@
 """GPT-2 from scratch: parameter counts, logit parity with transformers, the KV cache, and clear errors."""
 
 import json
-import os
 
 import pytest
 import torch
